@@ -1,0 +1,1 @@
+"""Detector implementations (scikit-learn API; torch only where needed)."""
