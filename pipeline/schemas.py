@@ -71,6 +71,8 @@ def _flow_fields() -> list[pa.Field]:
         pa.field("protocol", pa.uint8(), nullable=False),
         pa.field("tenant", TENANT_TYPE, nullable=False),
         pa.field("vm", TENANT_TYPE, nullable=False),
+        pa.field("src_tenant", TENANT_TYPE, nullable=False),
+        pa.field("src_vm", TENANT_TYPE, nullable=False),
         pa.field("dst_tenant", TENANT_TYPE, nullable=False),
         pa.field("dst_vm", TENANT_TYPE, nullable=False),
         pa.field("first_seen_ns", pa.int64(), nullable=False),
@@ -114,7 +116,12 @@ def _flow_fields() -> list[pa.Field]:
 
 
 FLOWS = pa.schema(_flow_fields())
-"""One row per bidirectional flow; ``src`` is the initiator. Names follow NFStream (direction, stat, unit)."""
+"""One row per bidirectional flow; ``src`` is the initiator. Names follow NFStream (direction, stat, unit).
+
+``tenant``/``vm`` own the flow: the initiator's when it is inside a tenant, else the responder's.
+Sizes (``*_ps``) and ``*_bytes`` count captured frames' wire length, as tshark's conversation
+table does; ``*_payload_bytes`` count transport payload; ``*_piat_ms`` are inter-arrival times.
+"""
 
 FLOW_KEY = ("capture_point", "vni", "src_ip", "dst_ip", "src_port", "dst_port", "protocol")
 
