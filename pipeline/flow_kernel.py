@@ -335,12 +335,35 @@ def _close(f, reason, I):
 
 
 @nb.njit(cache=True)
-def assemble(order, gid, n_state, ts, size, pay, flags, seq, ack, win, is_tcp, fwd, frag,
-             state_I, state_F, state_T, idle_ns, active_ns, I, F, T, pkt_flags):  # fmt: skip
+def assemble(
+    order,
+    gid,
+    n_state,
+    ts,
+    size,
+    pay,
+    flags,
+    seq,
+    ack,
+    win,
+    is_tcp,
+    fwd,
+    frag,
+    state_I,
+    state_F,
+    state_T,
+    idle_ns,
+    active_ns,
+    I,
+    F,
+    T,
+    pkt_flags,
+):
     """Assemble flows from rows in ``order`` (grouped by ``gid``, time-ordered within a group).
 
     Rows ``< n_state`` are resumed flows whose accumulators are ``state_*[row]``; the other
-    rows are packets. Returns the number of flows written to ``I``/``F``/``T``; the last flow
+    rows are packets. Returns the number of flows written to ``I``/``F``/``T`` (-1 when they
+    have too few rows); the last flow
     of each key is closed by :func:`finish`. ``pkt_flags[row]`` receives each packet's PA_* bits.
     """
     nf = -1
@@ -350,6 +373,8 @@ def assemble(order, gid, n_state, ts, size, pay, flags, seq, ack, win, is_tcp, f
         g = gid[row]
         if row < n_state:
             nf += 1
+            if nf >= I.shape[0]:
+                return -1
             for c in range(I.shape[1]):
                 I[nf, c] = state_I[row, c]
             for c in range(F.shape[1]):
@@ -370,13 +395,17 @@ def assemble(order, gid, n_state, ts, size, pay, flags, seq, ack, win, is_tcp, f
             elif t - I[nf, D_FIRST] >= active_ns:
                 _close(nf, END_ACTIVE, I)
                 new = True
-            elif (fl & SYN) and not (fl & ACK) and (I[nf, I_CONN] & (B_ORIG_FIN | B_RESP_FIN | B_ORIG_RST | B_RESP_RST)):
+            elif (
+                (fl & SYN) and not (fl & ACK) and (I[nf, I_CONN] & (B_ORIG_FIN | B_RESP_FIN | B_ORIG_RST | B_RESP_RST))
+            ):
                 _close(nf, END_FIN, I)
                 new = True
             if new:
                 I[nf, I_GROUP_LAST] = 0
         if new:
             nf += 1
+            if nf >= I.shape[0]:
+                return -1  # out of room: the caller retries with room for one flow per row
             _start_flow(nf, row, t, fl, fwd[row], I, F, T)
             prev_g = g
         d = 0 if fwd[row] == I[nf, I_INIT_IS_A] else 1
@@ -400,6 +429,19 @@ def finish(I, nf, open_mask, reason):
     for f in range(nf):
         if I[f, I_GROUP_LAST] == 1 and not open_mask[f]:
             _close(f, reason, I)
+
+
+@nb.njit(cache=True)
+def compact_rows(A, keep, n):
+    """Move rows ``i < n`` with ``keep[i]`` to the front of ``A`` (stable, in place, column by column)."""
+    w = 0
+    for c in range(A.shape[1]):
+        w = 0
+        for i in range(n):
+            if keep[i]:
+                A[w, c] = A[i, c]
+                w += 1
+    return w
 
 
 def conn_state_codes(conn: np.ndarray, is_tcp: np.ndarray) -> np.ndarray:

@@ -61,8 +61,15 @@ def _inherit_fragment_ports(cols: dict[str, np.ndarray]) -> None:
         s_hi, s_lo = _be_words(cols["src_ip"][idx])
         d_hi, d_lo = _be_words(cols["dst_ip"][idx])
         return pd.DataFrame(
-            {"s_hi": s_hi, "s_lo": s_lo, "d_hi": d_hi, "d_lo": d_lo, "proto": cols["proto"][idx],
-             "ip_id": cols["ip_id"][idx], "row": idx}  # fmt: skip
+            {
+                "s_hi": s_hi,
+                "s_lo": s_lo,
+                "d_hi": d_hi,
+                "d_lo": d_lo,
+                "proto": cols["proto"][idx],
+                "ip_id": cols["ip_id"][idx],
+                "row": idx,
+            }
         )
 
     keys = ["s_hi", "s_lo", "d_hi", "d_lo", "proto", "ip_id"]
@@ -77,8 +84,23 @@ def _inherit_fragment_ports(cols: dict[str, np.ndarray]) -> None:
 def _packet_rows(packets: pa.Table) -> dict[str, np.ndarray]:
     """Columns the kernel needs, in time order, with canonical (A ≤ B) keys."""
     check_columns(packets, PACKETS, "packets")
-    names = ["ts_ns", "frame_len", "payload_len", "tcp_flags", "tcp_seq", "tcp_ack", "tcp_win", "proto",
-             "frag", "src_port", "dst_port", "vni", "vlan", "ip_version", "ip_id"]  # fmt: skip
+    names = [
+        "ts_ns",
+        "frame_len",
+        "payload_len",
+        "tcp_flags",
+        "tcp_seq",
+        "tcp_ack",
+        "tcp_win",
+        "proto",
+        "frag",
+        "src_port",
+        "dst_port",
+        "vni",
+        "vlan",
+        "ip_version",
+        "ip_id",
+    ]
     cols = {n: packets.column(n).to_numpy() for n in names}
     from pipeline.schemas import ip16_numpy
 
@@ -129,6 +151,10 @@ def _words_to_ip16(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 def _dict_array(values: np.ndarray, categories: tuple[str, ...]) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(values.astype(np.int32), pa.array(categories, pa.string()))
+
+
+def _codes(values: np.ndarray, categories: tuple[str, ...]) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(values.astype(np.int8), pa.array(categories, pa.string()))
 
 
 def _flow_id(row_hash: np.ndarray, first_ns: np.ndarray) -> np.ndarray:
@@ -197,18 +223,41 @@ class FlowAssembler:
         gid, row_hash, ng = fk.group_rows(keys)
         order = fk.order_by_group(gid, ng)
         total = k + n
-        I = np.empty((total, fk.I_WIDTH), np.int64)
-        F = np.empty((total, fk.F_WIDTH), np.float64)
-        T = np.empty((total, fk.T_WIDTH), np.int64)
         pkt_flags = np.zeros(total, np.int64)
-        nf = fk.assemble(
-            order, gid, k, padded("ts", np.int64), padded("size", np.int64), padded("pay", np.int64),
-            padded("flags", np.int64), padded("seq", np.int64), padded("ack", np.int64), padded("win", np.int64),
-            padded("is_tcp", np.bool_), padded("fwd", np.int64), padded("frag", np.int64),
-            st["I"], st["F"], st["T"], self._idle, self._active, I, F, T, pkt_flags,
-        )  # fmt: skip
+        args = (
+            order,
+            gid,
+            k,
+            padded("ts", np.int64),
+            padded("size", np.int64),
+            padded("pay", np.int64),
+            padded("flags", np.int64),
+            padded("seq", np.int64),
+            padded("ack", np.int64),
+            padded("win", np.int64),
+            padded("is_tcp", np.bool_),
+            padded("fwd", np.int64),
+            padded("frag", np.int64),
+            st["I"],
+            st["F"],
+            st["T"],
+            self._idle,
+            self._active,
+        )
+        # one flow per key unless timeouts or SYN-after-FIN split it: size for that, retry if short
+        capacity = min(total, ng + 64 + ng // 8)
+        while True:
+            # column-major: the kernel fills a flow at a time, the table is read a column at a time
+            I = np.empty((capacity, fk.I_WIDTH), np.int64, order="F")
+            F = np.empty((capacity, fk.F_WIDTH), np.float64, order="F")
+            T = np.empty((capacity, fk.T_WIDTH), np.int64, order="F")
+            nf = fk.assemble(*args, I, F, T, pkt_flags)
+            if nf >= 0:
+                break
+            capacity = total
         self.last_packet_flags = pkt_flags[k:]
-        I, F, T = I[:nf], F[:nf], T[:nf]
+        if nf < capacity:
+            I, F, T = I[:nf], F[:nf], T[:nf]
         if final or self._watermark is None:
             is_open = np.zeros(nf, dtype=np.bool_)
         else:
@@ -216,18 +265,22 @@ class FlowAssembler:
         fk.finish(I, nf, is_open, fk.END_EOF if final else fk.END_IDLE)
         first_rows = I[:, fk.I_FIRST_ROW]
         self._state = {
-            "I": I[is_open],
-            "F": F[is_open],
-            "T": T[is_open],
+            "I": np.ascontiguousarray(I[is_open]),
+            "F": np.ascontiguousarray(F[is_open]),
+            "T": np.ascontiguousarray(T[is_open]),
             "keys": keys[first_rows[is_open]],
             "ipver": ipver[first_rows[is_open]],
         }
-        done = ~is_open
-        return self._to_table(I[done], F[done], keys[first_rows[done]], ipver[first_rows[done]],
-                              row_hash[first_rows[done]])  # fmt: skip
+        if is_open.any():
+            done = ~is_open
+            m = fk.compact_rows(I, done, nf)
+            fk.compact_rows(F, done, nf)
+            I, F, first_rows = I[:m], F[:m], first_rows[done]
+        return self._to_table(I, F, keys[first_rows], ipver[first_rows], row_hash[first_rows])
 
-    def _to_table(self, I: np.ndarray, F: np.ndarray, keys: np.ndarray, ipver: np.ndarray,
-                  row_hash: np.ndarray) -> pa.Table:  # fmt: skip
+    def _to_table(
+        self, I: np.ndarray, F: np.ndarray, keys: np.ndarray, ipver: np.ndarray, row_hash: np.ndarray
+    ) -> pa.Table:
         m = len(I)
         if m == 0:
             return FLOWS.empty_table()
@@ -281,11 +334,13 @@ class FlowAssembler:
                 cols[f"{name}_{flag}_packets"] = I[:, d * fk.D_WIDTH + fk.D_FLAG0 + j]
         is_tcp = proto == 6
         syn_ts, synack_ts, hs_ts = I[:, fk.I_SYN_TS], I[:, fk.I_SYNACK_TS], I[:, fk.I_HSACK_TS]
-        cols["conn_state"] = np.asarray(CONN_STATES, dtype=object)[fk.conn_state_codes(I[:, fk.I_CONN], is_tcp)]
+        cols["conn_state"] = _codes(fk.conn_state_codes(I[:, fk.I_CONN], is_tcp), CONN_STATES)
         cols["syn_synack_ms"] = pa.array(
             (synack_ts - syn_ts) / NS_PER_MS, pa.float64(), mask=~((syn_ts > 0) & (synack_ts > 0))
         )
-        cols["handshake_rtt_ms"] = pa.array((hs_ts - syn_ts) / NS_PER_MS, pa.float64(), mask=~((syn_ts > 0) & (hs_ts > 0)))
+        cols["handshake_rtt_ms"] = pa.array(
+            (hs_ts - syn_ts) / NS_PER_MS, pa.float64(), mask=~((syn_ts > 0) & (hs_ts > 0))
+        )
         cols["src2dst_retransmissions"] = I[:, fk.I_RETX_S2D]
         cols["dst2src_retransmissions"] = I[:, fk.I_RETX_D2S]
         cols["retransmissions"] = I[:, fk.I_RETX_S2D] + I[:, fk.I_RETX_D2S]
@@ -295,7 +350,7 @@ class FlowAssembler:
         cols["lost_segments"] = I[:, fk.I_LOST]
         cols["zero_windows"] = I[:, fk.I_ZEROWIN]
         cols["fragments"] = I[:, fk.I_FRAGS]
-        cols["end_reason"] = np.asarray(END_REASONS, dtype=object)[I[:, fk.I_END]]
+        cols["end_reason"] = _codes(I[:, fk.I_END], END_REASONS)
         arrays = []
         for fld in FLOWS:
             v = cols[fld.name]
@@ -308,7 +363,10 @@ class FlowAssembler:
             else:
                 arrays.append(pa.array(v, type=fld.type))
         table = pa.Table.from_arrays(arrays, schema=FLOWS)
-        return table.sort_by([("first_seen_ns", "ascending"), ("flow_id", "ascending")])
+        first = I[:, fk.D_FIRST]
+        if len(first) > 1 and bool(np.any(first[1:] < first[:-1])):
+            table = table.take(np.argsort(first, kind="stable"))
+        return table
 
     def _tenant_columns(self, vni: np.ndarray, src_ip: np.ndarray, dst_ip: np.ndarray) -> dict[str, pa.Array]:
         m = len(vni)
@@ -318,10 +376,16 @@ class FlowAssembler:
         st, sv = self.labeler(vni, src_ip)
         dt, dv = self.labeler(vni, dst_ip)
         src_inside = pc.not_equal(st.cast(pa.string()), "external").to_numpy(zero_copy_only=False)
-        tenant = np.where(src_inside, st.cast(pa.string()).to_numpy(zero_copy_only=False),
-                          dt.cast(pa.string()).to_numpy(zero_copy_only=False))  # fmt: skip
-        vm = np.where(src_inside, sv.cast(pa.string()).to_numpy(zero_copy_only=False),
-                      dv.cast(pa.string()).to_numpy(zero_copy_only=False))  # fmt: skip
+        tenant = np.where(
+            src_inside,
+            st.cast(pa.string()).to_numpy(zero_copy_only=False),
+            dt.cast(pa.string()).to_numpy(zero_copy_only=False),
+        )
+        vm = np.where(
+            src_inside,
+            sv.cast(pa.string()).to_numpy(zero_copy_only=False),
+            dv.cast(pa.string()).to_numpy(zero_copy_only=False),
+        )
         return {
             "tenant": pa.array(tenant, pa.string()).dictionary_encode(),
             "vm": pa.array(vm, pa.string()).dictionary_encode(),

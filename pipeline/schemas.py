@@ -15,6 +15,7 @@ from pipeline.errors import SchemaError
 
 IP16 = pa.binary(16)
 TENANT_TYPE = pa.dictionary(pa.int32(), pa.string())
+CODE_TYPE = pa.dictionary(pa.int8(), pa.string())
 
 PACKETS = pa.schema(
     [
@@ -98,7 +99,7 @@ def _flow_fields() -> list[pa.Field]:
     for d in DIRECTIONS:
         f += [pa.field(f"{d}_{n}_packets", pa.int64(), nullable=False) for n in FLAG_NAMES]
     f += [
-        pa.field("conn_state", pa.string(), nullable=False),
+        pa.field("conn_state", CODE_TYPE, nullable=False),
         pa.field("syn_synack_ms", pa.float64()),
         pa.field("handshake_rtt_ms", pa.float64()),
         pa.field("src2dst_retransmissions", pa.int64(), nullable=False),
@@ -110,7 +111,7 @@ def _flow_fields() -> list[pa.Field]:
         pa.field("lost_segments", pa.int64(), nullable=False),
         pa.field("zero_windows", pa.int64(), nullable=False),
         pa.field("fragments", pa.int64(), nullable=False),
-        pa.field("end_reason", pa.string(), nullable=False),
+        pa.field("end_reason", CODE_TYPE, nullable=False),
     ]
     return f
 

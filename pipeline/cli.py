@@ -1,0 +1,231 @@
+"""The ``netsentry`` command line: thin Typer commands over the library stages.
+
+Library code raises typed :class:`~pipeline.errors.NetsentryError`s; :func:`_fail_cleanly`
+is the one place that turns them into a one-line message and an exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline import __version__
+from pipeline.errors import NetsentryError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 1 unexpected error; 2 bad usage, config or missing input; "
+    "4 nothing usable read; 5 table does not match its contract; 6 tshark/dumpcap missing; 130 interrupted."
+)
+
+app = typer.Typer(
+    name="netsentry",
+    help="Packet captures from a multi-tenant cloud in; compromised tenants and transient faults out.",
+    epilog=EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 1000)
+log = logging.getLogger("netsentry")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", help="Workspace directory holding the stage tables [default: ./workspace]."),
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config layered over configs/default.yaml.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Rerun even when inputs and config are unchanged.")]
+
+
+def _fail_cleanly(fn: F) -> F:
+    """Turn library errors into one line on stderr and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NetsentryError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; outputs of the interrupted stage were not replaced", highlight=False)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"netsentry {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+@app.command()
+@_fail_cleanly
+def capture(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="pcap/pcapng files (optionally .gz), directories (searched recursively) or globs."),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    iface: Annotated[str | None, typer.Option("--iface", "-i", help="Capture live from this interface.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Live: stop after this many seconds.")] = None,
+    count: Annotated[int | None, typer.Option(help="Live: stop after this many packets.")] = None,
+    ring_mb: Annotated[int, typer.Option(help="Live: start a new ring-buffer file every N MB.")] = 100,
+    ring_files: Annotated[int, typer.Option(help="Live: keep at most N ring files (0: keep all).")] = 0,
+    bpf: Annotated[str | None, typer.Option(help="Live: capture filter (BPF syntax).")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="fast (compiled reader) or pyshark (tshark dissectors; slow cross-check).")
+    ] = None,
+    tenants: Annotated[Path | None, typer.Option(help="Tenant map YAML (see configs/tenants.example.yaml).")] = None,
+    capture_point: Annotated[
+        str | None, typer.Option(help="Name of the tap for every input [default: each file's name].")
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Read captures into WORKSPACE/packets (one row per packet, headers only, no payload).
+
+    Bad records are counted and skipped; the command fails only when nothing usable was read.
+    """
+    from pipeline.capture.stage import CaptureOptions, run_capture
+    from pipeline.config import load_settings
+    from pipeline.progress import progress_bar
+
+    settings = load_settings(config, {"workspace": workspace, "capture": {"engine": engine, "tenants": tenants}})
+    ws = settings.workspace
+    sources: list[str | Path] = list(inputs or [])
+    if iface is not None:
+        from pipeline.capture.live import capture_live
+
+        spool = ws / "spool" / time.strftime("live-%Y%m%dT%H%M%S")
+        err.print(f"capturing on {iface} into {spool} …", highlight=False)
+        sources += capture_live(
+            iface, spool, duration=duration, count=count, ring_file_mb=ring_mb, ring_files=ring_files, bpf=bpf
+        )
+    opts = CaptureOptions(
+        engine=settings.capture.engine,
+        chunk_bytes=settings.capture.chunk_mb << 20,
+        tenants=settings.capture.tenants,
+        capture_point=capture_point,
+        force=force,
+    )
+    from pipeline.capture.stage import expand_inputs
+
+    total = sum(p.stat().st_size for p in expand_inputs(sources))
+    with progress_bar(total, "capture") as advance:
+        summary = run_capture(sources, ws, opts, on_progress=lambda done, _t: advance(done))
+    for line in summary.problems():
+        err.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+    if summary.skipped_unchanged:
+        out.print(f"packets up to date in {summary.out_dir} ({summary.packets:,} packets); use --force to rerun")
+        return
+    table = Table(title=f"capture → {summary.out_dir}", title_justify="left")
+    for col in ("file", "format", "packets", "bytes", "non-IP", "malformed", "fragments"):
+        table.add_column(col, justify="left" if col in ("file", "format") else "right")
+    for s in summary.files:
+        table.add_row(
+            Path(s.path).name,
+            s.format or "-",
+            f"{s.packets:,}",
+            _human_bytes(s.bytes),
+            f"{s.non_ip:,}",
+            f"{s.malformed:,}",
+            f"{s.fragments:,}",
+        )
+    out.print(table)
+    rate = summary.packets / summary.seconds if summary.seconds else 0.0
+    out.print(f"{summary.packets:,} packets in {summary.seconds:.2f} s ({rate:,.0f} packets/s)")
+
+
+@app.command()
+@_fail_cleanly
+def flows(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Seconds without packets after which a flow ends [default: 120].")
+    ] = None,
+    active_timeout: Annotated[
+        float | None, typer.Option(help="Longest a flow may last before it is cut [default: 1800].")
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Assemble WORKSPACE/packets into bidirectional flows (WORKSPACE/flows).
+
+    Columns follow NFStream's naming (src2dst_/dst2src_/bidirectional_ + statistic + unit), plus a
+    Zeek-like conn_state, handshake RTT and Wireshark-compatible retransmission / dup-ACK counts.
+    """
+    from pipeline.config import load_settings
+    from pipeline.flow_stage import run_flows
+    from pipeline.flows import FlowConfig
+    from pipeline.progress import progress_bar
+
+    settings = load_settings(
+        config,
+        {"workspace": workspace, "flows": {"idle_timeout_s": idle_timeout, "active_timeout_s": active_timeout}},
+    )
+    fc = FlowConfig(settings.flows.idle_timeout_s, settings.flows.active_timeout_s)
+    with progress_bar(_packets_in(settings.workspace), "flows", unit="items") as advance:
+        summary = run_flows(
+            settings.workspace,
+            fc,
+            batch_packets=settings.flows.batch_packets,
+            force=force,
+            on_progress=lambda done, _t: advance(done),
+        )
+    if summary.skipped_unchanged:
+        out.print(f"flows up to date in {summary.out_dir} ({summary.flows:,} flows); use --force to rerun")
+        return
+    rate = summary.packets / summary.seconds if summary.seconds else 0.0
+    out.print(
+        f"{summary.flows:,} flows from {summary.packets:,} packets ({summary.capture_points} capture point(s)) "
+        f"in {summary.seconds:.2f} s ({rate:,.0f} packets/s) → {summary.out_dir}"
+    )
+
+
+def _packets_in(workspace: Path) -> int:
+    from pipeline.capture.stage import PACKETS_DIR
+    from pipeline.io import read_manifest
+
+    m = read_manifest(workspace / PACKETS_DIR) or {}
+    return int(m.get("rows", 0))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,76 @@
+"""Layered configuration: ``configs/default.yaml`` → user file → CLI flags, resolved once by pydantic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ConfigError, InputNotFoundError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CaptureSettings(_Section):
+    engine: Literal["fast", "pyshark"] = "fast"
+    chunk_mb: int = Field(32, ge=1, le=4096)
+    tenants: Path | None = None
+
+
+class FlowSettings(_Section):
+    idle_timeout_s: float = Field(120.0, gt=0)
+    active_timeout_s: float = Field(1800.0, gt=0)
+    batch_packets: int = Field(1_000_000, ge=1000)
+
+
+class Settings(_Section):
+    workspace: Path = Path("workspace")
+    capture: CaptureSettings = CaptureSettings()
+    flows: FlowSettings = FlowSettings()
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise InputNotFoundError("config file not found", path=str(path))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(f"{where}not valid YAML", path=str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of sections at the top level", path=str(path))
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], *, skip_none: bool = False) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v, skip_none=skip_none)
+        elif v is not None or not skip_none:
+            out[k] = v
+    return out
+
+
+def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Resolve defaults, an optional user file and CLI overrides (``None`` values are ignored)."""
+    data: dict[str, Any] = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
+    source = str(DEFAULT_CONFIG)
+    if config is not None:
+        data = _merge(data, _read_yaml(Path(config)))
+        source = str(config)
+    if overrides:
+        data = _merge(data, overrides, skip_none=True)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{loc}: {err['msg']}", path=source) from None

@@ -1,0 +1,124 @@
+"""Flows stage on disk: ``WORKSPACE/packets/`` → ``WORKSPACE/flows/``, streamed per capture point."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.capture.stage import PACKETS_DIR
+from pipeline.capture.tenants import TenantMap, endpoint_labels, tenant_map_from_dict
+from pipeline.errors import InputNotFoundError
+from pipeline.flows import FlowConfig, assemble_stream
+from pipeline.io import atomic_dir, read_manifest, require_table, write_manifest
+from pipeline.schemas import FLOWS, PACKETS
+
+FLOWS_DIR = "flows"
+
+
+@dataclass
+class FlowSummary:
+    """What a flows run read and wrote."""
+
+    packets: int = 0
+    flows: int = 0
+    capture_points: int = 0
+    seconds: float = 0.0
+    skipped_unchanged: bool = False
+    out_dir: Path | None = None
+
+
+def _labeler(tmap: TenantMap) -> Callable[[np.ndarray, np.ndarray], tuple[pa.Array, pa.Array]] | None:
+    if not tmap.config.vpcs:
+        return None
+    return lambda vni, ip16: endpoint_labels(vni, ip16, tmap)
+
+
+def _packet_chunks(parts: list[Path], batch: int) -> Iterator[pa.Table]:
+    for p in parts:
+        f = pq.ParquetFile(p)
+        for rb in f.iter_batches(batch_size=batch, columns=PACKETS.names):
+            yield pa.Table.from_batches([rb])
+
+
+def run_flows(
+    workspace: str | Path,
+    config: FlowConfig | None = None,
+    *,
+    batch_packets: int = 1_000_000,
+    force: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> FlowSummary:
+    """Assemble flows for every capture point of the workspace's packets table."""
+    config = config or FlowConfig()
+    pkt_dir = Path(workspace) / PACKETS_DIR
+    require_table(pkt_dir, "packets")
+    manifest = read_manifest(pkt_dir)
+    if manifest is None:
+        raise InputNotFoundError("packets table has no _manifest.json; rerun `netsentry capture`", path=str(pkt_dir))
+    inputs = {"packets_manifest_sha256": hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()}
+    run_config: dict[str, Any] = {"idle_timeout_s": config.idle_timeout_s, "active_timeout_s": config.active_timeout_s}
+    out_dir = Path(workspace) / FLOWS_DIR
+    summary = FlowSummary(out_dir=out_dir)
+    prev = read_manifest(out_dir)
+    if not force and prev and prev.get("inputs") == inputs and prev.get("config") == run_config:
+        summary.skipped_unchanged = True
+        summary.flows = int(prev.get("rows", 0))
+        summary.packets = int(prev.get("packets", 0))
+        return summary
+    tmap = tenant_map_from_dict(manifest.get("config", {}).get("tenants"), source=str(pkt_dir))
+    labeler = _labeler(tmap)
+    by_point: dict[str, list[dict[str, Any]]] = {}
+    for part in manifest["parts"]:
+        by_point.setdefault(part["capture_point"], []).append(part)
+    total = sum(p["rows"] for p in manifest["parts"])
+    start = time.perf_counter()
+    done = 0
+    written = []
+    with atomic_dir(out_dir) as tmp:
+        for idx, (point, parts) in enumerate(sorted(by_point.items())):
+            parts.sort(key=lambda p: (p["first_ts_ns"] or 0, p["part"]))
+            paths = [pkt_dir / p["part"] for p in parts]
+            out = tmp / f"part-{idx:05d}.parquet"
+            writer = pq.ParquetWriter(out, FLOWS, compression="zstd")
+            rows = 0
+
+            def counted(chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
+                nonlocal done
+                for c in chunks:
+                    yield c
+                    done += c.num_rows
+                    if on_progress is not None:
+                        on_progress(done, total)
+
+            try:
+                for table in assemble_stream(point, counted(_packet_chunks(paths, batch_packets)), config, labeler):
+                    writer.write_table(table)
+                    rows += table.num_rows
+            finally:
+                writer.close()
+            written.append({"part": out.name, "capture_point": point, "rows": rows})
+            summary.flows += rows
+        summary.packets = total
+        summary.capture_points = len(by_point)
+        summary.seconds = time.perf_counter() - start
+        write_manifest(
+            tmp,
+            {
+                "stage": "flows",
+                "inputs": inputs,
+                "config": run_config,
+                "parts": written,
+                "rows": summary.flows,
+                "packets": total,
+            },
+        )
+    return summary
