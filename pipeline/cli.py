@@ -23,7 +23,8 @@ from pipeline.errors import NetsentryError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 unexpected error; 2 bad usage, config or missing input; "
-    "4 nothing usable read; 5 table does not match its contract; 6 tshark/dumpcap missing; 130 interrupted."
+    "4 nothing usable read; 5 table does not match its contract; 6 tshark/dumpcap missing; "
+    "7 live capture not permitted; 130 interrupted."
 )
 
 app = typer.Typer(

@@ -47,3 +47,9 @@ class ToolMissingError(NetsentryError):
     """An external program (tshark, dumpcap) is needed but not installed."""
 
     exit_code = 6
+
+
+class CapturePermissionError(NetsentryError):
+    """Live capture is not permitted for this user (needs root or dumpcap capabilities)."""
+
+    exit_code = 7

@@ -118,7 +118,9 @@ def arp_request(sender_ip: str, target_ip: str, *, sender_mac: str = MAC_A) -> b
     )
 
 
-def sll(payload: bytes, protocol: int = ETH_IPV4, *, pkttype: int = 0, hatype: int = 1, addr: str = MAC_A) -> bytes:
+def sll(
+    payload: bytes, protocol: int = ETH_IPV4, *, pkttype: int = 0, hatype: int = 1, addr: str = MAC_A
+) -> bytes:
     """Linux cooked capture v1 header (16 bytes, link type 113)."""
     a = mac(addr)
     return struct.pack("!HHH8sH", pkttype, hatype, len(a), a, protocol) + payload
@@ -167,7 +169,9 @@ def ipv4(
     ihl = 5 + len(options) // 4
     flags = (0x4000 if df else 0) | (0x2000 if mf else 0) | (frag_offset // 8)
     tot = 20 + len(options) + len(payload) if total_length is None else total_length
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, tos, tot, ident, flags, ttl, proto, 0, ip_bytes(src), ip_bytes(dst))
+    hdr = struct.pack(
+        "!BBHHHBBH4s4s", 0x40 | ihl, tos, tot, ident, flags, ttl, proto, 0, ip_bytes(src), ip_bytes(dst)
+    )
     hdr += options
     return _put16(hdr, 10, checksum(hdr)) + payload
 
@@ -204,7 +208,12 @@ def ipv6(
 ) -> bytes:
     """IPv6 packet; ``payload`` starts with any extension headers (``next_header`` names the first)."""
     first = (6 << 28) | (traffic_class << 20) | flow
-    return struct.pack("!IHBB", first, len(payload), next_header, hop_limit) + ip_bytes(src) + ip_bytes(dst) + payload
+    return (
+        struct.pack("!IHBB", first, len(payload), next_header, hop_limit)
+        + ip_bytes(src)
+        + ip_bytes(dst)
+        + payload
+    )
 
 
 def _tlv_options(next_header: int, options: bytes) -> bytes:
@@ -302,7 +311,9 @@ def icmp_unreachable(quoted: bytes, code: int = 3) -> bytes:
     return _put16(msg, 2, checksum(msg))
 
 
-def icmpv6_echo(src: str, dst: str, ident: int, seq: int, payload: bytes = b"", *, reply: bool = False) -> bytes:
+def icmpv6_echo(
+    src: str, dst: str, ident: int, seq: int, payload: bytes = b"", *, reply: bool = False
+) -> bytes:
     """ICMPv6 echo request (128) or reply (129), checksummed over the pseudo-header."""
     msg = struct.pack("!BBHHH", 129 if reply else 128, 0, 0, ident, seq) + payload
     return _l4_checksum(msg, 2, src, dst, ICMPV6)
@@ -319,6 +330,7 @@ def vxlan(vni: int, inner_frame: bytes) -> bytes:
 def geneve_option(opt_class: int, opt_type: int, data: bytes) -> bytes:
     """One Geneve TLV option; ``data`` is padded to a multiple of 4 bytes."""
     data = _pad(data, 4)
+    assert len(data) <= 124, "a Geneve option carries at most 31 words"
     return struct.pack("!HBB", opt_class, opt_type, len(data) // 4) + data
 
 
@@ -326,6 +338,7 @@ def geneve(vni: int, inner: bytes, *, protocol: int = ETH_TEB, options: Sequence
     """Geneve header (+ options from :func:`geneve_option`) + inner payload: the payload of UDP port 6081.
     ``protocol`` is 0x6558 for an inner Ethernet frame, or an IP ethertype for a bare IP packet."""
     opts = b"".join(options)
+    assert len(opts) <= 252, "Geneve options total at most 63 words"
     return struct.pack("!BBHI", len(opts) // 4, 0, protocol, vni << 8) + opts + inner
 
 
@@ -346,7 +359,9 @@ class Record:
         return len(self.data) if self.orig_len is None else self.orig_len
 
 
-def pcap_header(linktype: int, *, big_endian: bool = False, nanosecond: bool = False, snaplen: int = 262144) -> bytes:
+def pcap_header(
+    linktype: int, *, big_endian: bool = False, nanosecond: bool = False, snaplen: int = 262144
+) -> bytes:
     """Classic pcap file header (24 bytes)."""
     magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
     return struct.pack((">" if big_endian else "<") + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
@@ -449,7 +464,9 @@ def pcapng_epb(
 def pcapng_spb(data: bytes, *, orig_len: int | None = None, big_endian: bool = False) -> bytes:
     """Simple packet block (interface 0, no timestamp)."""
     olen = len(data) if orig_len is None else orig_len
-    return pcapng_block(3, struct.pack((">" if big_endian else "<") + "I", olen) + data, big_endian=big_endian)
+    return pcapng_block(
+        3, struct.pack((">" if big_endian else "<") + "I", olen) + data, big_endian=big_endian
+    )
 
 
 def ts_units(ts_ns: int, tsresol: int | None) -> int:
@@ -480,7 +497,9 @@ def pcapng_bytes(
     out += [pcapng_idb(i, big_endian=big_endian) for i in interfaces]
     for r in records:
         res = interfaces[r.iface].tsresol if r.iface < len(interfaces) else None
-        out.append(pcapng_epb(r.iface, ts_units(r.ts_ns, res), r.data, orig_len=r.orig_len, big_endian=big_endian))
+        out.append(
+            pcapng_epb(r.iface, ts_units(r.ts_ns, res), r.data, orig_len=r.orig_len, big_endian=big_endian)
+        )
     out += [pcapng_spb(d, big_endian=big_endian) for d in simple]
     return b"".join(out)
 

@@ -69,7 +69,7 @@ def test_directory_and_glob_inputs(tmp_path: Path) -> None:
         (lambda d: (d / "zero.pcap").write_bytes(b"") or d / "zero.pcap", 4, "empty file"),
     ],
 )
-def test_bad_inputs_give_one_line_errors(tmp_path: Path, make, code: int, fragment: str) -> None:  # noqa: ANN001
+def test_bad_inputs_give_one_line_errors(tmp_path: Path, make, code: int, fragment: str) -> None:
     target = make(tmp_path)
     rc, out = run("capture", target, "-w", tmp_path / "ws")
     assert rc == code

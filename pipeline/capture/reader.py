@@ -9,6 +9,7 @@ complete packets before a corruption are kept, a malformed packet is skipped and
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ PCAP_MAGICS = {
 }
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
+# A gzip stream that ends early (a partial copy) or is corrupt raises these while being read.
+STREAM_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class CaptureStats:
     undeclared_interface: int = 0
     truncated_tail_bytes: int = 0
     corrupt_offset: int | None = None
+    stream_error: str | None = None
     linktypes: set[int] = field(default_factory=set)
     first_ts_ns: int | None = None
     last_ts_ns: int | None = None
@@ -66,6 +70,11 @@ class CaptureStats:
             out.append(
                 f"{self.path}: corrupt record header at byte {self.corrupt_offset}; "
                 f"stopped there, kept the {self.records} records before it"
+            )
+        if self.stream_error:
+            out.append(
+                f"{self.path}: compressed stream damaged ({self.stream_error}); "
+                f"kept the {self.records} records read before it"
             )
         if self.truncated_tail_bytes:
             out.append(
@@ -104,6 +113,22 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
     return data
 
 
+def _fill(f: BinaryIO, view: memoryview, stats: CaptureStats) -> int:
+    """Read into ``view`` until full or end of file. A damaged compressed stream reads as end of
+    file (noted in ``stats``); ``readinto1`` makes one raw read per call, so no byte it gave is lost."""
+    got = 0
+    while got < len(view):
+        try:
+            n = f.readinto1(view[got:])
+        except STREAM_ERRORS as exc:
+            stats.stream_error = str(exc) or type(exc).__name__
+            break
+        if not n:
+            break
+        got += n
+    return got
+
+
 def _linktype_name(lt: int) -> str:
     return dec.SUPPORTED_LINKTYPES.get(lt, "unknown")
 
@@ -122,9 +147,7 @@ class _Walker:
             return
         if magic in PCAP_MAGICS:
             if len(header) < 24:
-                raise CaptureFormatError(
-                    f"pcap file header truncated ({len(header)} of 24 bytes)", path=str(path)
-                )
+                raise CaptureFormatError(f"pcap file header truncated ({len(header)} of 24 bytes)", path=str(path))
             swap, ts_mul = PCAP_MAGICS[magic]
             order = ">" if swap else "<"
             snaplen = int(np.frombuffer(header[16:20], dtype=f"{order}u4")[0])
@@ -141,7 +164,9 @@ class _Walker:
             self.max_caplen = max(rw.MAX_RECORD, snaplen if snaplen < (1 << 24) else 0)
             return
         if magic in (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34"):
-            raise CaptureFormatError("modified (Kuznetzov) pcap is not supported; convert it with editcap", path=str(path))
+            raise CaptureFormatError(
+                "modified (Kuznetzov) pcap is not supported; convert it with editcap", path=str(path)
+            )
         raise CaptureFormatError(
             f"not a pcap or pcapng capture (starts with 0x{magic.hex() or 'nothing'})", path=str(path)
         )
@@ -172,7 +197,11 @@ def iter_records(
     if not path.exists():
         raise InputNotFoundError("no such file", path=str(path))
     with _open(path) as f:
-        header = _read_exact(f, 24)
+        try:
+            header = _read_exact(f, 24)
+        except STREAM_ERRORS as exc:
+            msg = f"compressed stream unreadable at its start ({exc})"
+            raise CaptureFormatError(msg, path=str(path)) from exc
         walker = _Walker(path, header)
         stats.format = walker.format
         buf = np.empty(max(chunk_bytes, 1 << 16), dtype=np.uint8)
@@ -184,7 +213,7 @@ def iter_records(
         eof = False
         while True:
             if not eof and valid < len(buf):
-                got = f.readinto(memoryview(buf)[valid:])
+                got = _fill(f, memoryview(buf)[valid:], stats)
                 if not got:
                     eof = True
                 else:

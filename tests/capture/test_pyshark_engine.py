@@ -1,0 +1,182 @@
+"""The pyshark cross-check engine gives the same packet tables as the fast reader."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+import pytest
+
+from pipeline.capture.pyshark_reader import read_packets_pyshark
+from pipeline.capture.reader import CaptureStats, read_packets
+from pipeline.errors import CaptureFormatError, InputNotFoundError, ToolMissingError
+from pipeline.schemas import PACKETS
+from tests import pcapbuild as pb
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+REAL_TRACES = ["zeek/traces/tcp/ssh-dups.pcap", "chrissanders/tcp_ports.pcapng", "zeek/traces/wikipedia.pcap"]
+STATS_FIELDS = ("format", "records", "packets", "bytes", "non_ip", "malformed", "fragments", "linktypes",
+                "first_ts_ns", "last_ts_ns")  # fmt: skip
+
+needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+
+
+def _read(reader, path: Path, **kw) -> tuple[pa.Table, CaptureStats]:
+    stats = CaptureStats(path=str(path))
+    tables = list(reader(path, stats=stats, **kw))
+    return (pa.concat_tables(tables) if tables else PACKETS.empty_table()), stats
+
+
+def assert_same_packets(path: Path, **kw) -> pa.Table:
+    """Both engines read ``path``: same schema, same rows in the same order, same counts."""
+    fast, fast_stats = _read(read_packets, path)
+    slow, slow_stats = _read(read_packets_pyshark, path, **kw)
+    assert slow.schema == PACKETS
+    assert fast.schema == slow.schema
+    assert slow.num_rows == fast.num_rows, f"{path.name}: {slow.num_rows} rows (pyshark) vs {fast.num_rows}"
+    for name in PACKETS.names:
+        a, b = fast[name].to_pylist(), slow[name].to_pylist()
+        bad = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        if bad:
+            i = bad[0]
+            pytest.fail(f"{path.name}: column {name} differs in {len(bad)} rows; row {i}: {a[i]!r}, {b[i]!r}")
+    for f in STATS_FIELDS:
+        assert getattr(slow_stats, f) == getattr(fast_stats, f), f"{path.name}: stats.{f}"
+    return slow
+
+
+@needs_tshark
+@pytest.mark.shared
+@pytest.mark.parametrize("name", REAL_TRACES)
+def test_real_trace_same_as_fast_reader(name: str) -> None:
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"shared capture {path} not found (expected <repo>/../shared/data)")
+    table = assert_same_packets(path, batch_size=128)  # several batches
+    assert table.num_rows > 100
+
+
+A, B, A6, B6 = "10.0.0.1", "10.0.0.2", "2001:db8::1", "2001:db8::2"
+
+
+def _v4(proto: int, payload: bytes, src: str = A, dst: str = B, vlans: tuple | list = (), **kw) -> bytes:
+    return pb.ethernet(pb.ipv4(src, dst, proto, payload, **kw), vlans=vlans)
+
+
+def _v6(next_header: int, payload: bytes) -> bytes:
+    return pb.ethernet(pb.ipv6(A6, B6, next_header, payload), pb.ETH_IPV6)
+
+
+def _overlay_and_edge_frames() -> list[pb.Record]:
+    """VLAN/QinQ, VXLAN, Geneve (options, inner IPv6, over IPv6), fragments, IPv6 extension headers,
+    ICMP echo/errors, IP options, GRE, NS flag, ARP, and frames cut short by the snap length."""
+    syn_ack = pb.tcp(A, B, 40000, 80, seq=4_000_000_000, ack=7, flags=pb.SYN | pb.ACK | pb.NS,
+                     options=pb.tcp_options(mss=1460, wscale=7), payload=b"x" * 10)  # fmt: skip
+    c1, c2, c3 = "192.168.0.1", "192.168.0.2", "172.16.0.1"
+    vx_inner = pb.ethernet(pb.ipv4(c1, c2, pb.TCP, pb.tcp(c1, c2, 1, 2, flags=pb.SYN), ttl=9), vlans=[77])
+    vx = pb.udp(c3, B, 50000, pb.VXLAN_PORT, pb.vxlan(5001, vx_inner))
+    gn_inner = pb.ipv6("fd00::1", "fd00::2", pb.UDP, pb.udp("fd00::1", "fd00::2", 11, 12, b"g"))
+    gn_opt = pb.geneve_option(0x0102, 0x80, b"abcd")
+    gn = pb.geneve(7002, gn_inner, protocol=pb.ETH_IPV6, options=[gn_opt])
+    gn = pb.udp(c3, B, 50001, pb.GENEVE_PORT, gn)
+    gn6_inner = pb.ethernet(pb.ipv4(c1, c2, pb.ICMP, pb.icmp_echo(3, 4)))
+    gn6 = pb.udp(A6, B6, 50002, pb.GENEVE_PORT, pb.geneve(7002, gn6_inner))
+    quoted = pb.ipv4(B, A, pb.UDP, pb.udp(B, A, 3, 53, b"z"))[:28]
+    seg6 = pb.udp(A6, B6, 9, 10, b"u" * 20)
+    frag6 = [pb.fragment_header(pb.UDP, offset=0, more=True, ident=0xABCDEF) + seg6[:16],
+             pb.fragment_header(pb.UDP, offset=16, more=False, ident=0xABCDEF) + seg6[16:]]  # fmt: skip
+    frag4 = pb.ipv4_fragments(A, B, pb.UDP, pb.udp(A, B, 7, 8, b"f" * 40), size=16, ident=9)
+    gre = b"\x00\x00\x08\x00" + pb.ipv4(B, A, pb.UDP, pb.udp(B, A, 1, 1))
+    frames = [
+        _v4(pb.TCP, syn_ack, ident=7, df=True),
+        _v4(pb.UDP, pb.udp(A, B, 5353, 53, b"q" * 30), vlans=[100, 200]),
+        pb.ethernet(pb.ipv4(A, B, pb.UDP, pb.udp(A, B, 1, 2, b"q")), vlans=[10, 20], qinq=True),
+        _v4(pb.ICMP, pb.icmp_echo(0x1234, 9, b"p" * 16)),
+        _v4(pb.ICMP, pb.icmp_unreachable(quoted)),
+        _v4(pb.UDP, pb.udp(A, B, 4444, 5555, b"r" * 9), options=pb.router_alert()),
+        *(pb.ethernet(f) for f in frag4),
+        _v4(pb.UDP, vx, src=c3, vlans=[300]),
+        _v4(pb.UDP, gn, src=c3),
+        _v6(pb.UDP, gn6),
+        _v6(pb.TCP, pb.tcp(A6, B6, 443, 50000, seq=1, ack=2, flags=pb.FIN | pb.ACK, payload=b"t" * 5)),
+        _v6(pb.ICMPV6, pb.icmpv6_echo(A6, B6, 0x4321, 1, b"e" * 8, reply=True)),
+        _v6(pb.HOPOPTS, pb.hop_by_hop(pb.DSTOPTS) + pb.dest_options(pb.UDP) + seg6),
+        _v6(pb.ROUTING, pb.routing_header(pb.TCP, ["2001:db8::9", B6]) + pb.tcp(A6, B6, 1, 2)),
+        *(_v6(pb.FRAGMENT, f) for f in frag6),
+        _v6(pb.NO_NEXT, b""),
+        _v4(47, gre),  # GRE: kept as the outer packet, not decapsulated
+        pb.ethernet(pb.arp_request(A, B), pb.ETH_ARP),
+    ]
+    t0 = 1_700_000_000_123_456_789
+    recs = [pb.Record(f, ts_ns=t0 + i * 1_000_003) for i, f in enumerate(frames)]
+    full = _v4(pb.TCP, pb.tcp(A, B, 1, 2, payload=b"y" * 100))
+    for cut in (14 + 10, 14 + 30, 14 + 40):  # snap length inside the IP header, the TCP header, after it
+        recs.append(pb.Record(full[:cut], ts_ns=t0 + 10**11 + cut, orig_len=len(full)))
+    return recs
+
+
+@needs_tshark
+def test_overlays_and_edge_cases_same_as_fast_reader(tmp_path: Path) -> None:
+    path = pb.write_pcap(tmp_path / "edge.pcap", _overlay_and_edge_frames(), nanosecond=True)
+    table = assert_same_packets(path)
+    assert table.num_rows == 21  # 24 frames less ARP and two cut inside their IP/TCP headers
+    assert set(table["vni"].to_pylist()) == {0, 5001, 7002}
+    assert {300, 100, 10} <= set(table["vlan"].to_pylist())
+
+
+@needs_tshark
+@pytest.mark.parametrize(
+    ("linktype", "frame"),
+    [
+        (pb.LINKTYPE_SLL, pb.sll(pb.ipv4(A, B, pb.UDP, pb.udp(A, B, 1, 2)))),
+        (pb.LINKTYPE_SLL2, pb.sll2(pb.ipv6("::1", "::2", pb.UDP, pb.udp("::1", "::2", 1, 2)), pb.ETH_IPV6)),
+        (pb.LINKTYPE_NULL, pb.null_loopback(pb.ipv4(A, B, pb.ICMP, pb.icmp_echo(5, 6)))),
+        (pb.LINKTYPE_RAW, pb.ipv6("::1", "::2", pb.TCP, pb.tcp("::1", "::2", 3, 4, flags=pb.RST))),
+    ],
+)
+def test_link_types_same_as_fast_reader(tmp_path: Path, linktype: int, frame: bytes) -> None:
+    path = pb.write_pcap(tmp_path / "lt.pcap", [pb.Record(frame, ts_ns=10**18)], linktype=linktype)
+    assert assert_same_packets(path).num_rows == 1
+
+
+@needs_tshark
+@pytest.mark.shared
+def test_gzipped_capture(tmp_path: Path) -> None:
+    src = SHARED_DATA / "zeek/traces/wikipedia.pcap"
+    if not src.is_file():
+        pytest.skip(f"shared capture {src} not found (expected <repo>/../shared/data)")
+    path = tmp_path / "wikipedia.pcap.gz"
+    path.write_bytes(gzip.compress(src.read_bytes()))
+    assert assert_same_packets(path).num_rows > 100
+
+
+@needs_tshark
+def test_not_a_capture_names_the_file(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"this is not a capture file at all" * 10)
+    with pytest.raises(CaptureFormatError, match=r"junk\.pcap"):
+        list(read_packets_pyshark(junk))
+    with pytest.raises(InputNotFoundError):
+        list(read_packets_pyshark(tmp_path / "missing.pcap"))
+
+
+def test_missing_tshark_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = pb.write_pcap(tmp_path / "one.pcap", [pb.Record(pb.ethernet(pb.arp_request(A, B), pb.ETH_ARP))])
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ToolMissingError, match="apt-get install tshark"):
+        list(read_packets_pyshark(path))
+
+
+@needs_tshark
+def test_stopping_early_leaves_no_tshark(tmp_path: Path) -> None:
+    recs = [pb.Record(_v4(pb.UDP, pb.udp(A, B, 1000 + i, 53, b"d" * 40)), ts_ns=i) for i in range(3000)]
+    path = pb.write_pcap(tmp_path / "many.pcap", recs)
+    batches = read_packets_pyshark(path, batch_size=100)
+    first = next(batches)
+    assert first.num_rows == 100
+    batches.close()
+    left = [p for p in psutil.Process().children(recursive=True) if p.is_running() and "tshark" in p.name()]
+    assert not left, f"tshark left running: {left}"
