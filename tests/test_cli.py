@@ -110,3 +110,30 @@ def test_bad_config_names_the_field(tmp_path: Path) -> None:
     cfg.write_text("flows:\n  idle_timeout_s: -3\n")
     code, out = run("flows", "-w", tmp_path, "--config", cfg)
     assert code == 2 and "flows.idle_timeout_s" in out and "c.yaml" in out
+
+
+def test_capture_with_tenant_map_labels_packets_and_flows(tmp_path: Path) -> None:
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(
+        "vpcs:\n"
+        "  - id: lab\n    cidr: 192.168.56.0/24\n"
+        "    subnets:\n      - cidr: 192.168.56.0/24\n"
+        "        ports:\n          - {ip: 192.168.56.103, vm: ssh-server}\n"
+    )
+    ws = tmp_path / "ws"
+    assert run("capture", DATA / "sshguess.pcap", "-w", ws, "--tenants", tenants)[0] == 0
+    packets = pq.read_table(ws / "packets")
+    assert set(packets.column("tenant").to_pylist()) == {"lab"}
+    assert run("flows", "-w", ws)[0] == 0
+    flows = pq.read_table(ws / "flows").to_pylist()
+    assert {(f["src_tenant"], f["src_vm"], f["dst_tenant"], f["dst_vm"]) for f in flows} == {
+        ("lab", "unknown", "lab", "ssh-server")
+    }
+    assert {(f["tenant"], f["vm"]) for f in flows} == {("lab", "unknown")}
+
+
+def test_bad_tenant_map_is_a_one_line_error(tmp_path: Path) -> None:
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text("vpcs:\n  - id: x\n    cidr: 10.0.0.0/33\n")
+    code, out = run("capture", DATA / "sshguess.pcap", "-w", tmp_path / "ws", "--tenants", tenants)
+    assert code == 2 and "vpcs[0].cidr" in out and "tenants.yaml" in out
