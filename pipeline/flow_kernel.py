@@ -432,16 +432,14 @@ def finish(I, nf, open_mask, reason):
 
 
 @nb.njit(cache=True)
-def compact_rows(A, keep, n):
-    """Move rows ``i < n`` with ``keep[i]`` to the front of ``A`` (stable, in place, column by column)."""
-    w = 0
-    for c in range(A.shape[1]):
-        w = 0
-        for i in range(n):
-            if keep[i]:
-                A[w, c] = A[i, c]
-                w += 1
-    return w
+def gather_rows(A, idx, out):
+    """``out[k] = A[idx[k]]``: rows of a row-major ``A`` into a column-major ``out``, in cache-sized tiles."""
+    n, w = idx.shape[0], A.shape[1]
+    for k0 in range(0, n, 512):
+        k1 = min(k0 + 512, n)
+        for c in range(w):
+            for k in range(k0, k1):
+                out[k, c] = A[idx[k], c]
 
 
 def conn_state_codes(conn: np.ndarray, is_tcp: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from pipeline.capture.stage import PACKETS_DIR
 from pipeline.capture.tenants import TenantMap, endpoint_labels, tenant_map_from_dict
 from pipeline.errors import InputNotFoundError
 from pipeline.flows import FlowConfig, assemble_stream
-from pipeline.io import atomic_dir, read_manifest, require_table, write_manifest
+from pipeline.io import atomic_dir, parquet_writer, read_manifest, require_table, write_manifest
 from pipeline.schemas import FLOWS, PACKETS
 
 FLOWS_DIR = "flows"
@@ -44,7 +44,7 @@ def _labeler(tmap: TenantMap) -> Callable[[np.ndarray, np.ndarray], tuple[pa.Arr
 
 def _packet_chunks(parts: list[Path], batch: int) -> Iterator[pa.Table]:
     for p in parts:
-        f = pq.ParquetFile(p)
+        f = pq.ParquetFile(p, pre_buffer=False)  # pre-buffering keeps every row group: unbounded
         for rb in f.iter_batches(batch_size=batch, columns=PACKETS.names):
             yield pa.Table.from_batches([rb])
 
@@ -53,7 +53,7 @@ def run_flows(
     workspace: str | Path,
     config: FlowConfig | None = None,
     *,
-    batch_packets: int = 1_000_000,
+    batch_packets: int = 131_072,
     force: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> FlowSummary:
@@ -88,7 +88,7 @@ def run_flows(
             parts.sort(key=lambda p: (p["first_ts_ns"] or 0, p["part"]))
             paths = [pkt_dir / p["part"] for p in parts]
             out = tmp / f"part-{idx:05d}.parquet"
-            writer = pq.ParquetWriter(out, FLOWS, compression="zstd")
+            writer = parquet_writer(out, FLOWS)
             rows = 0
 
             def counted(chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:

@@ -153,6 +153,12 @@ def _dict_array(values: np.ndarray, categories: tuple[str, ...]) -> pa.Dictionar
     return pa.DictionaryArray.from_arrays(values.astype(np.int32), pa.array(categories, pa.string()))
 
 
+def _gather(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = np.empty((len(rows), a.shape[1]), a.dtype, order="F")
+    fk.gather_rows(a, rows, out)
+    return out
+
+
 def _codes(values: np.ndarray, categories: tuple[str, ...]) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(values.astype(np.int8), pa.array(categories, pa.string()))
 
@@ -179,6 +185,7 @@ class FlowAssembler:
         self._idle = int(self.config.idle_timeout_s * 1e9)
         self._active = int(self.config.active_timeout_s * 1e9)
         self._watermark: int | None = None
+        self._buf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.last_packet_flags = np.zeros(0, np.int64)
         """TCP analysis bits (flow_kernel.PA_*) of the last chunk's packets, in time order."""
         self._state: dict[str, np.ndarray] = {
@@ -188,6 +195,16 @@ class FlowAssembler:
             "keys": np.zeros((0, _KEY_WIDTH), np.uint64),
             "ipver": np.zeros(0, np.uint8),
         }
+
+    def _scratch(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-flow accumulators, reused across chunks (fresh memory costs page faults)."""
+        if self._buf is None or len(self._buf[0]) < rows:
+            self._buf = (
+                np.empty((rows, fk.I_WIDTH), np.int64),
+                np.empty((rows, fk.F_WIDTH), np.float64),
+                np.empty((rows, fk.T_WIDTH), np.int64),
+            )
+        return self._buf[0][:rows], self._buf[1][:rows], self._buf[2][:rows]
 
     @property
     def open_flows(self) -> int:
@@ -247,10 +264,8 @@ class FlowAssembler:
         # one flow per key unless timeouts or SYN-after-FIN split it: size for that, retry if short
         capacity = min(total, ng + 64 + ng // 8)
         while True:
-            # column-major: the kernel fills a flow at a time, the table is read a column at a time
-            I = np.empty((capacity, fk.I_WIDTH), np.int64, order="F")
-            F = np.empty((capacity, fk.F_WIDTH), np.float64, order="F")
-            T = np.empty((capacity, fk.T_WIDTH), np.int64, order="F")
+            # row-major: the kernel fills a flow at a time (the table is then read column-major)
+            I, F, T = self._scratch(capacity)
             nf = fk.assemble(*args, I, F, T, pkt_flags)
             if nf >= 0:
                 break
@@ -271,11 +286,12 @@ class FlowAssembler:
             "keys": keys[first_rows[is_open]],
             "ipver": ipver[first_rows[is_open]],
         }
-        if is_open.any():
-            done = ~is_open
-            m = fk.compact_rows(I, done, nf)
-            fk.compact_rows(F, done, nf)
-            I, F, first_rows = I[:m], F[:m], first_rows[done]
+        # finished flows, in order of first packet (the kernel emits them grouped by key), column-major
+        done = np.flatnonzero(~is_open)
+        first = I[done, fk.D_FIRST]
+        if bool(np.any(first[1:] < first[:-1])):
+            done = done[np.argsort(first, kind="stable")]
+        I, F, first_rows = _gather(I, done), _gather(F, done), first_rows[done]
         return self._to_table(I, F, keys[first_rows], ipver[first_rows], row_hash[first_rows])
 
     def _to_table(
@@ -362,11 +378,7 @@ class FlowAssembler:
                 arrays.append(ip16_array(v))
             else:
                 arrays.append(pa.array(v, type=fld.type))
-        table = pa.Table.from_arrays(arrays, schema=FLOWS)
-        first = I[:, fk.D_FIRST]
-        if len(first) > 1 and bool(np.any(first[1:] < first[:-1])):
-            table = table.take(np.argsort(first, kind="stable"))
-        return table
+        return pa.Table.from_arrays(arrays, schema=FLOWS)
 
     def _tenant_columns(self, vni: np.ndarray, src_ip: np.ndarray, dst_ip: np.ndarray) -> dict[str, pa.Array]:
         m = len(vni)

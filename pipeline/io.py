@@ -86,6 +86,13 @@ def read_manifest(table_dir: str | Path) -> dict[str, Any] | None:
     return json.loads(p.read_text())
 
 
+def parquet_writer(path: str | Path, schema: pa.Schema, compression: str = "lz4") -> pq.ParquetWriter:
+    """A Parquet writer for a stage table: dictionary encoding only where the schema asks for it
+    (trying it on every numeric column costs more than it saves)."""
+    dict_cols = [f.name for f in schema if pa.types.is_dictionary(f.type)]
+    return pq.ParquetWriter(path, schema, compression=compression, use_dictionary=dict_cols)
+
+
 def table_parts(table_dir: str | Path) -> list[Path]:
     """Parquet files of a table directory, sorted by name."""
     return sorted(Path(table_dir).glob("*.parquet"))

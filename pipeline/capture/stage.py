@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from pipeline.capture.reader import DEFAULT_CHUNK_BYTES, CaptureStats, read_packets
 from pipeline.capture.tenants import TenantMap, assign_packets, load_tenant_map
 from pipeline.errors import CaptureFormatError, InputNotFoundError, NoUsableDataError
-from pipeline.io import atomic_dir, file_fingerprint, read_manifest, write_manifest
+from pipeline.io import atomic_dir, file_fingerprint, parquet_writer, read_manifest, write_manifest
 from pipeline.schemas import PACKETS
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def _write_part(tables: Iterator[pa.Table], part: Path, tmap: TenantMap) -> int:
             if tmap.config.vpcs:
                 t = assign_packets(t, tmap)
             if writer is None:
-                writer = pq.ParquetWriter(part, PACKETS, compression="zstd")
+                writer = parquet_writer(part, PACKETS)
             writer.write_table(t, row_group_size=1 << 20)
             rows += t.num_rows
     finally:

@@ -1,0 +1,1 @@
+"""Benchmarks of netsentry against peer tools (tshark → pandas, pyshark, dpkt)."""
