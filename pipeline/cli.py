@@ -213,11 +213,39 @@ def flows(
     if summary.skipped_unchanged:
         out.print(f"flows up to date in {summary.out_dir} ({summary.flows:,} flows); use --force to rerun")
         return
+    _print_flow_digest(summary)
     rate = summary.packets / summary.seconds if summary.seconds else 0.0
     out.print(
         f"{summary.flows:,} flows from {summary.packets:,} packets ({summary.capture_points} capture point(s)) "
         f"in {summary.seconds:.2f} s ({rate:,.0f} packets/s) → {summary.out_dir}"
     )
+
+
+def _print_flow_digest(summary: Any) -> None:
+    states = ", ".join(f"{k} {v:,}" for k, v in summary.conn_states.most_common(6))
+    out.print(f"connection states: {states}", highlight=False)
+    out.print(
+        f"TCP health: {summary.retransmissions:,} retransmissions, {summary.dup_acks:,} duplicate ACKs, "
+        f"{summary.zero_windows:,} zero-window advertisements",
+        highlight=False,
+    )
+    if not summary.top_retransmitting:
+        return
+    table = Table(title="flows with the most retransmissions", title_justify="left")
+    for col in ("capture point", "flow", "packets", "retransmissions", "dup ACKs", "handshake RTT ms", "state"):
+        table.add_column(col, justify="left" if col in ("capture point", "flow", "state") else "right")
+    for r in summary.top_retransmitting:
+        rtt = r["handshake_rtt_ms"]
+        table.add_row(
+            r["capture_point"],
+            f"{r['src_ip']}:{r['src_port']} → {r['dst_ip']}:{r['dst_port']} ({r['protocol']})",
+            f"{r['bidirectional_packets']:,}",
+            f"{r['retransmissions']:,}",
+            f"{r['dup_acks']:,}",
+            "-" if rtt is None else f"{rtt:.1f}",
+            r["conn_state"],
+        )
+    out.print(table)
 
 
 def _packets_in(workspace: Path) -> int:

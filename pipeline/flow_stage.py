@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.capture.stage import PACKETS_DIR
@@ -19,14 +21,19 @@ from pipeline.capture.tenants import TenantMap, endpoint_labels, tenant_map_from
 from pipeline.errors import InputNotFoundError
 from pipeline.flows import FlowConfig, assemble_stream
 from pipeline.io import atomic_dir, parquet_writer, read_manifest, require_table, write_manifest
-from pipeline.schemas import FLOWS, PACKETS
+from pipeline.schemas import FLOWS, PACKETS, ip_text
 
 FLOWS_DIR = "flows"
 
 
+TOP_N = 5
+_TOP_COLUMNS = ("capture_point", "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "bidirectional_packets",
+                "retransmissions", "dup_acks", "zero_windows", "handshake_rtt_ms", "conn_state")  # fmt: skip
+
+
 @dataclass
 class FlowSummary:
-    """What a flows run read and wrote."""
+    """What a flows run read and wrote, with a TCP-health digest for people."""
 
     packets: int = 0
     flows: int = 0
@@ -34,6 +41,34 @@ class FlowSummary:
     seconds: float = 0.0
     skipped_unchanged: bool = False
     out_dir: Path | None = None
+    retransmissions: int = 0
+    dup_acks: int = 0
+    zero_windows: int = 0
+    conn_states: Counter[str] = field(default_factory=Counter)
+    top_retransmitting: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, table: pa.Table) -> None:
+        """Fold one written chunk of flows into the digest."""
+        self.flows += table.num_rows
+        for name in ("retransmissions", "dup_acks", "zero_windows"):
+            setattr(self, name, getattr(self, name) + int(pc.sum(table.column(name)).as_py() or 0))
+        states = table.column("conn_state").combine_chunks()
+        counts = np.bincount(states.indices.to_numpy(), minlength=len(states.dictionary))
+        self.conn_states.update({k: int(v) for k, v in zip(states.dictionary.to_pylist(), counts, strict=True) if v})
+        retx = table.column("retransmissions").to_numpy()
+        if retx.max(initial=0) > 0:
+            idx = np.argsort(-retx, kind="stable")[:TOP_N]
+            rows = table.select(_TOP_COLUMNS).take(idx[retx[idx] > 0])
+            self.top_retransmitting = sorted(
+                self.top_retransmitting + _readable(rows), key=lambda r: -r["retransmissions"]
+            )[:TOP_N]
+
+
+def _readable(rows: pa.Table) -> list[dict[str, Any]]:
+    out = rows.to_pylist()
+    for r, src, dst in zip(out, ip_text(rows.column("src_ip")), ip_text(rows.column("dst_ip")), strict=True):
+        r["src_ip"], r["dst_ip"] = src, dst
+    return out
 
 
 def _labeler(tmap: TenantMap) -> Callable[[np.ndarray, np.ndarray], tuple[pa.Array, pa.Array]] | None:
@@ -103,10 +138,10 @@ def run_flows(
                 for table in assemble_stream(point, counted(_packet_chunks(paths, batch_packets)), config, labeler):
                     writer.write_table(table)
                     rows += table.num_rows
+                    summary.add(table)
             finally:
                 writer.close()
             written.append({"part": out.name, "capture_point": point, "rows": rows})
-            summary.flows += rows
         summary.packets = total
         summary.capture_points = len(by_point)
         summary.seconds = time.perf_counter() - start

@@ -38,6 +38,8 @@ def test_capture_then_flows_on_real_captures(tmp_path: Path) -> None:
     assert manifest["rows"] == 431 + 377 and len(manifest["inputs"]) == 2
     code, out = run("flows", "-w", ws)
     assert code == 0, out
+    assert "166 retransmissions, 114 duplicate ACKs" in out
+    assert "192.168.0.102:53206 → 192.168.0.112:22" in out
     flows = pq.read_table(ws / "flows")
     assert flows.num_rows == 12
     assert sorted(flows.column("capture_point").to_pylist()).count("sshguess.pcap") == 11

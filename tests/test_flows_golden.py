@@ -196,3 +196,17 @@ def test_ssh_bruteforce_flows_have_expected_shape() -> None:
     assert set(df["dst_port"]) == {22}
     assert set(df["conn_state"]) <= {"SF", "S1", "RSTO", "RSTR"}
     assert (df["handshake_rtt_ms"] > 0).all()
+
+
+def test_connection_matches_zeeks_conn_log() -> None:
+    """Zeek's own verdict for retransmit-fast009.pcap: state RSTO, 17 packets out, 22 back."""
+    log = (DATA / "zeek-baseline" / "rxmit-history.conn.log").read_text().splitlines()
+    names = next(line for line in log if line.startswith("#fields")).split("\t")[1:]
+    row = dict(zip(names, next(line for line in log if not line.startswith("#")).split("\t"), strict=True))
+    flows = flows_from_packets(packets_of(DATA / "retransmit-fast009.pcap")).to_pylist()
+    assert len(flows) == 1
+    f = flows[0]
+    assert (f["src_port"], f["dst_port"]) == (int(row["id.orig_p"]), int(row["id.resp_p"]))
+    assert f["conn_state"] == row["conn_state"] == "RSTO"
+    assert (f["src2dst_packets"], f["dst2src_packets"]) == (int(row["orig_pkts"]), int(row["resp_pkts"]))
+    assert f["bidirectional_duration_ms"] == pytest.approx(float(row["duration"]) * 1000, abs=0.01)
