@@ -361,6 +361,7 @@ def assemble(
 ):
     """Assemble flows from rows in ``order`` (grouped by ``gid``, time-ordered within a group).
 
+    Per-packet arrays may be of any integer type (they are widened here, not copied by the caller).
     Rows ``< n_state`` are resumed flows whose accumulators are ``state_*[row]``; the other
     rows are packets. Returns the number of flows written to ``I``/``F``/``T`` (-1 when they
     have too few rows); the last flow
@@ -386,7 +387,7 @@ def assemble(
             prev_g = g
             continue
         t = ts[row]
-        fl = flags[row] if is_tcp[row] else 0
+        fl = np.int64(flags[row]) if is_tcp[row] else 0
         new = g != prev_g
         if not new:
             if t - I[nf, D_LAST] > idle_ns:
@@ -406,17 +407,19 @@ def assemble(
             nf += 1
             if nf >= I.shape[0]:
                 return -1  # out of room: the caller retries with room for one flow per row
-            _start_flow(nf, row, t, fl, fwd[row], I, F, T)
+            _start_flow(nf, row, t, fl, np.int64(fwd[row]), I, F, T)
             prev_g = g
-        d = 0 if fwd[row] == I[nf, I_INIT_IS_A] else 1
-        _account(nf, 0, t, size[row], pay[row], fl, I, F)
-        _account(nf, 1 + d, t, size[row], pay[row], fl, I, F)
+        d = 0 if np.int64(fwd[row]) == I[nf, I_INIT_IS_A] else 1
+        sz, py = np.int64(size[row]), np.int64(pay[row])
+        _account(nf, 0, t, sz, py, fl, I, F)
+        _account(nf, 1 + d, t, sz, py, fl, I, F)
         pkt_flags[row] = 0
         if frag[row] != 0:
             I[nf, I_FRAGS] += 1
         if is_tcp[row] and frag[row] != 2:
             _handshake(nf, d, t, fl, I, T)
-            pkt_flags[row] = _tcp_analyze(nf, d, t, pay[row], fl, seq[row], ack[row], win[row], I, T)
+            s, a, w = np.int64(seq[row]), np.int64(ack[row]), np.int64(win[row])
+            pkt_flags[row] = _tcp_analyze(nf, d, t, py, fl, s, a, w, I, T)
         elif d == 1:
             I[nf, I_CONN] |= B_RESP_PKT
     return nf + 1

@@ -128,17 +128,17 @@ def _packet_rows(packets: pa.Table) -> dict[str, np.ndarray]:
     keys[:, 6] = (np.where(fwd, sp, dp) << np.uint64(16)) | np.where(fwd, dp, sp)
     return {
         "keys": keys,
-        "ipver": cols["ip_version"].astype(np.uint8),
-        "ts": ts.astype(np.int64),
-        "size": cols["frame_len"].astype(np.int64),
-        "pay": cols["payload_len"].astype(np.int64),
-        "flags": cols["tcp_flags"].astype(np.int64),
-        "seq": cols["tcp_seq"].astype(np.int64),
-        "ack": cols["tcp_ack"].astype(np.int64),
-        "win": cols["tcp_win"].astype(np.int64),
+        "ipver": cols["ip_version"],
+        "ts": cols["ts_ns"],
+        "size": cols["frame_len"],
+        "pay": cols["payload_len"],
+        "flags": cols["tcp_flags"],
+        "seq": cols["tcp_seq"],
+        "ack": cols["tcp_ack"],
+        "win": cols["tcp_win"],
         "is_tcp": cols["proto"] == 6,
-        "fwd": fwd.astype(np.int64),
-        "frag": cols["frag"].astype(np.int64),
+        "fwd": fwd,
+        "frag": cols["frag"],
     }
 
 
@@ -234,8 +234,10 @@ class FlowAssembler:
         keys = np.concatenate([st["keys"], rows["keys"]]) if k else rows["keys"]
         ipver = np.concatenate([st["ipver"], rows["ipver"]]) if k else rows["ipver"]
 
-        def padded(name: str, dtype: type) -> np.ndarray:
-            return np.concatenate([np.zeros(k, dtype), rows[name].astype(dtype)]) if k else rows[name]
+        def padded(name: str) -> np.ndarray:
+            """Packet column ``name`` behind ``k`` placeholder rows for the resumed flows."""
+            col = rows[name]
+            return np.concatenate([np.zeros(k, col.dtype), col]) if k else col
 
         gid, row_hash, ng = fk.group_rows(keys)
         order = fk.order_by_group(gid, ng)
@@ -245,16 +247,16 @@ class FlowAssembler:
             order,
             gid,
             k,
-            padded("ts", np.int64),
-            padded("size", np.int64),
-            padded("pay", np.int64),
-            padded("flags", np.int64),
-            padded("seq", np.int64),
-            padded("ack", np.int64),
-            padded("win", np.int64),
-            padded("is_tcp", np.bool_),
-            padded("fwd", np.int64),
-            padded("frag", np.int64),
+            padded("ts"),
+            padded("size"),
+            padded("pay"),
+            padded("flags"),
+            padded("seq"),
+            padded("ack"),
+            padded("win"),
+            padded("is_tcp"),
+            padded("fwd"),
+            padded("frag"),
             st["I"],
             st["F"],
             st["T"],
