@@ -146,11 +146,8 @@ def capture(
         capture_point=capture_point,
         force=force,
     )
-    from pipeline.capture.stage import expand_inputs
-
-    total = sum(p.stat().st_size for p in expand_inputs(sources))
-    with progress_bar(total, "capture") as advance:
-        summary = run_capture(sources, ws, opts, on_progress=lambda done, _t: advance(done))
+    with progress_bar("capture") as advance:
+        summary = run_capture(sources, ws, opts, on_progress=advance)
     for line in summary.problems():
         err.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     if summary.skipped_unchanged:
@@ -202,13 +199,9 @@ def flows(
         {"workspace": workspace, "flows": {"idle_timeout_s": idle_timeout, "active_timeout_s": active_timeout}},
     )
     fc = FlowConfig(settings.flows.idle_timeout_s, settings.flows.active_timeout_s)
-    with progress_bar(_packets_in(settings.workspace), "flows", unit="items") as advance:
+    with progress_bar("flows", unit="items") as advance:
         summary = run_flows(
-            settings.workspace,
-            fc,
-            batch_packets=settings.flows.batch_packets,
-            force=force,
-            on_progress=lambda done, _t: advance(done),
+            settings.workspace, fc, batch_packets=settings.flows.batch_packets, force=force, on_progress=advance
         )
     if summary.skipped_unchanged:
         out.print(f"flows up to date in {summary.out_dir} ({summary.flows:,} flows); use --force to rerun")
@@ -246,14 +239,6 @@ def _print_flow_digest(summary: Any) -> None:
             r["conn_state"],
         )
     out.print(table)
-
-
-def _packets_in(workspace: Path) -> int:
-    from pipeline.capture.stage import PACKETS_DIR
-    from pipeline.io import read_manifest
-
-    m = read_manifest(workspace / PACKETS_DIR) or {}
-    return int(m.get("rows", 0))
 
 
 def main() -> None:

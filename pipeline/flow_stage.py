@@ -117,6 +117,8 @@ def run_flows(
     total = sum(p["rows"] for p in manifest["parts"])
     start = time.perf_counter()
     done = 0
+    if on_progress is not None:
+        on_progress(0, total)
     written = []
     with atomic_dir(out_dir) as tmp:
         for idx, (point, parts) in enumerate(sorted(by_point.items())):

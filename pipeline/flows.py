@@ -149,18 +149,14 @@ def _words_to_ip16(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return out.view(np.uint8).reshape(-1, 16)
 
 
-def _dict_array(values: np.ndarray, categories: tuple[str, ...]) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(values.astype(np.int32), pa.array(categories, pa.string()))
+def _dict_array(values: np.ndarray, categories: tuple[str, ...], index: type = np.int32) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(values.astype(index), pa.array(categories, pa.string()))
 
 
 def _gather(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
     out = np.empty((len(rows), a.shape[1]), a.dtype, order="F")
     fk.gather_rows(a, rows, out)
     return out
-
-
-def _codes(values: np.ndarray, categories: tuple[str, ...]) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(values.astype(np.int8), pa.array(categories, pa.string()))
 
 
 def _flow_id(row_hash: np.ndarray, first_ns: np.ndarray) -> np.ndarray:
@@ -352,7 +348,7 @@ class FlowAssembler:
                 cols[f"{name}_{flag}_packets"] = I[:, d * fk.D_WIDTH + fk.D_FLAG0 + j]
         is_tcp = proto == 6
         syn_ts, synack_ts, hs_ts = I[:, fk.I_SYN_TS], I[:, fk.I_SYNACK_TS], I[:, fk.I_HSACK_TS]
-        cols["conn_state"] = _codes(fk.conn_state_codes(I[:, fk.I_CONN], is_tcp), CONN_STATES)
+        cols["conn_state"] = _dict_array(fk.conn_state_codes(I[:, fk.I_CONN], is_tcp), CONN_STATES, np.int8)
         cols["syn_synack_ms"] = pa.array(
             (synack_ts - syn_ts) / NS_PER_MS, pa.float64(), mask=~((syn_ts > 0) & (synack_ts > 0))
         )
@@ -368,7 +364,7 @@ class FlowAssembler:
         cols["lost_segments"] = I[:, fk.I_LOST]
         cols["zero_windows"] = I[:, fk.I_ZEROWIN]
         cols["fragments"] = I[:, fk.I_FRAGS]
-        cols["end_reason"] = _codes(I[:, fk.I_END], END_REASONS)
+        cols["end_reason"] = _dict_array(I[:, fk.I_END], END_REASONS, np.int8)
         arrays = []
         for fld in FLOWS:
             v = cols[fld.name]

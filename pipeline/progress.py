@@ -22,12 +22,12 @@ stderr = Console(stderr=True)
 
 @contextlib.contextmanager
 def progress_bar(
-    total: int, description: str, *, unit: str = "bytes", enabled: bool | None = None
-) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance_to(done)``; draws a bar (``unit``: "bytes" or "items") only on a terminal."""
+    description: str, *, unit: str = "bytes", enabled: bool | None = None
+) -> Iterator[Callable[[int, int], None]]:
+    """Yield ``advance(done, total)``; draws a bar (``unit``: "bytes" or "items") only on a terminal."""
     show = stderr.is_terminal if enabled is None else enabled
-    if not show or total <= 0:
-        yield lambda _done: None
+    if not show:
+        yield lambda _done, _total: None
         return
     counters: list[ProgressColumn] = (
         [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
@@ -35,5 +35,5 @@ def progress_bar(
     with Progress(
         TextColumn("{task.description}"), BarColumn(), *counters, TimeRemainingColumn(), console=stderr, transient=True
     ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done: bar.update(task, completed=min(done, total))
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=min(done, total), total=total)

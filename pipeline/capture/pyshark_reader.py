@@ -314,12 +314,7 @@ def _batch_table(rows: list[tuple], capture_point: str, stats: CaptureStats) -> 
         else:
             cols[name] = np.array(values, dtype=_DTYPES[name])
     cols["pkt_hash"] = pkt_hash(cols)
-    stats.packets += len(rows)
-    stats.bytes += int(cols["frame_len"].sum(dtype=np.int64))
-    stats.fragments += int(np.count_nonzero(cols["frag"]))
-    lo, hi = int(cols["ts_ns"].min()), int(cols["ts_ns"].max())
-    stats.first_ts_ns = lo if stats.first_ts_ns is None else min(stats.first_ts_ns, lo)
-    stats.last_ts_ns = hi if stats.last_ts_ns is None else max(stats.last_ts_ns, hi)
+    stats.count_kept(cols)
     return columns_to_table(cols, capture_point)
 
 

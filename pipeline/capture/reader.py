@@ -89,6 +89,15 @@ class CaptureStats:
             out.append(f"{self.path}: {self.undeclared_interface} packet(s) naming an undeclared interface skipped")
         return out
 
+    def count_kept(self, cols: dict[str, np.ndarray]) -> None:
+        """Account for a batch of kept packets (packet columns, non-empty)."""
+        self.packets += len(cols["ts_ns"])
+        self.bytes += int(cols["frame_len"].sum(dtype=np.int64))
+        self.fragments += int(np.count_nonzero(cols["frag"]))
+        lo, hi = int(cols["ts_ns"].min()), int(cols["ts_ns"].max())
+        self.first_ts_ns = lo if self.first_ts_ns is None else min(self.first_ts_ns, lo)
+        self.last_ts_ns = hi if self.last_ts_ns is None else max(self.last_ts_ns, hi)
+
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
         d["linktypes"] = sorted(self.linktypes)
@@ -313,13 +322,7 @@ def read_packets(
         keep = status == dec.OK
         if not keep.all():
             cols = {k: v[keep] for k, v in cols.items()}
-        k = int(keep.sum())
-        if k == 0:
+        if not keep.any():
             continue
-        stats.packets += k
-        stats.bytes += int(cols["frame_len"].sum(dtype=np.int64))
-        stats.fragments += int(np.count_nonzero(cols["frag"]))
-        lo, hi = int(cols["ts_ns"].min()), int(cols["ts_ns"].max())
-        stats.first_ts_ns = lo if stats.first_ts_ns is None else min(stats.first_ts_ns, lo)
-        stats.last_ts_ns = hi if stats.last_ts_ns is None else max(stats.last_ts_ns, hi)
+        stats.count_kept(cols)
         yield columns_to_table(cols, cp)

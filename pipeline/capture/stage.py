@@ -142,6 +142,8 @@ def run_capture(
         summary.files = [CaptureStats(**_stats_fields(s)) for s in previous.get("files", [])]
         return summary
     total = sum(f["bytes"] for f in fingerprints)
+    if on_progress is not None:
+        on_progress(0, total)
     done_before = 0
     start = time.perf_counter()
     parts: list[dict[str, Any]] = []
