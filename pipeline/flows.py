@@ -17,7 +17,17 @@ import pyarrow.compute as pc
 
 from pipeline import flow_kernel as fk
 from pipeline.errors import ConfigError
-from pipeline.schemas import CONN_STATES, DIRECTIONS, END_REASONS, FLAG_NAMES, FLOWS, PACKETS, check_columns
+from pipeline.schemas import (
+    CONN_STATES,
+    DIRECTIONS,
+    END_REASONS,
+    FLAG_NAMES,
+    FLOWS,
+    PACKETS,
+    check_columns,
+    ip16_array,
+    ip16_numpy,
+)
 
 _KEY_WIDTH = 7  # vni|vlan, proto, a_hi, a_lo, b_hi, b_lo, a_port|b_port
 NS_PER_MS = 1_000_000
@@ -102,8 +112,6 @@ def _packet_rows(packets: pa.Table) -> dict[str, np.ndarray]:
         "ip_id",
     ]
     cols = {n: packets.column(n).to_numpy() for n in names}
-    from pipeline.schemas import ip16_numpy
-
     cols["src_ip"] = ip16_numpy(packets.column("src_ip"))
     cols["dst_ip"] = ip16_numpy(packets.column("dst_ip"))
     ts = cols["ts_ns"]
@@ -371,8 +379,6 @@ class FlowAssembler:
             if isinstance(v, pa.Array):
                 arrays.append(v)
             elif fld.type == pa.binary(16):
-                from pipeline.schemas import ip16_array
-
                 arrays.append(ip16_array(v))
             else:
                 arrays.append(pa.array(v, type=fld.type))

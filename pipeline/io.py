@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import __version__
-from pipeline.errors import InputNotFoundError, SchemaError
+from pipeline.errors import InputNotFoundError
 
 MANIFEST = "_manifest.json"
 _FINGERPRINT_SPAN = 1 << 20
@@ -112,16 +112,3 @@ def require_table(table_dir: str | Path, what: str) -> list[Path]:
     if not parts:
         raise InputNotFoundError(f"no {what} table here; run the stage that writes it first", path=str(d))
     return parts
-
-
-def read_parts(parts: list[Path], schema: pa.Schema | None = None) -> pa.Table:
-    """Read and concatenate Parquet parts (optionally checking they carry ``schema``'s columns)."""
-    tables = [pq.read_table(p) for p in parts]
-    if schema is not None:
-        for p, t in zip(parts, tables, strict=True):
-            missing = [n for n in schema.names if n not in t.column_names]
-            if missing:
-                raise SchemaError(f"lacks column(s) {', '.join(missing[:5])}", path=str(p))
-    if not tables:
-        return schema.empty_table() if schema is not None else pa.table({})
-    return pa.concat_tables(tables, promote_options="permissive")

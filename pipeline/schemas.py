@@ -124,8 +124,6 @@ Sizes (``*_ps``) and ``*_bytes`` count captured frames' wire length, as tshark's
 table does; ``*_payload_bytes`` count transport payload; ``*_piat_ms`` are inter-arrival times.
 """
 
-FLOW_KEY = ("capture_point", "vni", "src_ip", "dst_ip", "src_port", "dst_port", "protocol")
-
 
 def check_columns(table: pa.Table, schema: pa.Schema, what: str) -> None:
     """Raise :class:`SchemaError` naming the first column missing from ``table``."""

@@ -13,11 +13,9 @@ OK = 0
 NON_IP = 1  # a frame that carries no IP packet (ARP, LLDP, ...): counted, not kept
 MALFORMED = 2  # headers cut short or inconsistent: counted, not kept
 BAD_LINKTYPE = 3  # link type this decoder does not know: counted, not kept
-STATUS_NAMES = ("ok", "non_ip", "malformed", "unsupported_linktype")
 
 # Link types (tcpdump.org/linktypes.html).
 LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_SLL, LT_IPV4, LT_IPV6, LT_SLL2 = 0, 1, 101, 108, 113, 228, 229, 276
-LT_RAW_ALIASES = (12, 14)
 SUPPORTED_LINKTYPES = {
     LT_NULL: "BSD loopback",
     LT_ETHERNET: "Ethernet",

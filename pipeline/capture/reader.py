@@ -138,10 +138,6 @@ def _fill(f: BinaryIO, view: memoryview, stats: CaptureStats) -> int:
     return got
 
 
-def _linktype_name(lt: int) -> str:
-    return dec.SUPPORTED_LINKTYPES.get(lt, "unknown")
-
-
 class _Walker:
     """Binds one file's format state to the compiled record walker."""
 

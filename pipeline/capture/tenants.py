@@ -267,9 +267,7 @@ def _one_line(e: ValidationError) -> str:
         msg = err["msg"]
     else:
         got = repr(err.get("input"))
-        hint = (
-            "; quote the value" if kind == "string_type" and isinstance(err.get("input"), int | float) else ""
-        )
+        hint = "; quote the value" if kind == "string_type" and isinstance(err.get("input"), int | float) else ""
         msg = f"{err['msg']} (got {got[:60] + '…' if len(got) > 60 else got}{hint})"
     more = f" (and {len(errs) - 1} more error{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
     return f"{path or '<top>'}: {msg}{more}".replace("\n", " ")
@@ -289,9 +287,7 @@ class Labels(NamedTuple):
     def to_arrow(self) -> tuple[pa.DictionaryArray, pa.DictionaryArray]:
         """``dictionary<int32, string>`` arrays; the codes are not copied."""
         return (
-            pa.DictionaryArray.from_arrays(
-                pa.array(self.tenant, pa.int32()), pa.array(self.tenants, pa.string())
-            ),
+            pa.DictionaryArray.from_arrays(pa.array(self.tenant, pa.int32()), pa.array(self.tenants, pa.string())),
             pa.DictionaryArray.from_arrays(pa.array(self.vm, pa.int32()), pa.array(self.vms, pa.string())),
         )
 
@@ -455,9 +451,7 @@ def tenant_map_from_dict(data: Mapping[str, Any] | None, source: str = "<tenants
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"expected a mapping with a top-level 'vpcs:' list, got {type(data).__name__}", path=source
-        )
+        raise ConfigError(f"expected a mapping with a top-level 'vpcs:' list, got {type(data).__name__}", path=source)
     try:
         cfg = TenantFile.model_validate(dict(data))
     except ValidationError as e:
