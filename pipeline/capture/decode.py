@@ -319,6 +319,7 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
         if st[i] != OK:
             continue
         # hash of fields that do not change hop by hop: matches one packet across capture points
+        # (not the VNI: a packet is encapsulated at some points and not at others)
         h = _FNV_OFF
         for k in range(16):
             h = _mix(h, src[i, k])
@@ -329,7 +330,6 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
         h = _mix(h, (np.int64(sport[i]) << 16) | np.int64(dport[i]))
         h = _mix(h, seq[i])
         h = _mix(h, ack[i])
-        h = _mix(h, vni[i])
         phash[i] = _finalize(h)
 
 

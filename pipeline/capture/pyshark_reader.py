@@ -295,7 +295,7 @@ def pkt_hash(cols: dict[str, np.ndarray]) -> np.ndarray:
             h = (h ^ dst[:, k].astype(u64)) * _FNV_PRIME
         ports = (cols["src_port"].astype(u64) << u64(16)) | cols["dst_port"].astype(u64)
         tail = [cols["proto"], cols["ip_id"], cols["ip_len"], ports]
-        for v in [*tail, cols["tcp_seq"], cols["tcp_ack"], cols["vni"]]:
+        for v in [*tail, cols["tcp_seq"], cols["tcp_ack"]]:
             h = (h ^ v.astype(u64)) * _FNV_PRIME
         h ^= h >> u64(33)
         h *= u64(0xFF51AFD7ED558CCD)

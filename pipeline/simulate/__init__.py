@@ -1,0 +1,1 @@
+"""Tenant traffic model: a simulated multi-tenant cloud that writes labelled pcaps."""
