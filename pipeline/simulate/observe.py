@@ -77,6 +77,7 @@ def observe(P: np.ndarray, conns: ConnTable, cloud: Cloud, point: str) -> dict[s
         "ipid": P[idx, tg.P_IPID],
         "ttl": np.clip(ttl, 1, 255),
         "row": idx,
+        "client_is_vm": c_is_vm[idx],
     }
     out["outer_src"], out["outer_dst"], out["vni"] = _overlay(out, conns, cloud, point, cvm[idx], svm[idx])
     return out

@@ -37,7 +37,7 @@ class SimulationResult:
 
 def _load_behaviours() -> None:
     """Import the modules that register benign/compromise/fault generators."""
-    import pipeline.simulate.attacks  # noqa: F401
+    import pipeline.simulate.attacks
     import pipeline.simulate.faults  # noqa: F401
 
 
