@@ -74,9 +74,9 @@ def _mixed_connections(ctx: ev.SimContext, loss_p: float = 0.0) -> C.ConnTable:
                              client_vm=0, server_vm=1, cport=77, sport=77, rounds=3, think_ns=ev.S // 10,
                              req_bytes=56, resp_bytes=56)  # fmt: skip
     bulk = C.ConnTable.make(
-        10, start_ns=ctx.t0 + np.arange(10) * 3 * ev.S, client=cloud.ip[0], server=cloud.ip[3], client_vm=0, server_vm=3,
-        cport=40000 + np.arange(10), sport=5432, req_bytes=500, resp_bytes=300_000, rtt_ns=250_000, loss_p=loss_p,
-        loss_from_ns=ctx.t0, loss_to_ns=ctx.t1,
+        10, start_ns=ctx.t0 + np.arange(10) * 3 * ev.S, client=cloud.ip[0], server=cloud.ip[3], client_vm=0,
+        server_vm=3, cport=40000 + np.arange(10), sport=5432, req_bytes=500, resp_bytes=300_000, rtt_ns=250_000,
+        loss_p=loss_p, loss_from_ns=ctx.t0, loss_to_ns=ctx.t1,
     )  # fmt: skip
     return C.concat([web_t, dns, pings, bulk])
 
@@ -105,7 +105,7 @@ def test_pcaps_parse_cleanly_in_tshark(tmp_path: Path) -> None:
     files = _write(tmp_path, ctx, _mixed_connections(ctx, 0.03), ("vm", "host", "gateway"))
     for path in files.values():
         assert _tshark_count(path, "_ws.malformed || _ws.expert.severity >= 8388608") == 0, path
-        bad = "ip.checksum.status == 0 || tcp.checksum.status == 0 || udp.checksum.status == 0 || icmp.checksum.status == 0"
+        bad = " || ".join(f"{p}.checksum.status == 0" for p in ("ip", "tcp", "udp", "icmp"))
         assert _tshark_count(path, bad, CHECKSUMS) == 0
         assert _tshark_count(path, "tcp.checksum.status == 1", CHECKSUMS) > 0
     assert _tshark_count(files["host"], "vxlan") > 0
