@@ -3,6 +3,8 @@ segment, size), built once per distinct key and packed into a pool the frame wri
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from pipeline.simulate import conns as C
@@ -16,6 +18,11 @@ _HTTP_RESP = (
 _SSH_BANNER = {0: b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n", 1: b"SSH-2.0-OpenSSH_8.9p1 Debian-3\r\n"}
 _B32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
 _WORDS = [b"www", b"api", b"cdn", b"mail", b"static", b"img", b"login", b"auth", b"update", b"time", b"db", b"svc"]
+
+
+def _opaque(size: int, mul: int, add: int) -> bytes:
+    """Bytes that look encrypted enough for a dissector (a fixed pattern, so output is deterministic)."""
+    return ((np.arange(size, dtype=np.int64) * mul + add) & 0xFF).astype(np.uint8).tobytes()
 
 
 def _filler(size: int, byte: int = 0x61) -> bytes:
@@ -40,15 +47,15 @@ def _tls(size: int) -> bytes:
     if size < 6:
         return _filler(size, 0)
     body = size - 5
-    return bytes([0x17, 0x03, 0x03, body >> 8, body & 0xFF]) + bytes((i * 131 + 7) & 0xFF for i in range(body))
+    return bytes([0x17, 0x03, 0x03, body >> 8, body & 0xFF]) + _opaque(body, 131, 7)
 
 
 def _ssh(direction: int, first: bool, size: int) -> bytes:
     """The version banner, then opaque (already encrypted) bytes."""
     banner = _SSH_BANNER[direction]
     if first and size >= len(banner):
-        return banner + bytes((i * 97 + 13) & 0xFF for i in range(size - len(banner)))
-    return bytes((i * 97 + 13) & 0xFF for i in range(size))
+        return banner + _opaque(size - len(banner), 97, 13)
+    return _opaque(size, 97, 13)
 
 
 def _qname(size: int, rng: np.random.Generator) -> bytes:
@@ -99,6 +106,12 @@ def _stratum(direction: int, size: int) -> bytes:
     return out[: size - 1] + b"\n" if size else b""
 
 
+@functools.lru_cache(maxsize=65536)
+def _template_and_sum(app: int, direction: int, first: bool, size: int) -> tuple[bytes, int]:
+    t = template(app, direction, first, size)
+    return t, _sum16(t)
+
+
 def template(app: int, direction: int, first: bool, size: int) -> bytes:
     """Payload of ``size`` bytes for one segment/datagram of ``app``."""
     if size <= 0:
@@ -121,15 +134,22 @@ def template(app: int, direction: int, first: bool, size: int) -> bytes:
 
 def build_pool(
     app: np.ndarray, direction: np.ndarray, first: np.ndarray, size: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per packet: offset of its payload in the returned byte pool. Templates are built once per distinct key."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per packet: offset of its payload in the returned byte pool, and the payload's one's-complement
+    sum (for checksums). Templates are built once per distinct key."""
     key = (app.astype(np.int64) << 24) | (direction.astype(np.int64) << 23) | (first.astype(np.int64) << 22) | size
     uniq, inverse = np.unique(key, return_inverse=True)
-    parts, offsets, at = [], np.empty(len(uniq), np.int64), 0
+    parts, offsets, sums, at = [], np.empty(len(uniq), np.int64), np.empty(len(uniq), np.int64), 0
     for i, k in enumerate(uniq.tolist()):
-        t = template(k >> 24, (k >> 23) & 1, bool((k >> 22) & 1), k & 0x3FFFFF)
+        t, sums[i] = _template_and_sum(k >> 24, (k >> 23) & 1, bool((k >> 22) & 1), k & 0x3FFFFF)
         offsets[i] = at
         parts.append(t)
         at += len(t)
     pool = np.frombuffer(b"".join(parts) or b"\x00", dtype=np.uint8)
-    return pool, offsets[inverse]
+    return pool, offsets[inverse], sums[inverse]
+
+
+def _sum16(data: bytes) -> int:
+    """Sum of big-endian 16-bit words (odd tail padded with zero), not folded."""
+    a = np.frombuffer(data + (b"\x00" if len(data) % 2 else b""), dtype=">u2")
+    return int(a.sum(dtype=np.int64))

@@ -108,6 +108,8 @@ def load_scenario(path: str | Path, *, duration_s: float | None = None, seed: in
         raise ConfigError("expected a mapping at the top level", path=str(p))
     if duration_s is not None:
         data["duration_s"] = duration_s
+        # a shortened run keeps only the events that start within it
+        data["events"] = [e for e in data.get("events") or [] if float(e.get("start_s", 0)) < duration_s]
     if seed is not None:
         data["seed"] = seed
     try:
