@@ -44,8 +44,9 @@ test: setup ## run the test suite
 lint: setup ## ruff
 	$(BIN)/ruff check .
 
-bench: setup ## capture + flows throughput against tshark/pyshark/dpkt (prints ratios)
+bench: setup ## capture + flows vs tshark/pyshark/dpkt, simulate vs scapy (prints ratios)
 	$(BIN)/python -m bench.capture_flows
+	$(BIN)/python -m bench.simulate
 
 clean: ## remove the venv, workspaces and caches
 	rm -rf $(VENV) workspace .pytest_cache .ruff_cache

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline import __version__
-from pipeline.errors import NetsentryError
+from pipeline.errors import ConfigError, NetsentryError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 unexpected error; 2 bad usage, config or missing input; "
@@ -233,7 +233,10 @@ def simulate(
 
     sc = load_scenario(scenario, duration_s=duration, seed=seed)
     started = time.perf_counter()
-    res = run_simulation(sc)
+    try:
+        res = run_simulation(sc)
+    except ConfigError as e:
+        raise ConfigError(str(e), path=str(scenario)) from None
     counts = write_outputs(res, out_dir, snaplen=snaplen)
     seconds = time.perf_counter() - started
     table = Table(title=f"simulate {sc.name} (seed {sc.seed}, {sc.duration_s:g} s) → {out_dir}", title_justify="left")
