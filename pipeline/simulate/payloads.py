@@ -99,6 +99,18 @@ def _dns(direction: int, size: int) -> bytes:
     return head + b"\xc0\x0c\x00\x10\x00\x01\x00\x00\x01\x2c" + bytes([rdlen >> 8, rdlen & 0xFF]) + txt
 
 
+def _pgsql(direction: int, size: int) -> bytes:
+    """One complete PostgreSQL message per segment (so no dissector waits for the rest of one):
+    a simple query from the client, a one-column data row from the server."""
+    if size < 12:
+        return _filler(size, 0)
+    if direction == 0:
+        text = b"SELECT * FROM orders WHERE id = " + b"1" * (size - 1 - 4 - 33 - 1) + b";"
+        return b"Q" + (size - 1).to_bytes(4, "big") + text[: size - 6] + b"\x00"
+    value = size - 1 - 4 - 2 - 4
+    return b"D" + (size - 1).to_bytes(4, "big") + b"\x00\x01" + value.to_bytes(4, "big") + _filler(value, 0x76)
+
+
 def _stratum(direction: int, size: int) -> bytes:
     line = b'{"id":1,"method":"mining.submit","params":["w1","0","00","5f","0"]}' if direction == 0 else \
         b'{"id":1,"result":true,"error":null}'  # fmt: skip
@@ -124,6 +136,8 @@ def template(app: int, direction: int, first: bool, size: int) -> bytes:
         out = _ssh(direction, first, size)
     elif app == C.APP_DNS:
         out = _dns(direction, size)
+    elif app == C.APP_SQL:
+        out = _pgsql(direction, size)
     elif app == C.APP_STRATUM:
         out = _stratum(direction, size)
     else:
