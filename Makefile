@@ -33,10 +33,11 @@ tshark: ## install tshark through apt when missing (root), else say how
 	    echo "tshark is missing: install it with 'sudo apt-get install tshark' (tests that need it are skipped)"; \
 	  fi; }
 
-demo: setup ## run the pipeline on the bundled sample captures
-	$(BIN)/netsentry capture tests/data -w $(DEMO_WS)
+demo: setup ## simulate the demo cloud, then run capture and flows on it
+	$(BIN)/netsentry simulate --scenario configs/scenarios/demo.yaml --out $(DEMO_WS)/sim
+	$(BIN)/netsentry capture $(DEMO_WS)/sim/vm.pcap -w $(DEMO_WS) --tenants $(DEMO_WS)/sim/tenants.yaml
 	$(BIN)/netsentry flows -w $(DEMO_WS)
-	@echo "tables are in $(DEMO_WS)/ (packets/, flows/: Parquet with a _manifest.json each)"
+	@echo "captures and ground truth: $(DEMO_WS)/sim/ (labels.csv); tables: $(DEMO_WS)/packets, $(DEMO_WS)/flows"
 
 test: setup ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -76,3 +76,18 @@ def test_bad_scenario_is_a_one_line_error(tmp_path: Path) -> None:
     odd.write_text(text)
     code, out = run("simulate", "-s", odd, "-o", tmp_path / "o2")
     assert code == 2 and "port_scan_diagonal" in out and "port_scan_vertical" in out
+
+
+@pytest.mark.skipif(__import__("shutil").which("tshark") is None, reason="tshark not installed")
+def test_demo_scenario_is_clean_for_tshark_and_labelled(tmp_path: Path) -> None:
+    import subprocess
+
+    code, out = run("simulate", "-s", ROOT / "configs" / "scenarios" / "demo.yaml", "-o", tmp_path / "demo")
+    assert code == 0, out
+    pcap = tmp_path / "demo" / "vm.pcap"
+    bad = subprocess.run(["tshark", "-r", str(pcap), "-Y", "_ws.malformed || _ws.expert.severity >= 8388608"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert bad == ""
+    with (tmp_path / "demo" / "labels.csv").open() as f:
+        kinds = {(r["kind"], r["scenario"]) for r in csv.DictReader(f)}
+    assert kinds == {("compromise", "ssh_bruteforce"), ("fault", "loss_burst")}
