@@ -51,11 +51,17 @@ def _tls(size: int) -> bytes:
 
 
 def _ssh(direction: int, first: bool, size: int) -> bytes:
-    """The version banner, then opaque (already encrypted) bytes."""
+    """The version banner (its comment stretched to fill a short segment), then opaque bytes."""
     banner = _SSH_BANNER[direction]
-    if first and size >= len(banner):
-        return banner + _opaque(size - len(banner), 97, 13)
-    return _opaque(size, 97, 13)
+    if not first or size < 12:
+        return _opaque(size, 97, 13)
+    if size <= 255:  # the whole segment is the banner line
+        return (
+            banner[:8] + b"OpenSSH_9.6 " + b"x" * (size - 22) + b"\r\n"
+            if size >= 22
+            else b"SSH-2.0-" + b"x" * (size - 10) + b"\r\n"
+        )
+    return banner + _opaque(size - len(banner), 97, 13)
 
 
 def _qname(size: int, rng: np.random.Generator) -> bytes:
