@@ -35,9 +35,11 @@ class Settings(_Section):
     flows: FlowSettings = FlowSettings()
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise InputNotFoundError("config file not found", path=str(path))
+def read_yaml(path: Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file holding a mapping, or a one-line error naming the file (and line) and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"{what} not found", path=str(path))
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -45,7 +47,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise ConfigError(f"{where}not valid YAML", path=str(path)) from None
     if not isinstance(data, dict):
-        raise ConfigError("expected a mapping of sections at the top level", path=str(path))
+        raise ConfigError("expected a mapping at the top level", path=str(path))
     return data
 
 
@@ -61,10 +63,10 @@ def _merge(base: dict[str, Any], over: dict[str, Any], *, skip_none: bool = Fals
 
 def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Resolve defaults, an optional user file and CLI overrides (``None`` values are ignored)."""
-    data: dict[str, Any] = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
+    data: dict[str, Any] = read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
     source = str(DEFAULT_CONFIG)
     if config is not None:
-        data = _merge(data, _read_yaml(Path(config)))
+        data = _merge(data, read_yaml(Path(config)))
         source = str(config)
     if overrides:
         data = _merge(data, overrides, skip_none=True)

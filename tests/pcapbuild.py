@@ -118,9 +118,7 @@ def arp_request(sender_ip: str, target_ip: str, *, sender_mac: str = MAC_A) -> b
     )
 
 
-def sll(
-    payload: bytes, protocol: int = ETH_IPV4, *, pkttype: int = 0, hatype: int = 1, addr: str = MAC_A
-) -> bytes:
+def sll(payload: bytes, protocol: int = ETH_IPV4, *, pkttype: int = 0, hatype: int = 1, addr: str = MAC_A) -> bytes:
     """Linux cooked capture v1 header (16 bytes, link type 113)."""
     a = mac(addr)
     return struct.pack("!HHH8sH", pkttype, hatype, len(a), a, protocol) + payload
@@ -169,9 +167,7 @@ def ipv4(
     ihl = 5 + len(options) // 4
     flags = (0x4000 if df else 0) | (0x2000 if mf else 0) | (frag_offset // 8)
     tot = 20 + len(options) + len(payload) if total_length is None else total_length
-    hdr = struct.pack(
-        "!BBHHHBBH4s4s", 0x40 | ihl, tos, tot, ident, flags, ttl, proto, 0, ip_bytes(src), ip_bytes(dst)
-    )
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, tos, tot, ident, flags, ttl, proto, 0, ip_bytes(src), ip_bytes(dst))
     hdr += options
     return _put16(hdr, 10, checksum(hdr)) + payload
 
@@ -208,12 +204,7 @@ def ipv6(
 ) -> bytes:
     """IPv6 packet; ``payload`` starts with any extension headers (``next_header`` names the first)."""
     first = (6 << 28) | (traffic_class << 20) | flow
-    return (
-        struct.pack("!IHBB", first, len(payload), next_header, hop_limit)
-        + ip_bytes(src)
-        + ip_bytes(dst)
-        + payload
-    )
+    return struct.pack("!IHBB", first, len(payload), next_header, hop_limit) + ip_bytes(src) + ip_bytes(dst) + payload
 
 
 def _tlv_options(next_header: int, options: bytes) -> bytes:
@@ -311,9 +302,7 @@ def icmp_unreachable(quoted: bytes, code: int = 3) -> bytes:
     return _put16(msg, 2, checksum(msg))
 
 
-def icmpv6_echo(
-    src: str, dst: str, ident: int, seq: int, payload: bytes = b"", *, reply: bool = False
-) -> bytes:
+def icmpv6_echo(src: str, dst: str, ident: int, seq: int, payload: bytes = b"", *, reply: bool = False) -> bytes:
     """ICMPv6 echo request (128) or reply (129), checksummed over the pseudo-header."""
     msg = struct.pack("!BBHHH", 129 if reply else 128, 0, 0, ident, seq) + payload
     return _l4_checksum(msg, 2, src, dst, ICMPV6)
@@ -359,9 +348,7 @@ class Record:
         return len(self.data) if self.orig_len is None else self.orig_len
 
 
-def pcap_header(
-    linktype: int, *, big_endian: bool = False, nanosecond: bool = False, snaplen: int = 262144
-) -> bytes:
+def pcap_header(linktype: int, *, big_endian: bool = False, nanosecond: bool = False, snaplen: int = 262144) -> bytes:
     """Classic pcap file header (24 bytes)."""
     magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
     return struct.pack((">" if big_endian else "<") + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
@@ -464,9 +451,7 @@ def pcapng_epb(
 def pcapng_spb(data: bytes, *, orig_len: int | None = None, big_endian: bool = False) -> bytes:
     """Simple packet block (interface 0, no timestamp)."""
     olen = len(data) if orig_len is None else orig_len
-    return pcapng_block(
-        3, struct.pack((">" if big_endian else "<") + "I", olen) + data, big_endian=big_endian
-    )
+    return pcapng_block(3, struct.pack((">" if big_endian else "<") + "I", olen) + data, big_endian=big_endian)
 
 
 def ts_units(ts_ns: int, tsresol: int | None) -> int:
@@ -497,9 +482,7 @@ def pcapng_bytes(
     out += [pcapng_idb(i, big_endian=big_endian) for i in interfaces]
     for r in records:
         res = interfaces[r.iface].tsresol if r.iface < len(interfaces) else None
-        out.append(
-            pcapng_epb(r.iface, ts_units(r.ts_ns, res), r.data, orig_len=r.orig_len, big_endian=big_endian)
-        )
+        out.append(pcapng_epb(r.iface, ts_units(r.ts_ns, res), r.data, orig_len=r.orig_len, big_endian=big_endian))
     out += [pcapng_spb(d, big_endian=big_endian) for d in simple]
     return b"".join(out)
 

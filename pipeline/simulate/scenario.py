@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipeline.errors import ConfigError, InputNotFoundError
+from pipeline.config import read_yaml
+from pipeline.errors import ConfigError
 
 ROLES = ("web", "app", "db", "dns", "batch", "admin")
 """VM roles: what a VM serves and which benign traffic it makes (see :mod:`pipeline.simulate.benign`)."""
@@ -96,16 +96,7 @@ class Scenario(_Model):
 def load_scenario(path: str | Path, *, duration_s: float | None = None, seed: int | None = None) -> Scenario:
     """Read and validate a scenario file; ``duration_s``/``seed`` override the file's."""
     p = Path(path)
-    if not p.is_file():
-        raise InputNotFoundError("scenario file not found", path=str(p))
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(f"{where}not valid YAML", path=str(p)) from None
-    if not isinstance(data, dict):
-        raise ConfigError("expected a mapping at the top level", path=str(p))
+    data = read_yaml(p, "scenario file")
     if duration_s is not None:
         data["duration_s"] = duration_s
         # a shortened run keeps only the events that start within it

@@ -48,9 +48,7 @@ LINKTYPE_USER0 = 147  # a link type the reader does not decode
 
 def good_frames(n: int = 6) -> list[bytes]:
     """``n`` valid TCP/IPv4 frames of different sizes, source port 1000 + i."""
-    return [
-        ethernet(ipv4(A, B, TCP, tcp(A, B, 1000 + i, 80, seq=i, payload=bytes(10 * i)))) for i in range(n)
-    ]
+    return [ethernet(ipv4(A, B, TCP, tcp(A, B, 1000 + i, 80, seq=i, payload=bytes(10 * i)))) for i in range(n)]
 
 
 def recs(frames: list[bytes]) -> list[Record]:
@@ -252,9 +250,7 @@ def test_each_cut_header_is_malformed(tmp_path: Path, read_capture: ReadCapture,
 def test_snaplen_cut_payload_is_not_malformed(tmp_path: Path, read_capture: ReadCapture) -> None:
     """A frame cut by the snap length after the TCP header is a packet: lengths from the IP header."""
     frame = ethernet(ipv4(A, B, TCP, tcp(A, B, 7, 8, payload=bytes(1000))))
-    table, stats = read_capture(
-        write_pcap(tmp_path / "snap.pcap", [Record(frame[:54], T0, orig_len=len(frame))])
-    )
+    table, stats = read_capture(write_pcap(tmp_path / "snap.pcap", [Record(frame[:54], T0, orig_len=len(frame))]))
     row = table.to_pylist()[0]
     assert (row["src_port"], row["cap_len"], row["frame_len"], row["ip_len"], row["payload_len"]) == (
         7,
@@ -289,9 +285,7 @@ def test_gzip_reads_the_same_as_plain(tmp_path: Path, read_capture: ReadCapture)
 
 
 def test_gzip_pcapng_reads_the_same_as_plain(tmp_path: Path, read_capture: ReadCapture) -> None:
-    plain = write_pcapng(
-        tmp_path / "t.pcapng", [Interface(LINKTYPE_ETHERNET, tsresol=9)], recs(good_frames())
-    )
+    plain = write_pcapng(tmp_path / "t.pcapng", [Interface(LINKTYPE_ETHERNET, tsresol=9)], recs(good_frames()))
     packed = tmp_path / "t.pcapng.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes()))
     assert read_capture(packed, capture_point="tap")[0].equals(read_capture(plain, capture_point="tap")[0])
@@ -340,9 +334,7 @@ def test_ipv4_ethertype_with_padding_only(tmp_path: Path, read_capture: ReadCapt
 def test_gzip_damaged_at_its_start(tmp_path: Path, data: bytes) -> None:
     """A file that starts like gzip but cannot give the capture header is a format error, not a crash."""
     path = tmp_path / "bad.pcap.gz"
-    path.write_bytes(
-        data if data.startswith(b"\x1f\x8b") else gzip.compress(pcap_bytes(recs(good_frames())))[:12]
-    )
+    path.write_bytes(data if data.startswith(b"\x1f\x8b") else gzip.compress(pcap_bytes(recs(good_frames())))[:12])
     with pytest.raises(CaptureFormatError, match="compressed stream unreadable") as info:
         next(read_packets(path))
     assert str(path) in str(info.value)

@@ -97,9 +97,7 @@ def ip_packets() -> list[bytes]:
     syn = tcp(A, B, 40000, 80, flags=SYN, seq=0xFFFFFFF0, window=29200, options=syn_opts)
     synack = tcp(B, A, 80, 40000, flags=SYN | ACK | ECE, seq=7, ack=0xFFFFFFF1, window=0)
     request = b"GET / HTTP/1.0\r\n\r\n"
-    data = tcp(
-        A, B, 40000, 80, flags=PSH | ACK | CWR | NS, seq=0xFFFFFFF1, ack=8, window=501, payload=request
-    )
+    data = tcp(A, B, 40000, 80, flags=PSH | ACK | CWR | NS, seq=0xFFFFFFF1, ack=8, window=501, payload=request)
     quoted = ipv4(A, B, UDP, udp(A, B, 5000, 9999, b"abcdefgh"))[:28]  # IP header + 8 bytes
     ext6 = hop_by_hop(ROUTING) + routing_header(DSTOPTS, [B6]) + dest_options(TCP)
     fin6 = tcp(A6, B6, 40001, 443, flags=FIN | ACK, seq=5, ack=9, payload=b"x" * 10)
@@ -344,9 +342,7 @@ def assert_matches_tshark(
     for (frame, exp, row), got in zip(expected, ours, strict=True):
         assert {key: got[key] for key in exp} == exp, f"{path.name} frame {frame}"
         if row["frame.time_epoch"]:  # pcapng simple packet blocks carry no timestamp
-            assert abs(got["ts_ns"] - epoch_ns(row["frame.time_epoch"][0])) <= 1000, (
-                f"{path.name} frame {frame}"
-            )
+            assert abs(got["ts_ns"] - epoch_ns(row["frame.time_epoch"][0])) <= 1000, f"{path.name} frame {frame}"
     return len(expected)
 
 
@@ -380,9 +376,7 @@ def test_builder_timestamp_units_round_trip() -> None:
 # ---------------------------------------------------------------- known answers (no tshark)
 
 
-def one_packet(
-    tmp_path: Path, read_capture: ReadCapture, frame: bytes, linktype: int = LINKTYPE_ETHERNET
-) -> dict:
+def one_packet(tmp_path: Path, read_capture: ReadCapture, frame: bytes, linktype: int = LINKTYPE_ETHERNET) -> dict:
     table, stats = read_capture(write_pcap(tmp_path / "one.pcap", [Record(frame, T0)], linktype))
     assert stats.packets == table.num_rows == 1, stats.problems()
     return table_rows(table)[0]
@@ -418,10 +412,7 @@ def test_overlays_report_inner_headers_and_vni(tmp_path: Path, read_capture: Rea
     frames = ethernet_frames()[-3:]  # VXLAN, Geneve (options, inner IPv6), Geneve over IPv6 (bare inner IPv4)
     table, stats = read_capture(write_pcap(tmp_path / "overlay.pcap", records(frames)))
     rows = table_rows(table)
-    got = [
-        (r["vni"], r["vlan"], r["src_ip"], r["dst_ip"], r["proto"], r["src_port"], r["dst_port"])
-        for r in rows
-    ]
+    got = [(r["vni"], r["vlan"], r["src_ip"], r["dst_ip"], r["proto"], r["src_port"], r["dst_port"]) for r in rows]
     assert got == [
         (5001, 0, C, D, TCP, 1111, 22),  # the inner frame's VLAN tag is not the outer one
         (7007, 42, C6, D6, UDP, 1234, 41002),
@@ -477,9 +468,7 @@ def test_link_types_decode_the_same_packets(tmp_path: Path, read_capture: ReadCa
 
 @pytest.mark.parametrize("big_endian", [False, True], ids=["le", "be"])
 @pytest.mark.parametrize("nanosecond", [False, True], ids=["us", "ns"])
-def test_pcap_timestamps(
-    tmp_path: Path, read_capture: ReadCapture, big_endian: bool, nanosecond: bool
-) -> None:
+def test_pcap_timestamps(tmp_path: Path, read_capture: ReadCapture, big_endian: bool, nanosecond: bool) -> None:
     recs = records(ethernet_frames())
     path = write_pcap(tmp_path / "ts.pcap", recs, big_endian=big_endian, nanosecond=nanosecond)
     table, stats = read_capture(path)
@@ -514,9 +503,7 @@ def write_multi_pcapng(path: Path, *, big_endian: bool = False) -> Path:
 
 
 @pytest.mark.parametrize("big_endian", [False, True], ids=["le", "be"])
-def test_pcapng_interfaces_and_resolutions(
-    tmp_path: Path, read_capture: ReadCapture, big_endian: bool
-) -> None:
+def test_pcapng_interfaces_and_resolutions(tmp_path: Path, read_capture: ReadCapture, big_endian: bool) -> None:
     """Each packet is decoded with its interface's link type and timestamped in its resolution."""
     recs = pcapng_records()
     table, stats = read_capture(write_multi_pcapng(tmp_path / "multi.pcapng", big_endian=big_endian))
@@ -601,9 +588,7 @@ def test_pcap_matches_tshark(tmp_path: Path, read_capture: ReadCapture, tshark: 
 
 @needs_tshark
 @pytest.mark.parametrize("big_endian", [False, True], ids=["le", "be"])
-def test_pcapng_matches_tshark(
-    tmp_path: Path, read_capture: ReadCapture, tshark: Tshark, big_endian: bool
-) -> None:
+def test_pcapng_matches_tshark(tmp_path: Path, read_capture: ReadCapture, tshark: Tshark, big_endian: bool) -> None:
     path = write_multi_pcapng(tmp_path / "multi.pcapng", big_endian=big_endian)
     table, stats = read_capture(path)
     assert assert_matches_tshark(path, table, stats, tshark) == stats.packets == len(ip_packets()) + 1
@@ -637,10 +622,7 @@ def fragment_frames() -> list[bytes]:
 def test_fragments(tmp_path: Path, read_capture: ReadCapture) -> None:
     """First fragments keep their ports; later fragments have ``frag == 2`` and no ports."""
     table, stats = read_capture(write_pcap(tmp_path / "frag.pcap", records(fragment_frames())))
-    got = [
-        (r["frag"], r["proto"], r["src_port"], r["dst_port"], r["ip_id"], r["tcp_seq"])
-        for r in table_rows(table)
-    ]
+    got = [(r["frag"], r["proto"], r["src_port"], r["dst_port"], r["ip_id"], r["tcp_seq"]) for r in table_rows(table)]
     assert got == [
         (1, TCP, 40002, 80, 999, 10),
         (2, TCP, 0, 0, 999, 0),
@@ -706,9 +688,7 @@ def outer_ip(row: dict[str, list[str]]) -> str:
 
 @pytest.mark.shared
 @needs_tshark
-def test_real_trace_counts(
-    shared_data: Path, tshark: Tshark, read_capture: ReadCapture, real_trace: str
-) -> None:
+def test_real_trace_counts(shared_data: Path, tshark: Tshark, read_capture: ReadCapture, real_trace: str) -> None:
     """Kept + non-IP packets = tshark's frames; kept = tshark's ``ip || ipv6`` frames; addresses agree."""
     table, stats = read_capture(shared_data / real_trace)
     rows = tshark(shared_data / real_trace, REAL_FIELDS, *NO_DEFRAG)

@@ -96,9 +96,7 @@ def test_overlay_matches_own_vpc_then_vni_less_vpcs_only(tmap: TenantMap) -> Non
 
 
 def test_ipv6(tmap: TenantMap) -> None:
-    got = names(
-        tmap, ["fd00:ac:e:1::10", "fd00:ac:e:1::11", "fd00:ac:e:77::1", "2001:db8::1"], [1001, 0, 0, 0]
-    )
+    got = names(tmap, ["fd00:ac:e:1::10", "fd00:ac:e:1::11", "fd00:ac:e:77::1", "2001:db8::1"], [1001, 0, 0, 0])
     assert got == [
         ("acme", "acme-web-1"),
         ("acme", "acme-web-2"),
@@ -224,16 +222,13 @@ def _write(tmp_path: Path, text: str) -> Path:
             "'10.0.1.300' is not a valid IP address",
         ),
         (
-            GOOD_VPC
-            + "    subnets:\n      - cidr: 10.0.1.0/24\n        ports: [{ip: 10.0.1.3, vm: unknown}]\n",
+            GOOD_VPC + "    subnets:\n      - cidr: 10.0.1.0/24\n        ports: [{ip: 10.0.1.3, vm: unknown}]\n",
             "vpcs[0].subnets[0].ports[0].vm",
             "reserved",
         ),
     ],
 )
-def test_invalid_file_one_line_names_file_and_field(
-    tmp_path: Path, body: str, field: str, fragment: str
-) -> None:
+def test_invalid_file_one_line_names_file_and_field(tmp_path: Path, body: str, field: str, fragment: str) -> None:
     p = _write(tmp_path, "vpcs:\n" + body)
     with pytest.raises(ConfigError) as ei:
         load_tenant_map(p)
@@ -293,9 +288,7 @@ def test_dump_load_round_trip(tmap: TenantMap, tmp_path: Path) -> None:
         }
     ).to_yaml_dict()
     port = {"ip": "fd00::1", "mac": "02:aa:00:00:00:01", "vm": "z1"}
-    assert d == {
-        "vpcs": [{"id": "z", "cidr": "fd00::/48", "subnets": [{"cidr": "fd00::/64", "ports": [port]}]}]
-    }
+    assert d == {"vpcs": [{"id": "z", "cidr": "fd00::/48", "subnets": [{"cidr": "fd00::/64", "ports": [port]}]}]}
 
 
 # ------------------------------------------------------------------ packets
@@ -303,11 +296,7 @@ def test_dump_load_round_trip(tmap: TenantMap, tmp_path: Path) -> None:
 
 def _packets(rows: list[tuple[int, str, str]]) -> pa.Table:
     n = len(rows)
-    cols = {
-        f.name: np.zeros(n, dtype=f.type.to_pandas_dtype())
-        for f in PACKETS
-        if not pa.types.is_dictionary(f.type)
-    }
+    cols = {f.name: np.zeros(n, dtype=f.type.to_pandas_dtype()) for f in PACKETS if not pa.types.is_dictionary(f.type)}
     cols["vni"] = np.array([r[0] for r in rows], np.uint32)
     cols["src_ip"] = ip16_from_text([r[1] for r in rows])
     cols["dst_ip"] = ip16_from_text([r[2] for r in rows])
