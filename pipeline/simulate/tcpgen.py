@@ -62,6 +62,18 @@ def _is_lost(t, p, lfrom, lto):
 
 
 @nb.njit(cache=True)
+def _segment(P, n, c, d, t, s, nseg, nbytes, mss, seq0, ack_other, ow, lp, lf, lt, df, dt, dns, ipid):
+    """Send data segment ``s`` of ``nseg`` from side ``d`` at ``t``; returns (n, lost, one-way delay)."""
+    ln = mss if s < nseg - 1 else nbytes - (nseg - 1) * mss
+    lost = _is_lost(t, lp, lf, lt)
+    o = _one_way(t, ow, df, dt, dns)
+    flags = ACK | (PSH if s == nseg - 1 else 0)
+    n = _emit(P, n, c, d, t, o, lost, flags, seq0 + s * mss, ack_other, ln, ipid[d])
+    ipid[d] += 1
+    return n, lost, o
+
+
+@nb.njit(cache=True)
 def _transfer(P, n, c, d, t0, nbytes, mss, seq0, ack_other, ow, lp, lf, lt, df, dt, dns, ipid, rto0):
     """Send ``nbytes`` from side ``d`` (0 client, 1 server) starting at ``t0``.
 
@@ -87,12 +99,9 @@ def _transfer(P, n, c, d, t0, nbytes, mss, seq0, ack_other, ow, lp, lf, lt, df, 
         arr_t = np.empty(w_end - first_new if w_end > first_new else 1, dtype=np.int64)
         for s in range(first_new, w_end):
             ts = t + (s - first_new) * SEG_GAP_NS
-            ln = mss if s < nseg - 1 else nbytes - (nseg - 1) * mss
-            lost = _is_lost(ts, lp, lf, lt)
-            o = _one_way(ts, ow, df, dt, dns)
-            flags = ACK | (PSH if s == nseg - 1 else 0)
-            n = _emit(P, n, c, d, ts, o, lost, flags, seq0 + s * mss, ack_other, ln, ipid[d])
-            ipid[d] += 1
+            n, lost, o = _segment(
+                P, n, c, d, ts, s, nseg, nbytes, mss, seq0, ack_other, ow, lp, lf, lt, df, dt, dns, ipid
+            )
             arr_t[s - first_new] = ts + o
             if not lost:
                 received[s] = True
@@ -151,12 +160,8 @@ def _transfer(P, n, c, d, t0, nbytes, mss, seq0, ack_other, ow, lp, lf, lt, df, 
         # retransmit every missing segment up to what was sent (NewReno: one per partial ACK)
         fails = 0
         while cum < sent:
-            ln = mss if cum < nseg - 1 else nbytes - (nseg - 1) * mss
-            lost = _is_lost(tr, lp, lf, lt)
-            o = _one_way(tr, ow, df, dt, dns)
-            flags = ACK | (PSH if cum == nseg - 1 else 0)
-            n = _emit(P, n, c, d, tr, o, lost, flags, seq0 + cum * mss, ack_other, ln, ipid[d])
-            ipid[d] += 1
+            n, lost, o = _segment(P, n, c, d, tr, cum, nseg, nbytes, mss, seq0, ack_other, ow, lp, lf, lt, df, dt, dns,
+                                  ipid)  # fmt: skip
             if lost:
                 fails += 1
                 if fails > MAX_RETRIES:
