@@ -91,3 +91,23 @@ def test_demo_scenario_is_clean_for_tshark_and_labelled(tmp_path: Path) -> None:
     with (tmp_path / "demo" / "labels.csv").open() as f:
         kinds = {(r["kind"], r["scenario"]) for r in csv.DictReader(f)}
     assert kinds == {("compromise", "ssh_bruteforce"), ("fault", "loss_burst")}
+
+
+def test_overlay_tenants_reusing_a_cidr_are_told_apart_by_vni(tmp_path: Path) -> None:
+    scenario = tmp_path / "two.yaml"
+    scenario.write_text(
+        "name: two\nduration_s: 15\nseed: 2\noverlay: vxlan\ncapture_points: [host]\n"
+        "cloud:\n  hosts: 2\n  external_hosts: 20\n  tenants:\n"
+        "    - name: acme\n      vpcs: [{id: a, cidr: 10.0.0.0/16, vni: 100, subnets: [{name: s, cidr: 10.0.1.0/24,"
+        " vms: [{role: web, count: 2}, {role: db}]}]}]\n"
+        "    - name: globex\n      vpcs: [{id: g, cidr: 10.0.0.0/16, vni: 200, subnets: [{name: s, cidr: 10.0.1.0/24,"
+        " vms: [{role: web, count: 2}, {role: db}]}]}]\n"
+        "events: [{kind: compromise, type: c2_beacon, target: acme-web-1, start_s: 1, duration_s: 10,"
+        " params: {period_s: 2}}]\n"
+    )
+    assert run("simulate", "-s", scenario, "-o", tmp_path / "sim")[0] == 0
+    ws = tmp_path / "ws"
+    code, out = run("capture", tmp_path / "sim" / "host.pcap", "-w", ws, "--tenants", tmp_path / "sim" / "tenants.yaml")
+    assert code == 0, out
+    t = pq.read_table(ws / "packets", columns=["vni", "tenant"]).to_pandas()
+    assert set(zip(t["vni"], t["tenant"], strict=True)) == {(100, "acme"), (200, "globex")}
