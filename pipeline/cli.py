@@ -132,8 +132,9 @@ def capture(
     ws = settings.workspace
     sources: list[str | Path] = list(inputs or [])
     if iface is not None:
-        from pipeline.capture.live import capture_live
+        from pipeline.capture.live import capture_live, check_stop_condition
 
+        check_stop_condition(duration, count)
         spool = ws / "spool" / time.strftime("live-%Y%m%dT%H%M%S")
         err.print(f"capturing on {iface} into {spool} …", highlight=False)
         sources += capture_live(

@@ -139,3 +139,17 @@ def test_bad_tenant_map_is_a_one_line_error(tmp_path: Path) -> None:
     tenants.write_text("vpcs:\n  - id: x\n    cidr: 10.0.0.0/33\n")
     code, out = run("capture", DATA / "sshguess.pcap", "-w", tmp_path / "ws", "--tenants", tenants)
     assert code == 2 and "vpcs[0].cidr" in out and "tenants.yaml" in out
+
+
+@pytest.mark.skipif(__import__("shutil").which("tshark") is None, reason="tshark not installed")
+def test_pyshark_engine_through_the_cli_gives_the_same_table(tmp_path: Path) -> None:
+    assert run("capture", DATA / "ssh-dups.pcap", "-w", tmp_path / "fast")[0] == 0
+    code, out = run("capture", DATA / "ssh-dups.pcap", "-w", tmp_path / "slow", "--engine", "pyshark")
+    assert code == 0, out
+    fast, slow = pq.read_table(tmp_path / "fast" / "packets"), pq.read_table(tmp_path / "slow" / "packets")
+    assert slow.num_rows == 377 and slow.equals(fast)
+
+
+def test_live_capture_needs_a_stop_condition(tmp_path: Path) -> None:
+    code, out = run("capture", "--iface", "lo", "-w", tmp_path)
+    assert code == 2 and "stop condition" in out and "capturing" not in out

@@ -98,6 +98,16 @@ def _num_arg(x: float) -> str:
     return f"{x:.6f}".rstrip("0").rstrip(".")
 
 
+def check_stop_condition(duration: float | None, count: int | None) -> None:
+    """A live capture needs a positive duration or packet count (ConfigError otherwise)."""
+    if duration is None and count is None:
+        raise ConfigError("live capture needs a stop condition: give a duration or a packet count")
+    if duration is not None and duration <= 0:
+        raise ConfigError(f"capture duration must be positive, got {duration}")
+    if count is not None and count <= 0:
+        raise ConfigError(f"capture packet count must be positive, got {count}")
+
+
 def capture_live(
     iface: str,
     spool_dir: Path,
@@ -116,12 +126,7 @@ def capture_live(
     is a libpcap capture filter, ``snaplen`` the bytes kept per packet (0: dumpcap's default).
     Ctrl-C stops the capture cleanly and returns the files written so far.
     """
-    if duration is None and count is None:
-        raise ConfigError("live capture needs a stop condition: give a duration or a packet count")
-    if duration is not None and duration <= 0:
-        raise ConfigError(f"capture duration must be positive, got {duration}")
-    if count is not None and count <= 0:
-        raise ConfigError(f"capture packet count must be positive, got {count}")
+    check_stop_condition(duration, count)
     if ring_file_mb < 1 or ring_files < 0 or snaplen < 0:
         raise ConfigError(
             f"invalid capture options: ring_file_mb={ring_file_mb} (>= 1), ring_files={ring_files} (>= 0), "

@@ -20,7 +20,7 @@ import gzip
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -398,8 +398,10 @@ def read_packets_pyshark(
     capture_point: str | None = None,
     stats: CaptureStats | None = None,
     batch_size: int = 50_000,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[pa.Table]:
-    """Stream a capture file read by tshark (through pyshark) as packet tables, updating ``stats``.
+    """Stream a capture file read by tshark (through pyshark) as packet tables, updating ``stats``;
+    ``on_progress(bytes)`` gets an estimate of the file bytes read so far (record sizes).
 
     Same columns and values as :func:`pipeline.capture.reader.read_packets`; non-IP frames are
     counted in ``stats.non_ip`` and skipped, inconsistent headers in ``stats.malformed``.
@@ -425,6 +427,7 @@ def read_packets_pyshark(
     )
     packets = iter(cap)
     rows: list[tuple] = []
+    done_bytes = 0
     try:
         for pkt in packets:
             stats.records += 1
@@ -446,12 +449,18 @@ def read_packets_pyshark(
                 stats.malformed += 1
                 continue
             ts = _ts_ns(frame["frame_frame_time_epoch"])
-            rows.append((ts, int(frame["frame_frame_len"]), int(frame["frame_frame_cap_len"]), *out))
+            caplen = int(frame["frame_frame_cap_len"])
+            done_bytes += caplen + 16
+            rows.append((ts, int(frame["frame_frame_len"]), caplen, *out))
             if len(rows) >= batch_size:
                 yield _batch_table(rows, cp, stats)
                 rows = []
+                if on_progress is not None:
+                    on_progress(done_bytes)
         if rows:
             yield _batch_table(rows, cp, stats)
+        if on_progress is not None:
+            on_progress(path.stat().st_size)
     finally:
         packets.close()  # kills tshark if the caller stopped early
         cap.close()
