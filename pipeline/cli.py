@@ -226,8 +226,11 @@ def simulate(
     duration: Annotated[float | None, typer.Option(help="Seconds of traffic [default: the scenario's].")] = None,
     snaplen: Annotated[int, typer.Option(help="Bytes kept per packet in the pcaps (0: whole frames).")] = 0,
 ) -> None:
-    """Simulate a multi-tenant cloud and write labelled captures: one pcap per capture point,
-    the tenant map (tenants.yaml, for `capture --tenants`) and the ground truth (labels.csv)."""
+    """Simulate a multi-tenant cloud and write labelled captures.
+
+    Writes one pcap per capture point, the tenant map (tenants.yaml, for `capture --tenants`) and
+    the ground truth (labels.csv). The same scenario and seed give the same bytes.
+    """
     from pipeline.simulate.run import simulate as run_simulation
     from pipeline.simulate.run import write_outputs
     from pipeline.simulate.scenario import load_scenario
