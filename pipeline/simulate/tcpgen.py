@@ -74,6 +74,24 @@ def _segment(P, n, c, d, t, s, nseg, nbytes, mss, seq0, ack_other, ow, lp, lf, l
 
 
 @nb.njit(cache=True)
+def _until_delivered(P, n, c, d, t, flags, seq, ack, rto, ow, lp, lf, lt, df, dt, dns, ipid):
+    """Send a control segment from side ``d``, retried after the RTO (doubling) while lost.
+
+    Returns (n, time of the delivered copy, its one-way delay, the RTO now)."""
+    o = _one_way(t, ow, df, dt, dns)
+    for _k in range(MAX_RETRIES):
+        o = _one_way(t, ow, df, dt, dns)
+        lost = _is_lost(t, lp, lf, lt)
+        n = _emit(P, n, c, d, t, o, lost, flags, seq, ack, 0, ipid[d])
+        ipid[d] += 1
+        if not lost:
+            break
+        t += rto
+        rto *= 2
+    return n, t, o, rto
+
+
+@nb.njit(cache=True)
 def _transfer(P, n, c, d, t0, nbytes, mss, seq0, ack_other, ow, lp, lf, lt, df, dt, dns, ipid, rto0):
     """Send ``nbytes`` from side ``d`` (0 client, 1 server) starting at ``t0``.
 
@@ -293,26 +311,11 @@ def generate(start, proto, rtt, mss, rounds, req, resp, think, server, outcome, 
                       sseq, 0, ipid[0])  # fmt: skip
             continue
         # orderly close: client FIN, server FIN-ACK, client ACK (a lost FIN is retried after the RTO)
-        rto = rto0
-        for _k in range(MAX_RETRIES):
-            o = _one_way(t, ow, dfc, dtc, dnc)
-            lost = _is_lost(t, lpc, lfc, ltc)
-            n = _emit(P, n, c, 0, t, o, lost, FIN | ACK, cseq, sseq, 0, ipid[0])
-            ipid[0] += 1
-            if not lost:
-                break
-            t += rto
-            rto *= 2
+        n, t, o, rto = _until_delivered(P, n, c, 0, t, FIN | ACK, cseq, sseq, rto0, ow, lpc, lfc, ltc, dfc, dtc, dnc,
+                                        ipid)  # fmt: skip
         ts = t + o + HOST_NS
-        for _k in range(MAX_RETRIES):
-            o2 = _one_way(ts, ow, dfc, dtc, dnc)
-            lost2 = _is_lost(ts, lpc, lfc, ltc)
-            n = _emit(P, n, c, 1, ts, o2, lost2, FIN | ACK, sseq, cseq + 1, 0, ipid[1])
-            ipid[1] += 1
-            if not lost2:
-                break
-            ts += rto
-            rto *= 2
+        n, ts, o2, rto = _until_delivered(P, n, c, 1, ts, FIN | ACK, sseq, cseq + 1, rto, ow, lpc, lfc, ltc, dfc, dtc,
+                                          dnc, ipid)  # fmt: skip
         tc = ts + o2 + HOST_NS
         n = _emit(P, n, c, 0, tc, _one_way(tc, ow, dfc, dtc, dnc), False, ACK, cseq + 1, sseq + 1, 0, ipid[0])
         ipid[0] += 1
