@@ -428,25 +428,43 @@ def _flood_times(ctx: SimContext, params: dict[str, Any], s: int, e: int) -> np.
 @compromise("ddos_syn")
 def ddos_syn(ctx: SimContext, vm: int, start_ns: int, end_ns: int, params: dict[str, Any]
              ) -> tuple[ConnTable, list[Label]]:  # fmt: skip
-    """Outbound SYN flood: unanswered SYNs (no retransmission) from random source ports to one host.
+    """SYN flood: unanswered SYNs (no retransmission) from random source ports.
 
-    Params: ``rate`` (2000 SYNs/s), ``max_packets`` (200000: the flood stops early past it),
-    ``port`` (80 or 443 at random), ``target`` (a random internet host).
+    Params: ``role`` (``attacker``: the VM floods ``target`` / a random internet host; ``victim``: spoofed
+    random public sources flood the VM, one SYN each mostly), ``rate`` (2000 SYNs/s), ``max_packets``
+    (200000: the flood stops early past it), ``port`` (80 or 443 at random), ``target`` (attacker only).
     """
-    _known(params, "ddos_syn", ("rate", "max_packets", "port", "target"))
+    _known(params, "ddos_syn", ("role", "rate", "max_packets", "port", "target"))
     s, e = _window(ctx, start_ns, end_ns)
     c, rng = ctx.cloud, ctx.rng
+    role = str(params.get("role", "attacker"))
+    if role not in ("attacker", "victim"):
+        raise ConfigError(f"event parameter role={role!r}: expected attacker or victim")
     port = _port(params, "port", (80, 443), ctx)
-    ip, _ = _target(ctx, vm, params, prefer_vm=False)
     t = _flood_times(ctx, params, s, e)
     n = len(t)
+    if role == "attacker":
+        ip, _ = _target(ctx, vm, params, prefer_vm=False)
+        client, server, client_vm, server_vm = c.ip[vm], np.full(n, ip, np.uint32), vm, -1
+        rtt, who = ctx.external_rtt_ns(server), f"target={_ip_text(ip)}:{port}"
+    else:
+        client = _spoofed_sources(rng, n)
+        server, client_vm, server_vm = np.full(n, c.ip[vm], np.uint32), -1, vm
+        rtt, who = ctx.external_rtt_ns(client), f"role=victim port={port} sources={len(np.unique(client))}"
     conns = ConnTable.make(
-        n, start_ns=t, client=c.ip[vm], server=ip, cport=rng.integers(1024, 65536, size=n), sport=port,
-        vni=c.vni[vm], client_vm=vm, server_vm=-1, rtt_ns=ctx.external_rtt_ns(np.full(n, ip, np.uint32)), mss=1460,
+        n, start_ns=t, client=client, server=server, cport=rng.integers(1024, 65536, size=n), sport=port,
+        vni=c.vni[vm], client_vm=client_vm, server_vm=server_vm, rtt_ns=rtt, mss=1460,
         rounds=0, req_bytes=0, resp_bytes=0, outcome=OUTCOME_NO_ANSWER, syn_retries=0,
     )  # fmt: skip
-    detail = f"target={_ip_text(ip)}:{port} syns={n}"
+    detail = f"{who} syns={n}"
     return conns, [_label(ctx, vm, "ddos_syn", s, _finished_by(conns, e), detail)]
+
+
+def _spoofed_sources(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random unicast addresses in 23.0.0.0–222.255.255.255 (spoofed flood sources; may repeat)."""
+    ip = rng.integers(23 << 24, 223 << 24, size=n, dtype=np.int64)
+    ip = np.where((ip & 0xFF) == 0, ip + 1, ip)
+    return np.where((ip & 0xFF) == 255, ip - 1, ip).astype(np.uint32)
 
 
 @compromise("ddos_udp")

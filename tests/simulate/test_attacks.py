@@ -234,6 +234,14 @@ def test_ddos_syn() -> None:
     assert 4.9 * S < lab.end_ns - lab.start_ns < 5.1 * S  # capped: the flood stops early
 
 
+def test_ddos_syn_victim() -> None:
+    ctx, vm, c, lab, _, _ = run("ddos_syn", {"role": "victim", "rate": 1000, "port": 25565})
+    assert len(c) == 5000 and (c["outcome"] == C.OUTCOME_NO_ANSWER).all()
+    assert (c["server"] == ctx.cloud.ip[vm]).all() and (c["sport"] == 25565).all() and (c["server_vm"] == vm).all()
+    assert len(np.unique(c["client"])) > 4900 and (c["client_vm"] == -1).all()  # spoofed: ~one SYN per source
+    assert "role=victim" in lab.detail
+
+
 def test_ddos_udp() -> None:
     c = run("ddos_udp")[2]
     assert len(c) == 5000 and (c["proto"] == 17).all() and (c["resp_bytes"] == 0).all()

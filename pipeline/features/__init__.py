@@ -1,0 +1,1 @@
+"""Model-ready feature tables: tenant windows (compromise) and fault windows (faults)."""

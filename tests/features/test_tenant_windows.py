@@ -1,0 +1,203 @@
+"""Tenant windows: known answers on a hand-made flows table, window arithmetic, labels join."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from pipeline.errors import InputNotFoundError, SchemaError
+from pipeline.features.labels import label_tenant_windows, read_labels
+from pipeline.features.tenant_windows import TENANT_FEATURES, WindowSpec, tenant_windows
+from pipeline.schemas import ip16_array, ip16_from_text
+
+NS = 1_000_000_000
+T0 = 1_767_621_600 * NS  # a multiple of 60 s
+
+
+def flows_table(rows: list[dict]) -> pa.Table:
+    """A flows table with just the columns tenant windows read."""
+    df = pd.DataFrame(rows)
+
+    def dict_col(name: str) -> pa.Array:
+        return pa.array(df[name].tolist(), pa.string()).dictionary_encode()
+
+    return pa.table(
+        {
+            "capture_point": dict_col("capture_point"),
+            "vni": pa.array(df["vni"], pa.uint32()),
+            "src_ip": ip16_array(ip16_from_text(df["src"].tolist())),
+            "dst_ip": ip16_array(ip16_from_text(df["dst"].tolist())),
+            "src_port": pa.array(df["sport"], pa.uint16()),
+            "dst_port": pa.array(df["dport"], pa.uint16()),
+            "protocol": pa.array(df["proto"], pa.uint8()),
+            "src_tenant": dict_col("src_tenant"),
+            "src_vm": dict_col("src_vm"),
+            "dst_tenant": dict_col("dst_tenant"),
+            "dst_vm": dict_col("dst_vm"),
+            "first_seen_ns": pa.array(df["first"], pa.int64()),
+            "last_seen_ns": pa.array(df["last"], pa.int64()),
+            "src2dst_packets": pa.array(df["sp"], pa.uint64()),
+            "dst2src_packets": pa.array(df["dp"], pa.uint64()),
+            "src2dst_bytes": pa.array(df["sb"], pa.uint64()),
+            "dst2src_bytes": pa.array(df["db"], pa.uint64()),
+            "conn_state": dict_col("state"),
+        }
+    )
+
+
+def flow(src: str, dst: str, dport: int, start_s: float, dur_s: float = 1.0, *, proto: int = 6, state: str = "SF",
+         sb: int = 100, db: int = 1000, sp: int = 2, dp: int = 3, point: str = "vm",
+         tenants: dict[str, tuple[str, str]] | None = None) -> dict:  # fmt: skip
+    tenants = tenants or TENANTS
+    st, sv = tenants.get(src, ("external", ""))
+    dt, dv = tenants.get(dst, ("external", ""))
+    return dict(capture_point=point, vni=0, src=src, dst=dst, sport=40000, dport=dport, proto=proto,
+                src_tenant=st, src_vm=sv, dst_tenant=dt, dst_vm=dv, first=T0 + int(start_s * NS),
+                last=T0 + int((start_s + dur_s) * NS), sp=sp, dp=dp, sb=sb, db=db, state=state)  # fmt: skip
+
+
+TENANTS = {"10.0.0.1": ("acme", "acme-web-1"), "10.0.0.2": ("acme", "acme-db-1")}
+
+
+def scenario() -> pa.Table:
+    rows = [flow("10.0.0.1", "10.0.0.2", 22, s, state="S0" if s < 3 else "SF") for s in range(5)]
+    rows += [flow("10.0.0.1", "8.8.8.8", 53, s, dur_s=0.0, proto=17, sb=80, sp=1, dp=1) for s in (1.0, 3.0)]
+    rows.append(flow("10.0.0.1", "8.8.8.8", 53, 59.0, dur_s=1.0, proto=17, sb=80, sp=1, dp=1))  # ends the capture
+    return flows_table(rows)
+
+
+def row(tw: pd.DataFrame, vm: str, start_s: float = 0.0) -> pd.Series:
+    hit = tw[(tw["vm"] == vm) & (tw["window_start_ns"] == T0 + int(start_s * NS))]
+    assert len(hit) == 1, tw[["vm", "window_start_ns"]]
+    return hit.iloc[0]
+
+
+def test_known_answers_for_one_window() -> None:
+    tw = tenant_windows(scenario(), WindowSpec(60, 60))
+    assert set(tw["vm"]) == {"acme-web-1", "acme-db-1"}  # 8.8.8.8 is external: not an entity
+    a = row(tw, "acme-web-1")
+    assert a["tenant"] == "acme" and a["ip"] == "10.0.0.1" and a["scope"] == "acme/acme-web-1"
+    assert a["observed_s"] == pytest.approx(60.0)
+    assert a["flows_out_per_min"] == pytest.approx(8.0)
+    assert a["remote_ips_out"] == 2 and a["service_ports_out"] == 2 and a["remote_24s_out"] == 2
+    assert a["failed_ratio_out"] == pytest.approx(3 / 5) and a["failed_out_per_min"] == pytest.approx(3.0)
+    assert a["sensitive_share_out"] == pytest.approx(5 / 8)
+    assert a["max_flows_per_service_out"] == 5 and a["max_ports_per_remote_out"] == 1
+    assert a["flows_per_service_out"] == pytest.approx(8 / 2)
+    p = np.array([5 / 8, 3 / 8])
+    assert a["remote_ip_entropy_out"] == pytest.approx(float(-(p * np.log2(p)).sum()))
+    assert a["dns_queries_per_min"] == pytest.approx(3.0) and a["dns_query_mean_bytes"] == pytest.approx(80.0)
+    assert a["udp_share_out"] == pytest.approx(3 / 8)
+    assert a["bytes_sent_per_s"] == pytest.approx((5 * 100 + 3 * 80) / 60)
+    assert a["bytes_sent_share"] == pytest.approx((5 * 100 + 3 * 80) / (5 * 1100 + 3 * 1080))
+    assert a["flows_in_per_min"] == 0 and a["remote_ips_in"] == 0
+    b = row(tw, "acme-db-1")
+    assert b["flows_in_per_min"] == pytest.approx(5.0) and b["remote_ips_in"] == 1 and b["local_ports_in"] == 1
+    assert b["failed_ratio_in"] == pytest.approx(3 / 5) and b["sensitive_share_in"] == 1.0
+    assert b["max_flows_per_service_in"] == 5 and b["max_remotes_per_port_in"] == 1
+    assert list(tw.columns[8:]) == list(TENANT_FEATURES)
+
+
+def test_sliding_windows_and_volume_spread() -> None:
+    """A 20 s flow over 10 s hops lands in every window it overlaps, its bytes split by overlap."""
+    rows = [
+        flow("10.0.0.1", "10.0.0.2", 5432, 25.0, dur_s=20.0, sb=2000, db=0),
+        flow("10.0.0.1", "10.0.0.2", 5432, 0.0, dur_s=0.0),
+        flow("10.0.0.1", "10.0.0.2", 5432, 100.0, 0.0),
+    ]
+    tw = tenant_windows(flows_table(rows), WindowSpec(20, 10))
+    a = tw[tw["vm"] == "acme-web-1"].set_index("window_start_ns")
+    ws = lambda s: T0 + s * NS  # noqa: E731
+    # windows [10,30) [20,40) [30,50) [40,60) overlap [25,45): 5, 15, 15, 5 seconds of the flow
+    for start, share in ((10, 5 / 20), (20, 15 / 20), (30, 15 / 20), (40, 5 / 20)):
+        assert a.loc[ws(start), "bytes_sent_per_s"] == pytest.approx(2000 * share / 20), start
+    assert a.loc[ws(20), "flows_out_per_min"] == pytest.approx(3.0)  # started in [20, 40): one flow in 20 s
+    assert a.loc[ws(40), "flows_out_per_min"] == 0.0  # active, not started
+    assert ws(60) not in a.index  # no flow overlaps [60, 80)
+
+
+def test_entities_without_a_tenant_map_are_addresses() -> None:
+    rows = [flow("192.168.56.1", "192.168.56.103", 22, s, tenants={}) for s in range(11)]
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 10))
+    assert set(tw["ip"]) == {"192.168.56.1", "192.168.56.103"}
+    assert set(tw["tenant"]) == {"external"} and set(tw["vm"]) == {"192.168.56.1", "192.168.56.103"}
+    assert tw[tw["ip"] == "192.168.56.1"]["max_flows_per_service_out"].max() == 11
+
+
+def test_beacon_score_separates_a_timer_from_poisson() -> None:
+    rng = np.random.default_rng(1)
+    timer = np.cumsum(30 * (1 + 0.1 * (2 * rng.random(12) - 1)))
+    poisson = np.cumsum(rng.exponential(30, 12))
+    tenants = {**TENANTS, "10.0.0.3": ("acme", "acme-app-1")}
+    rows = [flow("10.0.0.1", "1.2.3.4", 443, s, 0.5) for s in timer]
+    rows += [flow("10.0.0.3", "1.2.3.4", 443, s, 0.5, tenants=tenants) for s in poisson]
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
+    best = tw.groupby("vm")["beacon_score_out"].max()
+    assert best["acme-web-1"] > 0.7 and best["acme-app-1"] < 0.3
+
+
+def test_main_capture_point_prefers_the_one_with_vni() -> None:
+    rows = [flow("10.0.0.1", "10.0.0.2", 80, s, point="vm") for s in range(6)]
+    rows += [{**flow("10.0.0.1", "10.0.0.2", 80, s, point="host"), "vni": 5001} for s in range(3)]
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
+    assert set(tw["capture_point"]) == {"host"}
+    assert row(tw, "acme-web-1")["active_flows"] == 3
+
+
+def test_empty_and_bad_input() -> None:
+    empty = tenant_windows(scenario().slice(0, 0))
+    assert empty.empty and list(empty.columns[8:]) == list(TENANT_FEATURES)
+    with pytest.raises(SchemaError, match="lacks column"):
+        tenant_windows(scenario().drop_columns(["conn_state"]))
+    with pytest.raises(SchemaError, match="hop"):
+        WindowSpec(10, 20)
+
+
+def test_every_feature_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "features.md").read_text()
+    for name, meaning in TENANT_FEATURES.items():
+        assert f"`{name}`" in doc, name
+        assert "(" in meaning and meaning.rstrip().endswith(")"), f"{name}: unit missing in {meaning!r}"
+
+
+LABELS = """kind,scenario,scope_type,scope,start,end,start_ns,end_ns,tenant,vm,vni,detail
+compromise,ssh_bruteforce,vm,10.0.0.1,a,b,{s},{e},acme,acme-web-1,0,x
+compromise,port_scan_vertical,vm,192.168.56.1,a,b,{s2},{e2},,,0,
+fault,loss_burst,host,host3,a,b,{s},{e},,,0,
+"""
+
+
+def test_labels_join_by_vm_name_or_address(tmp_path: Path) -> None:
+    p = tmp_path / "labels.csv"
+    p.write_text(LABELS.format(s=T0 + 55 * NS, e=T0 + 75 * NS, s2=T0, e2=T0 + 5 * NS))
+    labels = read_labels(p)
+    rows = [flow("10.0.0.1", "10.0.0.2", 22, s) for s in range(0, 120, 5)]
+    tw = label_tenant_windows(tenant_windows(flows_table(rows), WindowSpec(60, 10)), labels, hop_s=10)
+    a = tw[tw["vm"] == "acme-web-1"].set_index("window_start_ns")
+    # label [55, 75): windows (60 s, every 10 s, the last starting at 60 s) overlapping it by >= 10 s are 1;
+    # [0, 60) overlaps it by 5 s only: ambiguous
+    assert list(a.index) == [T0 + s * NS for s in range(0, 70, 10)]
+    assert a.loc[T0, "label"] == -1 and (a["label"].iloc[1:] == 1).all()
+    assert a.loc[T0 + 20 * NS, "label_scenario"] == "ssh_bruteforce" and a.loc[T0, "label_scenario"] == ""
+    assert (tw[tw["vm"] == "acme-db-1"]["label"] == 0).all()  # the victim is not labelled by the attacker's label
+    real = [flow("192.168.56.1", "9.9.9.9", 22, s, tenants={}) for s in range(0, 120, 5)]  # no tenant map
+    tw = label_tenant_windows(tenant_windows(flows_table(real), WindowSpec(60, 10)), labels, hop_s=10)
+    b = tw[tw["ip"] == "192.168.56.1"].set_index("window_start_ns")
+    assert b.loc[T0, "label"] == 1  # a 5 s label needs 5 s of overlap
+    assert b.loc[T0 + 10 * NS, "label"] == 0
+
+
+def test_labels_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputNotFoundError):
+        read_labels(tmp_path / "nope.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("kind,scope\ncompromise,x\n")
+    with pytest.raises(SchemaError, match=r"bad\.csv.*lack"):
+        read_labels(bad)
+    bad.write_text(LABELS.format(s="soon", e=1, s2=1, e2=2))
+    with pytest.raises(SchemaError, match=r"line 2.*start_ns"):
+        read_labels(bad)
