@@ -1,0 +1,212 @@
+"""PyTorch MLP autoencoder on robust-log-scaled features; anomaly score = reconstruction error.
+
+torch is imported only inside :meth:`AutoencoderDetector._fit_matrix` (training). The trained weights are kept as
+float64 numpy arrays and scoring is a numpy forward pass, so a fitted detector (trained on CPU or GPU) pickles small,
+and unpickles and scores identically on any machine without importing torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from models.base import Detector
+from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+# Early stopping: an epoch counts as an improvement when validation loss drops by more than this (relative).
+_MIN_REL_IMPROVEMENT = 1e-4
+
+
+class AutoencoderDetector(Detector):
+    """Fully connected autoencoder (ReLU between layers, linear output) trained with Adam on benign rows.
+
+    ``hidden`` lists the hidden layer widths (encoder, bottleneck, decoder). Training uses MSE on
+    :class:`~models.scaling.RobustLogScaler` output, mini-batches of ``batch_size``, ``weight_decay``, and early
+    stopping on a seeded random ``validation_fraction`` of the training rows (best epoch kept; ``patience`` epochs).
+    ``device``: "cpu", "cuda" (or "cuda:N") or "auto" (cuda when available); scoring always runs on CPU in numpy.
+    ``n_threads``: torch CPU threads while training (restored afterwards); ``None`` leaves torch's setting.
+    Training is seeded from ``random_state`` without touching torch's global RNG state.
+
+    Score: mean squared reconstruction error per row in scaled space. ``explain``: per-feature squared
+    reconstruction error; ``feature_importances``: each feature's share of the reconstruction error.
+    """
+
+    kind = "unsupervised"
+
+    def __init__(
+        self,
+        hidden: Sequence[int] = (32, 8, 32),
+        epochs: int = 60,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        validation_fraction: float = 0.1,
+        patience: int = 8,
+        device: str = "cpu",
+        n_threads: int | None = 1,
+        target_fpr: float = 0.01,
+        calibration_fraction: float = 0.25,
+        random_state: Any = 0,
+    ) -> None:
+        super().__init__(target_fpr=target_fpr, calibration_fraction=calibration_fraction, random_state=random_state)
+        self.hidden = hidden
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.device = device
+        self.n_threads = n_threads
+
+    # ------------------------------------------------------------------ training
+    def _fit_matrix(self, X: np.ndarray, y: np.ndarray | None, benign: np.ndarray) -> None:
+        import torch
+
+        hidden = self._check_params()
+        device = resolve_device(self.device, torch)
+        data = self.scaler_.transform(X[benign]).astype(np.float32)
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        order = np.random.default_rng(seed).permutation(len(data))
+        n_val = round(self.validation_fraction * len(data)) if len(data) >= 20 else 0
+        train, val = data[order[n_val:]], data[order[:n_val]]
+
+        with _seeded_torch(torch, seed, self.n_threads, device):
+            net = _build(torch, data.shape[1], hidden).to(device)
+            history = _train(torch, net, train, val, self, device)
+            layers = [m for m in net if isinstance(m, torch.nn.Linear)]
+            self.weights_ = [m.weight.detach().cpu().numpy().astype(np.float64) for m in layers]
+            self.biases_ = [m.bias.detach().cpu().numpy().astype(np.float64) for m in layers]
+        self.device_ = str(device)
+        self.loss_curve_, self.validation_loss_curve_, self.best_epoch_ = history
+        self.n_epochs_ = len(self.loss_curve_)
+
+    def _check_params(self) -> tuple[int, ...]:
+        """Validated training parameters; returns ``hidden`` as a tuple of ints."""
+        hidden = tuple(self.hidden) if isinstance(self.hidden, Sequence) else ()
+        if not hidden or not all(isinstance(h, int | np.integer) and h > 0 for h in hidden):
+            raise ConfigError(f"hidden must be a non-empty sequence of positive layer widths, got {self.hidden!r}")
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | np.integer) and value >= 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.validation_fraction, int | float) and 0.0 <= self.validation_fraction < 1.0):
+            raise ConfigError(f"validation_fraction must be a number in [0, 1), got {self.validation_fraction!r}")
+        return tuple(int(h) for h in hidden)
+
+    # ------------------------------------------------------------------ scoring (numpy, CPU)
+    def reconstruct(self, X_scaled: np.ndarray) -> np.ndarray:
+        """Reconstruction of already-scaled rows (numpy forward pass in float64)."""
+        h = np.asarray(X_scaled, dtype=np.float64)
+        last = len(self.weights_) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights_, self.biases_, strict=True)):
+            h = h @ weight.T + bias
+            if i < last:
+                np.maximum(h, 0.0, out=h)
+        return h
+
+    def _squared_errors(self, X: np.ndarray) -> np.ndarray:
+        scaled = self.scaler_.transform(X)
+        return (self.reconstruct(scaled) - scaled) ** 2
+
+    def _score_matrix(self, X: np.ndarray) -> np.ndarray:
+        return self._squared_errors(X).mean(axis=1)
+
+    def _explain_matrix(self, X: np.ndarray) -> np.ndarray:
+        return self._squared_errors(X)
+
+
+def resolve_device(device: str, torch_module: Any) -> torch.device:
+    """``torch.device`` for "cpu", "cuda[:N]" or "auto"; :class:`ConfigError` when CUDA is asked for but absent."""
+    if device == "auto":
+        device = "cuda" if torch_module.cuda.is_available() else "cpu"
+    if not isinstance(device, str) or not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+        raise ConfigError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+    if device.startswith("cuda") and not torch_module.cuda.is_available():
+        raise ConfigError(
+            f"device={device!r} but CUDA is not available to torch {torch_module.__version__} "
+            "(CPU-only build or no GPU); use device='cpu' or 'auto'"
+        )
+    return torch_module.device(device)
+
+
+@contextlib.contextmanager
+def _seeded_torch(torch: Any, seed: int, n_threads: int | None, device: torch.device) -> Iterator[None]:
+    """Seed torch inside a forked RNG, deterministic algorithms on (warn only), thread count set; all restored."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    gpus = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=gpus):  # manual_seed reseeds every GPU, so fork them all
+        torch.manual_seed(seed)
+        try:
+            if n_threads is not None:
+                torch.set_num_threads(int(n_threads))
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            yield
+        finally:
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            torch.set_num_threads(threads)
+
+
+def _build(torch: Any, n_features: int, hidden: tuple[int, ...]) -> torch.nn.Sequential:
+    layers: list[Any] = []
+    widths = [n_features, *hidden]
+    for a, b in itertools.pairwise(widths):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    layers.append(torch.nn.Linear(widths[-1], n_features))
+    return torch.nn.Sequential(*layers)
+
+
+def _train(
+    torch: Any, net: Any, train: np.ndarray, val: np.ndarray, params: AutoencoderDetector, device: torch.device
+) -> tuple[list[float], list[float], int]:
+    """Adam on MSE with early stopping on ``val``; leaves the best epoch's weights in ``net``."""
+    x_train = torch.from_numpy(train).to(device)
+    x_val = torch.from_numpy(val).to(device) if len(val) else None
+    optimiser = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+    generator = torch.Generator().manual_seed(int(torch.initial_seed()))
+    batch = max(1, int(params.batch_size))
+    losses: list[float] = []
+    val_losses: list[float] = []
+    best, best_epoch, best_state, stale = np.inf, 0, None, 0
+    for epoch in range(int(params.epochs)):
+        net.train()
+        total = 0.0
+        for idx in torch.randperm(len(x_train), generator=generator).split(batch):
+            xb = x_train[idx.to(device)]
+            optimiser.zero_grad()
+            loss = torch.mean((net(xb) - xb) ** 2)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(idx)
+        losses.append(total / len(x_train))
+        if x_val is None:
+            best_epoch = epoch
+            continue
+        net.eval()
+        with torch.no_grad():
+            current = float(torch.mean((net(x_val) - x_val) ** 2))
+        val_losses.append(current)
+        if current < best * (1 - _MIN_REL_IMPROVEMENT):
+            best, best_epoch, stale = current, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= params.patience:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    log.debug("autoencoder: %d epochs, best epoch %d, validation loss %.4g", len(losses), best_epoch, best)
+    return losses, val_losses, best_epoch
