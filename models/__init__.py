@@ -17,6 +17,7 @@ _EXPORTS = {
     "IsolationForestDetector": "models.iforest",
     "AutoencoderDetector": "models.autoencoder",
     "BoostedDetector": "models.boosted",
+    "FlowClassifier": "models.flow_classifier",
     "DETECTORS": "models.registry",
     "make_detector": "models.registry",
     "choose_auto": "models.registry",
