@@ -25,7 +25,7 @@ from pipeline.errors import ConfigError, NetsentryError
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 unexpected error; 2 bad usage, config or missing input; "
     "4 nothing usable read; 5 table does not match its contract; 6 tshark/dumpcap missing; "
-    "7 live capture not permitted; 130 interrupted."
+    "7 live capture not permitted; 8 MLflow tracking store or registry unusable; 130 interrupted."
 )
 
 app = typer.Typer(
@@ -258,6 +258,168 @@ def simulate(
         f"({total / seconds:,.0f} packets/s); labels: {out_dir / 'labels.csv'}",
         highlight=False,
     )
+
+
+def _seconds(text: str | None, what: str) -> float | None:
+    """'60', '60s', '1m', '500ms' → seconds."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    for suffix, mult in (("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(t[: -len(suffix)]) * mult
+    if t.replace(".", "", 1).isdigit():
+        return float(t)
+    raise ConfigError(f"{what}: expected a duration like 60s, 1m or 500ms, got {text!r}")
+
+
+@app.command()
+@_fail_cleanly
+def features(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Ground truth (labels.csv as `simulate` writes) joined by scope and time.")
+    ] = None,
+    window: Annotated[str | None, typer.Option(help="Tenant-window length, e.g. 60s or 1m [default: 60s].")] = None,
+    hop: Annotated[str | None, typer.Option(help="A tenant window starts every HOP [default: 10s].")] = None,
+    fault_window: Annotated[str | None, typer.Option(help="Fault-window length [default: 1s].")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Build model-ready tables: WORKSPACE/features/tenant_windows (per VM and window: compromise) and
+    WORKSPACE/features/fault_windows (per host, host pair, VM and capture point and window: faults).
+
+    Every feature, its meaning and unit: docs/features.md.
+    """
+    from pipeline.config import load_settings
+    from pipeline.features.stage import run_features
+    from pipeline.features.tenant_windows import WindowSpec
+    from pipeline.progress import progress_bar
+
+    settings = load_settings(
+        config,
+        {
+            "workspace": workspace,
+            "features": {
+                "window_s": _seconds(window, "--window"), "hop_s": _seconds(hop, "--hop"),
+                "fault_window_s": _seconds(fault_window, "--fault-window"), "labels": labels,
+            },
+        },
+    )  # fmt: skip
+    fs = settings.features
+    spec = WindowSpec(fs.window_s, min(fs.hop_s, fs.window_s))
+    with progress_bar("features", unit="packets") as advance:
+        summary = run_features(
+            settings.workspace, labels=fs.labels, spec=spec, fault_window_s=fs.fault_window_s, force=force,
+            on_progress=advance,
+        )  # fmt: skip
+    if summary.skipped_unchanged:
+        out.print(f"features up to date in {summary.out_dir}; use --force to rebuild", highlight=False)
+    else:
+        out.print(
+            f"{summary.tenant_rows:,} tenant windows and {summary.fault_rows:,} fault windows in "
+            f"{summary.seconds:.2f} s → {summary.out_dir}",
+            highlight=False,
+        )
+    for what, pos in (("compromise", summary.tenant_positive), ("fault", summary.fault_positive)):
+        if pos:
+            out.print(f"labelled {what} windows: " + ", ".join(f"{k} {v}" for k, v in sorted(pos.items())),
+                      highlight=False)  # fmt: skip
+
+
+@app.command()
+@_fail_cleanly
+def train(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    kind: Annotated[str, typer.Option(help="compromise (tenant windows) or faults (fault windows).")] = "compromise",
+    model: Annotated[
+        str | None, typer.Option(help="auto (boosted with labels, else iforest), iforest, autoencoder or boosted.")
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI [default: $NETSENTRY_TRACKING_URI, else sqlite in the workspace]."),
+    ] = None,
+    target_fpr: Annotated[
+        float | None, typer.Option(help="False-positive rate the threshold is calibrated to [default: 0.01].")
+    ] = None,
+    test_fraction: Annotated[
+        float | None, typer.Option(help="With labels: latest share of the time span used as test [default: 0.4].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same model) [default: 0].")] = None,
+    device: Annotated[str | None, typer.Option(help="Autoencoder device: cpu, cuda or auto [default: cpu].")] = None,
+    cicflowmeter_csv: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--cicflowmeter-csv",
+            help="Instead: cross-validate on CICFlowMeter CSVs (files or directories; repeatable), e.g. CICIDS2017.",
+        ),
+    ] = None,
+    folds: Annotated[int, typer.Option(help="--cicflowmeter-csv: cross-validation folds.")] = 5,
+) -> None:
+    """Train a detector on the workspace's feature windows, evaluate it, and register it in MLflow.
+
+    With labels (features --labels): time-based split, metrics (ROC-AUC, PR-AUC, precision, recall, F1 and FPR
+    at the threshold, recall per scenario) and plots are logged; the model becomes a new version of
+    netsentry-compromise / netsentry-faults with alias challenger (and champion when there is none yet).
+    """
+    from pipeline.config import load_settings
+
+    settings = load_settings(
+        config,
+        {
+            "workspace": workspace,
+            "train": {
+                "model": model, "target_fpr": target_fpr, "test_fraction": test_fraction, "seed": seed,
+                "device": device, "tracking_uri": tracking_uri,
+            },
+        },
+    )  # fmt: skip
+    ts = settings.train
+    if cicflowmeter_csv:
+        _train_cicflowmeter(settings.workspace, cicflowmeter_csv, folds, ts.seed, ts.tracking_uri)
+        return
+    from pipeline.train import TrainOptions, run_train
+
+    options = TrainOptions(kind, ts.model, ts.target_fpr, ts.test_fraction, ts.seed, ts.device)
+    with err.status(f"training the {kind} detector"):
+        res = run_train(settings.workspace, options, tracking_uri=ts.tracking_uri)
+    table = Table(title=f"{res.registered_name} v{res.version} ({res.model_name})", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in ("roc_auc", "pr_auc", f"tpr_at_{options.target_fpr:g}_fpr", "precision", "recall", "f1", "fpr"):
+        if k in res.metrics:
+            table.add_row(k, f"{res.metrics[k]:.4f}")
+    table.add_row("threshold", f"{res.threshold:.6g}")
+    table.add_row("train / test windows", f"{res.n_train:,} / {res.n_test:,}")
+    for k, v in res.recall_by_scenario.items():
+        table.add_row(f"recall {k}", f"{v:.3f}")
+    out.print(table)
+    out.print(
+        f"run {res.run_id} in {res.tracking_uri}; model {res.registered_name} version {res.version} "
+        f"aliases: {', '.join(res.aliases)} ({res.seconds:.1f} s)",
+        highlight=False,
+    )
+
+
+def _train_cicflowmeter(workspace: Path, paths: list[Path], folds: int, seed: int, uri: str | None) -> None:
+    from pipeline import tracking
+    from pipeline.cicflowmeter import cross_validate_cicids, format_cv_report, read_cicflowmeter_csv
+
+    files: list[Path] = []
+    for p in paths:
+        files.extend(sorted(p.glob("*.csv")) if p.is_dir() else [p])
+    data = read_cicflowmeter_csv(files)
+    with err.status(f"{folds}-fold cross-validation on {len(data.y):,} flows"):
+        res = cross_validate_cicids(data, folds=folds, seed=seed)
+    out.print(format_cv_report(res), highlight=False)
+    tracker = tracking.Tracker(workspace, uri)
+    with tracker.run("cicflowmeter", "cicflowmeter-cv") as run:
+        tracking.log_params({"folds": folds, "seed": seed, "files": ",".join(str(p) for p in paths),
+                             "rows": len(data.y)})  # fmt: skip
+        tracking.log_metrics(res.metrics())
+    out.print(f"macro-F1 {res.macro_f1_mean:.4f} ± {res.macro_f1_std:.4f}; run {run.info.run_id} in {tracker.uri}",
+              highlight=False)  # fmt: skip
 
 
 def _print_flow_digest(summary: Any) -> None:

@@ -29,10 +29,28 @@ class FlowSettings(_Section):
     batch_packets: int = Field(131_072, ge=1000)
 
 
+class FeatureSettings(_Section):
+    window_s: float = Field(60.0, gt=0)
+    hop_s: float = Field(10.0, gt=0)
+    fault_window_s: float = Field(1.0, gt=0)
+    labels: Path | None = None
+
+
+class TrainSettings(_Section):
+    model: Literal["auto", "iforest", "autoencoder", "boosted"] = "auto"
+    target_fpr: float = Field(0.01, gt=0, lt=0.5)
+    test_fraction: float = Field(0.4, gt=0, lt=0.9)
+    seed: int = 0
+    device: str = "cpu"
+    tracking_uri: str | None = None
+
+
 class Settings(_Section):
     workspace: Path = Path("workspace")
     capture: CaptureSettings = CaptureSettings()
     flows: FlowSettings = FlowSettings()
+    features: FeatureSettings = FeatureSettings()
+    train: TrainSettings = TrainSettings()
 
 
 def read_yaml(path: Path, what: str = "config file") -> dict[str, Any]:

@@ -53,3 +53,9 @@ class CapturePermissionError(NetsentryError):
     """Live capture is not permitted for this user (needs root or dumpcap capabilities)."""
 
     exit_code = 7
+
+
+class TrackingError(NetsentryError):
+    """The MLflow tracking store or registry could not be used (unreachable, refused, missing model)."""
+
+    exit_code = 8

@@ -1,0 +1,256 @@
+"""MLflow: the only module that imports it. Tracking store, experiments, training runs, the model registry.
+
+Conventions (DESIGN): experiments and registered models ``netsentry-compromise`` / ``netsentry-faults``; aliases
+``champion`` (what inspect uses) and ``challenger`` (the newest trained version). Default store: SQLite in the
+workspace (``sqlite:///WORKSPACE/mlflow.db``, artifacts in ``WORKSPACE/mlartifacts``); any MLflow URI works.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from pipeline import __version__
+from pipeline.errors import TrackingError
+
+log = logging.getLogger(__name__)
+
+TRACKING_ENV = "NETSENTRY_TRACKING_URI"
+EXPERIMENTS = {
+    "compromise": "netsentry-compromise",
+    "faults": "netsentry-faults",
+    "cicflowmeter": "netsentry-cicflowmeter",
+}
+CHAMPION, CHALLENGER = "champion", "challenger"
+_RETRIES = 3
+
+
+def resolve_tracking_uri(uri: str | None, workspace: str | Path) -> str:
+    """``uri`` > ``$NETSENTRY_TRACKING_URI`` > SQLite in the workspace."""
+    chosen = uri or os.environ.get(TRACKING_ENV)
+    if chosen:
+        return chosen
+    return f"sqlite:///{Path(workspace).resolve() / 'mlflow.db'}"
+
+
+def _local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def _mlflow() -> Any:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    # an unreachable server should fail in seconds, not after MLflow's default minutes of back-off
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    import mlflow
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # its warnings are about its own defaults, not our data
+    return mlflow
+
+
+def git_revision() -> str:
+    """The source tree's git commit (``unknown`` outside a checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _pyfunc_class() -> type:
+    mlflow = _mlflow()
+
+    class NetsentryDetector(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined, misc]
+        """Scores feature rows: ``score`` (higher = more anomalous), ``flag`` (score >= threshold)."""
+
+        def load_context(self, context: Any) -> None:
+            self.detector = joblib.load(context.artifacts["detector"])
+
+        def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+            scale = float((params or {}).get("threshold_scale", 1.0))
+            names = list(self.detector.feature_names_in_)
+            score = self.detector.score_samples(model_input[names])
+            thr = float(self.detector.threshold_) * scale
+            return pd.DataFrame({"score": score, "flag": (score >= thr).astype(np.int64), "threshold": thr})
+
+    return NetsentryDetector
+
+
+@dataclass
+class RegisteredVersion:
+    """A registered model version and the aliases it holds after registration."""
+
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+    aliases: list[str]
+
+
+class Tracker:
+    """One tracking store: experiments with explicit artifact locations, runs, registry."""
+
+    def __init__(self, workspace: str | Path, uri: str | None = None) -> None:
+        self.workspace = Path(workspace)
+        self.uri = resolve_tracking_uri(uri, workspace)
+        self.mlflow = _mlflow()
+        if self.uri.startswith("sqlite:"):
+            self.workspace.mkdir(parents=True, exist_ok=True)
+        self.mlflow.set_tracking_uri(self.uri)
+        self.mlflow.set_registry_uri(self.uri)
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(self.uri, self.uri)
+
+    def _retry(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        delay = 0.5
+        for attempt in range(_RETRIES):
+            try:
+                return fn(*args, **kwargs)
+            except MlflowException as e:
+                if attempt == _RETRIES - 1 or getattr(e, "error_code", "") in (
+                    "RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS"
+                ):  # fmt: skip
+                    raise TrackingError(f"MLflow {what} failed at {self.uri}: {str(e).splitlines()[0]}") from None
+            except OSError as e:
+                if attempt == _RETRIES - 1:
+                    raise TrackingError(f"MLflow {what} failed at {self.uri}: {e}") from None
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def experiment_id(self, kind: str) -> str:
+        """Get or create the experiment of a kind (artifact location in the workspace for local stores)."""
+        name = EXPERIMENTS[kind]
+        exp = self._retry("experiment lookup", self.client.get_experiment_by_name, name)
+        if exp is not None:
+            return str(exp.experiment_id)
+        location = None
+        if _local_store(self.uri):
+            location = (self.workspace.resolve() / "mlartifacts" / name).as_uri()
+        return str(self._retry("experiment creation", self.client.create_experiment, name, artifact_location=location))
+
+    @contextmanager
+    def run(self, kind: str, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
+        """An active MLflow run in the kind's experiment, tagged with version and git revision."""
+        exp = self.experiment_id(kind)
+        base = {"netsentry.version": __version__, "netsentry.git_revision": git_revision(), "netsentry.kind": kind}
+        try:
+            active = self.mlflow.start_run(experiment_id=exp, run_name=run_name, tags={**base, **(tags or {})})
+        except Exception as e:
+            raise TrackingError(f"cannot start an MLflow run at {self.uri}: {str(e).splitlines()[0]}") from None
+        with active as r:
+            yield r
+
+    def log_model(
+        self,
+        detector: Any,
+        input_example: pd.DataFrame,
+        pip_requirements: list[str],
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Log the detector as a pyfunc (signature + input example) in the active run; returns its model URI."""
+        from mlflow.models import infer_signature
+
+        out_example = pd.DataFrame(
+            {"score": np.zeros(len(input_example)), "flag": np.zeros(len(input_example), np.int64), "threshold": 0.0}
+        )
+        signature = infer_signature(input_example, out_example, params={"threshold_scale": 1.0})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "detector.joblib"
+            joblib.dump(detector, path)
+            info = self.mlflow.pyfunc.log_model(
+                name="model",
+                python_model=_pyfunc_class()(),
+                artifacts={"detector": str(path)},
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=pip_requirements,
+                metadata=metadata,
+            )
+        return str(info.model_uri)
+
+    def register(self, kind: str, model_uri: str, run_id: str) -> RegisteredVersion:
+        """New version of the kind's registered model; alias ``challenger``, and ``champion`` when none exists."""
+        name = EXPERIMENTS[kind]
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self._retry("model registration", self.client.create_registered_model, name)
+        mv = self._retry("model version creation", self.client.create_model_version, name, model_uri, run_id=run_id)
+        version = str(mv.version)
+        self._retry("alias update", self.client.set_registered_model_alias, name, CHALLENGER, version)
+        aliases = [CHALLENGER]
+        if self.alias_version(kind, CHAMPION) is None:
+            self._retry("alias update", self.client.set_registered_model_alias, name, CHAMPION, version)
+            aliases.append(CHAMPION)
+        return RegisteredVersion(name, version, run_id, model_uri, aliases)
+
+    def alias_version(self, kind: str, alias: str) -> str | None:
+        """The version an alias points at, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(EXPERIMENTS[kind], alias).version)
+        except MlflowException:
+            return None
+
+    def load_model(self, uri: str) -> Any:
+        """A pyfunc model by URI (``models:/netsentry-compromise@champion``, ``runs:/…``)."""
+        try:
+            return self.mlflow.pyfunc.load_model(uri)
+        except Exception as e:
+            raise TrackingError(f"cannot load model {uri} from {self.uri}: {str(e).splitlines()[0]}") from None
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Parameters of the active run (values rendered as text, long ones cut to MLflow's limit)."""
+    mlflow = _mlflow()
+    mlflow.log_params({k: (str(v)[:6000]) for k, v in params.items()})
+
+
+def log_metrics(metrics: Mapping[str, float]) -> None:
+    """Finite metrics of the active run."""
+    mlflow = _mlflow()
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+
+
+def log_artifacts(directory: str | Path, artifact_path: str | None = None) -> None:
+    """Every file of a directory as artifacts of the active run."""
+    _mlflow().log_artifacts(str(directory), artifact_path=artifact_path)
+
+
+def log_dataset(df: pd.DataFrame, name: str, source: str, context: str) -> str:
+    """Register a feature table as the run's input dataset; returns MLflow's digest of it."""
+    mlflow = _mlflow()
+    ds = mlflow.data.from_pandas(df, source=source, name=name)
+    mlflow.log_input(ds, context=context)
+    return str(ds.digest)
+
+
+def set_tags(tags: Mapping[str, str]) -> None:
+    """Tags of the active run."""
+    _mlflow().set_tags(dict(tags))

@@ -1,0 +1,318 @@
+"""Train a detector on a workspace's feature windows, evaluate it on later windows, log and register it in MLflow.
+
+With labels the split is by time: windows that start in the last ``test_fraction`` of the time span are the test
+set; training windows that reach into it are dropped (sliding windows overlap, they would leak). Ambiguous
+windows (label -1) are in neither. Without labels every window trains an unsupervised detector, whose threshold
+is calibrated on the latest windows (assumed benign). Pure parts (:func:`time_split`, :func:`fit_and_evaluate`)
+do no I/O; :func:`run_train` reads the workspace and talks to MLflow through :mod:`pipeline.tracking`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.base import Detector
+from models.registry import choose_auto, make_detector
+from pipeline import __version__
+from pipeline.errors import ConfigError, NoUsableDataError
+from pipeline.features.stage import FAULT_WINDOWS, TENANT_WINDOWS, read_feature_table
+from pipeline.features.tenant_windows import TENANT_FEATURES
+
+KINDS = ("compromise", "faults")
+MODELS = ("auto", "iforest", "autoencoder", "boosted")
+CONTEXT_COLUMNS = ("observed_s",)
+"""Catalogued columns that describe a window rather than behaviour; not model inputs."""
+
+
+@dataclass
+class TrainOptions:
+    """How to train: kind of verdict, detector, false-positive target, split, seed, torch device."""
+
+    kind: str = "compromise"
+    model: str = "auto"
+    target_fpr: float = 0.01
+    test_fraction: float = 0.4
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.model not in MODELS:
+            raise ConfigError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if not 0 < self.target_fpr < 0.5:
+            raise ConfigError(f"--target-fpr must be in (0, 0.5), got {self.target_fpr}")
+        if not 0 < self.test_fraction < 0.9:
+            raise ConfigError(f"--test-fraction must be in (0, 0.9), got {self.test_fraction}")
+
+
+@dataclass
+class Evaluation:
+    """Test-set metrics at the calibrated threshold, plus what the plots need."""
+
+    metrics: dict[str, float]
+    recall_by_scenario: dict[str, float]
+    scores: np.ndarray
+    labels: np.ndarray
+    threshold: float
+
+
+@dataclass
+class TrainOutcome:
+    """A fitted detector and how it did (``evaluation`` is None without labels)."""
+
+    detector: Detector
+    model_name: str
+    features: list[str]
+    n_train: int
+    n_test: int
+    evaluation: Evaluation | None
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced and where it is in MLflow."""
+
+    kind: str
+    model_name: str
+    run_id: str
+    model_uri: str
+    registered_name: str
+    version: str
+    aliases: list[str]
+    tracking_uri: str
+    threshold: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    recall_by_scenario: dict[str, float] = field(default_factory=dict)
+    n_train: int = 0
+    n_test: int = 0
+    seconds: float = 0.0
+
+
+def feature_columns(kind: str) -> list[str]:
+    """Model inputs of a kind, in catalogue order."""
+    return [c for c in _catalogue(kind) if c not in CONTEXT_COLUMNS]
+
+
+def _catalogue(kind: str) -> dict[str, str]:
+    if kind == "compromise":
+        return TENANT_FEATURES
+    from pipeline.features.fault_windows import FAULT_FEATURES
+
+    return FAULT_FEATURES
+
+
+def time_split(starts: np.ndarray, window_ns: np.ndarray, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) masks: test = windows starting at or after the cut; train = windows ending before it."""
+    distinct = np.unique(starts)
+    if len(distinct) < 3:
+        raise NoUsableDataError(f"a time split needs at least 3 distinct windows, got {len(distinct)}")
+    cut = distinct[min(len(distinct) - 1, int(np.floor(len(distinct) * (1 - test_fraction))))]
+    return starts + window_ns <= cut, starts >= cut
+
+
+def _metrics(y: np.ndarray, s: np.ndarray, thr: float, target_fpr: float) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    flag = s >= thr
+    tp, fp = int(np.sum(flag & (y == 1))), int(np.sum(flag & (y == 0)))
+    fn, tn = int(np.sum(~flag & (y == 1))), int(np.sum(~flag & (y == 0)))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    out = {
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "fpr": fp / (fp + tn) if fp + tn else 0.0,
+        "test_positives": float(tp + fn),
+        "test_negatives": float(fp + tn),
+    }
+    if 0 < tp + fn < len(y):
+        out["roc_auc"] = float(roc_auc_score(y, s))
+        out["pr_auc"] = float(average_precision_score(y, s))
+        # the recall an operator gets at the target FPR when the threshold is set on these very negatives
+        neg = np.sort(s[y == 0])
+        k = int(np.floor(len(neg) * (1 - target_fpr)))
+        thr_at = neg[min(k, len(neg) - 1)]
+        out[f"tpr_at_{target_fpr:g}_fpr"] = float(np.mean(s[y == 1] > thr_at))
+    return out
+
+
+def fit_and_evaluate(df: pd.DataFrame, options: TrainOptions) -> TrainOutcome:
+    """Fit the chosen detector on a feature-window table; evaluate on later windows when labelled."""
+    features = [c for c in feature_columns(options.kind) if c in df.columns]
+    missing = sorted(set(feature_columns(options.kind)) - set(features))
+    if missing:
+        raise NoUsableDataError(f"feature table lacks {', '.join(missing)}; rerun `netsentry features --force`")
+    if df.empty:
+        raise NoUsableDataError("the feature table has no rows: no traffic in the workspace")
+    df = df.sort_values("window_start_ns", kind="stable").reset_index(drop=True)
+    labelled = "label" in df.columns and bool((df["label"] == 1).any()) and bool((df["label"] == 0).any())
+    name = options.model if options.model != "auto" else choose_auto(labelled)
+    params: dict[str, Any] = {"target_fpr": options.target_fpr, "random_state": options.seed}
+    if name == "autoencoder":
+        params["device"] = options.device
+    detector = make_detector(name, **params)
+    X = df[features].astype(np.float64)
+    if not labelled:
+        if detector.kind == "supervised":
+            raise NoUsableDataError(f"model {name!r} needs labels with both classes: pass --labels to `features`")
+        detector.fit(X)
+        return TrainOutcome(detector, name, features, len(df), 0, None)
+    y = df["label"].to_numpy(np.int64)
+    starts = df["window_start_ns"].to_numpy(np.int64)
+    window_ns = (df["window_s"].to_numpy(np.float64) * 1e9).astype(np.int64)
+    train, test = time_split(starts, window_ns, options.test_fraction)
+    train &= y >= 0
+    test &= y >= 0
+    if name == "boosted":
+        # leaves of 20 windows cannot isolate a handful of labelled ones: shrink them for small label sets
+        detector.set_params(min_samples_leaf=int(np.clip(np.sum(y[train] == 1) // 4, 2, 20)))
+    if not (y[train] == 0).any():
+        raise NoUsableDataError("no benign window before the time cut to train and calibrate on")
+    if detector.kind == "supervised" and not (y[train] == 1).any():
+        raise NoUsableDataError("no labelled positive window before the time cut; use an unsupervised --model")
+    detector.fit(X[train], y[train])
+    s = detector.score_samples(X[test])
+    yt = y[test]
+    thr = float(detector.threshold_)
+    metrics = _metrics(yt, s, thr, options.target_fpr)
+    scen = df.loc[test, "label_scenario"].astype(str).to_numpy()
+    flagged = s >= thr
+    by_scen = {}
+    for sc in sorted(set(scen[yt == 1])):
+        for part in sc.split("+"):
+            m = (yt == 1) & np.array([part in x.split("+") for x in scen])
+            by_scen[part] = float(flagged[m].mean())
+    return TrainOutcome(
+        detector, name, features, int(train.sum()), int(test.sum()), Evaluation(metrics, by_scen, s, yt, thr)
+    )
+
+
+def _plots(ev: Evaluation, out: Path, title: str) -> list[Path]:
+    """ROC, PR and score-distribution PNGs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    paths = []
+    y, s = ev.labels, ev.scores
+    if 0 < y.sum() < len(y):
+        fpr, tpr, _ = roc_curve(y, s)
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.plot(fpr, tpr, label=f"ROC-AUC {ev.metrics.get('roc_auc', float('nan')):.3f}")
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title=f"ROC: {title}")
+        ax.legend(loc="lower right")
+        paths.append(out / "roc.png")
+        fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        p, r, _ = precision_recall_curve(y, s)
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.plot(r, p, label=f"PR-AUC {ev.metrics.get('pr_auc', float('nan')):.3f}")
+        ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall: {title}")
+        ax.legend(loc="lower left")
+        paths.append(out / "pr.png")
+        fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.histogram_bin_edges(s, bins=50)
+    ax.hist(s[y == 0], bins=bins, alpha=0.6, label="benign", log=True)
+    if (y == 1).any():
+        ax.hist(s[y == 1], bins=bins, alpha=0.6, label="labelled", log=True)
+    ax.axvline(ev.threshold, color="k", ls="--", label="threshold")
+    ax.set(xlabel="score (higher = more anomalous)", ylabel="windows", title=f"Scores: {title}")
+    ax.legend()
+    paths.append(out / "score_distribution.png")
+    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _requirements(model_name: str) -> list[str]:
+    import joblib
+    import sklearn
+
+    reqs = [f"scikit-learn=={sklearn.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}",
+            f"joblib=={joblib.__version__}"]  # fmt: skip
+    if model_name == "autoencoder":
+        import torch
+
+        reqs.append(f"torch=={torch.__version__.split('+')[0]}")
+    return reqs
+
+
+def run_train(workspace: str | Path, options: TrainOptions, *, tracking_uri: str | None = None) -> TrainResult:
+    """Read the kind's feature table, fit and evaluate, log everything to MLflow and register the model."""
+    from pipeline import tracking
+
+    start = time.perf_counter()
+    table = TENANT_WINDOWS if options.kind == "compromise" else FAULT_WINDOWS
+    df, manifest = read_feature_table(workspace, table)
+    outcome = fit_and_evaluate(df, options)
+    tracker = tracking.Tracker(workspace, tracking_uri)
+    fingerprint = hashlib.sha256(
+        json.dumps({"inputs": manifest.get("inputs"), "config": manifest.get("config"), "rows": len(df)},
+                   sort_keys=True, default=str).encode()
+    ).hexdigest()  # fmt: skip
+    ev = outcome.evaluation
+    threshold = float(outcome.detector.threshold_)
+    with tracker.run(options.kind, f"train-{outcome.model_name}", {"netsentry.dataset_sha256": fingerprint}) as run:
+        tracking.log_params(
+            {
+                "kind": options.kind, "model": outcome.model_name, "model_requested": options.model,
+                "target_fpr": options.target_fpr, "test_fraction": options.test_fraction, "seed": options.seed,
+                "device": options.device, "split": "time" if ev else "none (unlabelled: all windows)",
+                "n_features": len(outcome.features), "n_train": outcome.n_train, "n_test": outcome.n_test,
+                "feature_config": json.dumps(manifest.get("config", {}), sort_keys=True),
+                "threshold_method": outcome.detector.calibration_.get("method", ""),
+                **{f"detector.{k}": v for k, v in outcome.detector.get_params().items()},
+            }
+        )  # fmt: skip
+        tracking.log_metrics({"threshold": threshold, **(ev.metrics if ev else {})})
+        if ev:
+            tracking.log_metrics({f"recall.{k}": v for k, v in ev.recall_by_scenario.items()})
+        tracking.log_dataset(
+            df, name=table, source=str(Path(workspace).resolve() / "features" / table), context="training"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            catalogue = _catalogue(options.kind)
+            (d / "features.json").write_text(json.dumps({c: catalogue[c] for c in outcome.features}, indent=2))
+            (d / "schema.json").write_text(json.dumps({c: str(df[c].dtype) for c in df.columns}, indent=2))
+            (d / "threshold.json").write_text(
+                json.dumps({"threshold": threshold, **outcome.detector.calibration_}, indent=2, default=float)
+            )
+            (d / "config.json").write_text(json.dumps({"train": options.__dict__, "features": manifest.get("config")},
+                                                      indent=2, default=str))  # fmt: skip
+            if ev:
+                (d / "evaluation.json").write_text(
+                    json.dumps({"metrics": ev.metrics, "recall_by_scenario": ev.recall_by_scenario}, indent=2)
+                )
+                _plots(ev, d, f"{options.kind} ({outcome.model_name})")
+            tracking.log_artifacts(d)
+        example = df[outcome.features].head(5).astype(np.float64)
+        model_uri = tracker.log_model(
+            outcome.detector, example, _requirements(outcome.model_name),
+            metadata={"kind": options.kind, "netsentry_version": __version__, "features": outcome.features},
+        )  # fmt: skip
+        run_id = run.info.run_id
+    reg = tracker.register(options.kind, model_uri, run_id)
+    return TrainResult(
+        kind=options.kind, model_name=outcome.model_name, run_id=run_id, model_uri=model_uri,
+        registered_name=reg.name, version=reg.version, aliases=reg.aliases, tracking_uri=tracker.uri,
+        threshold=threshold, metrics=dict(ev.metrics) if ev else {},
+        recall_by_scenario=dict(ev.recall_by_scenario) if ev else {}, n_train=outcome.n_train,
+        n_test=outcome.n_test, seconds=time.perf_counter() - start,
+    )  # fmt: skip
