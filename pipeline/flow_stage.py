@@ -1,4 +1,9 @@
-"""Flows stage on disk: ``WORKSPACE/packets/`` → ``WORKSPACE/flows/``, streamed per capture point."""
+"""Flows stage on disk: ``WORKSPACE/packets/`` → ``WORKSPACE/flows/`` and ``WORKSPACE/tcp_events/``,
+streamed per capture point.
+
+``tcp_events`` (:data:`pipeline.schemas.TCP_EVENTS`) holds the packets with a TCP analysis bit; it
+has its own manifest with the same inputs and config, and both tables are rewritten together.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +26,10 @@ from pipeline.capture.tenants import TenantMap, endpoint_labels, tenant_map_from
 from pipeline.errors import InputNotFoundError
 from pipeline.flows import FlowConfig, assemble_stream
 from pipeline.io import atomic_dir, parquet_writer, read_manifest, require_table, write_manifest
-from pipeline.schemas import FLOWS, PACKETS, ip_text
+from pipeline.schemas import FLOWS, PACKETS, TCP_EVENTS, ip_text
 
 FLOWS_DIR = "flows"
+TCP_EVENTS_DIR = "tcp_events"
 
 
 TOP_N = 5
@@ -41,6 +47,7 @@ class FlowSummary:
     seconds: float = 0.0
     skipped_unchanged: bool = False
     out_dir: Path | None = None
+    tcp_events: int = 0
     retransmissions: int = 0
     dup_acks: int = 0
     zero_windows: int = 0
@@ -77,6 +84,18 @@ def _labeler(tmap: TenantMap) -> Callable[[np.ndarray, np.ndarray], tuple[pa.Arr
     return lambda vni, ip16: endpoint_labels(vni, ip16, tmap)
 
 
+@dataclass
+class _Sink:
+    """A Parquet writer that counts the rows written through it."""
+
+    writer: pq.ParquetWriter
+    rows: int = 0
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+
+
 def _packet_chunks(parts: list[Path], batch: int) -> Iterator[pa.Table]:
     for p in parts:
         f = pq.ParquetFile(p, pre_buffer=False)  # pre-buffering keeps every row group: unbounded
@@ -102,12 +121,19 @@ def run_flows(
     inputs = {"packets_manifest_sha256": hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()}
     run_config: dict[str, Any] = {"idle_timeout_s": config.idle_timeout_s, "active_timeout_s": config.active_timeout_s}
     out_dir = Path(workspace) / FLOWS_DIR
+    ev_dir = Path(workspace) / TCP_EVENTS_DIR
     summary = FlowSummary(out_dir=out_dir)
-    prev = read_manifest(out_dir)
-    if not force and prev and prev.get("inputs") == inputs and prev.get("config") == run_config:
+    current = [
+        m
+        for m in (read_manifest(out_dir), read_manifest(ev_dir))
+        if m and m.get("inputs") == inputs and m.get("config") == run_config
+    ]
+    if not force and len(current) == 2:
+        prev, prev_ev = current
         summary.skipped_unchanged = True
         summary.flows = int(prev.get("rows", 0))
         summary.packets = int(prev.get("packets", 0))
+        summary.tcp_events = int(prev_ev.get("rows", 0))
         return summary
     tmap = tenant_map_from_dict(manifest.get("config", {}).get("tenants"), source=str(pkt_dir))
     labeler = _labeler(tmap)
@@ -119,13 +145,14 @@ def run_flows(
     done = 0
     if on_progress is not None:
         on_progress(0, total)
-    written = []
-    with atomic_dir(out_dir) as tmp:
+    written, ev_written = [], []
+    with atomic_dir(out_dir) as tmp, atomic_dir(ev_dir) as ev_tmp:
         for idx, (point, parts) in enumerate(sorted(by_point.items())):
             parts.sort(key=lambda p: (p["first_ts_ns"] or 0, p["part"]))
             paths = [pkt_dir / p["part"] for p in parts]
             out = tmp / f"part-{idx:05d}.parquet"
             writer = parquet_writer(out, FLOWS)
+            events = _Sink(parquet_writer(ev_tmp / out.name, TCP_EVENTS))
             rows = 0
 
             def counted(chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
@@ -137,13 +164,17 @@ def run_flows(
                         on_progress(done, total)
 
             try:
-                for table in assemble_stream(point, counted(_packet_chunks(paths, batch_packets)), config, labeler):
+                chunks = counted(_packet_chunks(paths, batch_packets))
+                for table in assemble_stream(point, chunks, config, labeler, on_tcp_events=events.write):
                     writer.write_table(table)
                     rows += table.num_rows
                     summary.add(table)
             finally:
                 writer.close()
+                events.writer.close()
             written.append({"part": out.name, "capture_point": point, "rows": rows})
+            ev_written.append({"part": out.name, "capture_point": point, "rows": events.rows})
+            summary.tcp_events += events.rows
         summary.packets = total
         summary.capture_points = len(by_point)
         summary.seconds = time.perf_counter() - start
@@ -155,6 +186,19 @@ def run_flows(
                 "config": run_config,
                 "parts": written,
                 "rows": summary.flows,
+                "packets": total,
+                "tcp_events": summary.tcp_events,
+            },
+        )
+        write_manifest(
+            ev_tmp,
+            {
+                "stage": "flows",
+                "table": "tcp_events",
+                "inputs": inputs,
+                "config": run_config,
+                "parts": ev_written,
+                "rows": summary.tcp_events,
                 "packets": total,
             },
         )

@@ -1,8 +1,9 @@
 """Flows stage: packets → bidirectional flows with timing, size and TCP-health statistics.
 
 :class:`FlowAssembler` streams packet tables of one capture point in time order and emits
-finished flows; flows spanning chunk boundaries are carried as compact state, not packets.
-:func:`flows_from_packets` is the pure whole-table form.
+finished flows; flows spanning chunk boundaries are carried as compact state, not packets. After
+each chunk, :meth:`FlowAssembler.last_tcp_events` gives that chunk's packets with a TCP analysis bit
+(the ``tcp_events`` table). :func:`flows_from_packets` is the pure whole-table form.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipeline.schemas import (
     FLAG_NAMES,
     FLOWS,
     PACKETS,
+    TCP_EVENTS,
     check_columns,
     ip16_array,
     ip16_numpy,
@@ -115,6 +117,7 @@ def _packet_rows(packets: pa.Table) -> dict[str, np.ndarray]:
     cols["src_ip"] = ip16_numpy(packets.column("src_ip"))
     cols["dst_ip"] = ip16_numpy(packets.column("dst_ip"))
     ts = cols["ts_ns"]
+    order = None
     if len(ts) > 1 and bool(np.any(ts[1:] < ts[:-1])):
         order = np.argsort(ts, kind="stable")
         cols = {k: v[order] for k, v in cols.items()}
@@ -147,6 +150,8 @@ def _packet_rows(packets: pa.Table) -> dict[str, np.ndarray]:
         "is_tcp": cols["proto"] == 6,
         "fwd": fwd,
         "frag": cols["frag"],
+        # row of the input table behind each (time-ordered) row; empty: the input was in order
+        "order": np.zeros(0, np.int64) if order is None else order,
     }
 
 
@@ -192,6 +197,8 @@ class FlowAssembler:
         self._buf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.last_packet_flags = np.zeros(0, np.int64)
         """TCP analysis bits (flow_kernel.PA_*) of the last chunk's packets, in time order."""
+        self._last_chunk: pa.Table | None = None
+        self._last_order = np.zeros(0, np.int64)
         self._state: dict[str, np.ndarray] = {
             "I": np.zeros((0, fk.I_WIDTH), np.int64),
             "F": np.zeros((0, fk.F_WIDTH), np.float64),
@@ -217,16 +224,40 @@ class FlowAssembler:
 
     def push(self, packets: pa.Table) -> pa.Table:
         """Add a chunk of packets; return the flows that are finished by now."""
+        self._last_chunk, self._last_order = None, np.zeros(0, np.int64)
         if packets.num_rows == 0:
+            self.last_packet_flags = np.zeros(0, np.int64)
             return FLOWS.empty_table()
-        return self._run(_packet_rows(packets), final=False)
+        rows = _packet_rows(packets)
+        self._last_chunk, self._last_order = packets, rows["order"]
+        return self._run(rows, final=False)
 
     def finish(self) -> pa.Table:
         """End of data: return every flow still open."""
+        self._last_chunk, self._last_order = None, np.zeros(0, np.int64)
+        self.last_packet_flags = np.zeros(0, np.int64)
         if self.open_flows == 0:
             return FLOWS.empty_table()
         empty = _packet_rows(PACKETS.empty_table())
         return self._run(empty, final=True)
+
+    def last_tcp_events(self) -> pa.Table:
+        """The last pushed chunk's packets that carry a TCP analysis bit, in time order
+        (:data:`pipeline.schemas.TCP_EVENTS`)."""
+        bits = self.last_packet_flags
+        idx = np.flatnonzero(bits)
+        if self._last_chunk is None or len(idx) == 0:
+            return TCP_EVENTS.empty_table()
+        rows = self._last_order[idx] if len(self._last_order) else idx
+        cols = ("ts_ns", "vni", "src_ip", "dst_ip", "src_port", "dst_port", "tcp_flags", "payload_len")
+        picked = self._last_chunk.select(cols).take(pa.array(rows))
+        arrays: list[pa.Array | pa.ChunkedArray] = [
+            picked.column("ts_ns"),
+            _dict_array(np.zeros(len(idx)), (self.capture_point,)),
+            *(picked.column(c) for c in cols[1:]),
+            pa.array(bits[idx].astype(np.int16), pa.int16()),
+        ]
+        return pa.Table.from_arrays(arrays, schema=TCP_EVENTS)
 
     def _run(self, rows: dict[str, np.ndarray], final: bool) -> pa.Table:
         st = self._state
@@ -417,11 +448,19 @@ def assemble_stream(
     chunks: Iterable[pa.Table],
     config: FlowConfig | None = None,
     labeler: TenantLabeler | None = None,
+    on_tcp_events: Callable[[pa.Table], None] | None = None,
 ) -> Iterator[pa.Table]:
-    """Flows of one capture point from its packet chunks (time-ordered), finished flows first."""
+    """Flows of one capture point from its packet chunks (time-ordered), finished flows first.
+
+    ``on_tcp_events`` receives each chunk's non-empty ``tcp_events`` rows (see
+    :meth:`FlowAssembler.last_tcp_events`) before that chunk's flows are yielded."""
     asm = FlowAssembler(capture_point, config, labeler)
     for chunk in chunks:
         out = asm.push(chunk)
+        if on_tcp_events is not None:
+            events = asm.last_tcp_events()
+            if events.num_rows:
+                on_tcp_events(events)
         if out.num_rows:
             yield out
     out = asm.finish()

@@ -125,6 +125,39 @@ table does; ``*_payload_bytes`` count transport payload; ``*_piat_ms`` are inter
 """
 
 
+TCP_ANALYSIS_BITS = {
+    "retransmission": 1,
+    "fast_retransmission": 2,
+    "spurious_retransmission": 4,
+    "out_of_order": 8,
+    "duplicate_ack": 16,
+    "zero_window": 32,
+    "lost_segment": 64,
+    "keep_alive": 128,
+}
+"""Bits of ``tcp_events.analysis``, each as tshark's ``tcp.analysis.<name>`` (``flow_kernel.PA_*``).
+A fast or spurious retransmission also carries the ``retransmission`` bit, as in tshark."""
+
+TCP_EVENTS = pa.schema(
+    [
+        pa.field("ts_ns", pa.int64(), nullable=False),
+        pa.field("capture_point", TENANT_TYPE, nullable=False),
+        pa.field("vni", pa.uint32(), nullable=False),
+        pa.field("src_ip", IP16, nullable=False),
+        pa.field("dst_ip", IP16, nullable=False),
+        pa.field("src_port", pa.uint16(), nullable=False),
+        pa.field("dst_port", pa.uint16(), nullable=False),
+        pa.field("tcp_flags", pa.uint16(), nullable=False),
+        pa.field("payload_len", pa.uint32(), nullable=False),
+        pa.field("analysis", pa.int16(), nullable=False),
+    ]
+)
+"""One row per TCP packet with at least one analysis bit (:data:`TCP_ANALYSIS_BITS`), written by the
+flows stage beside the flows: a sparse, per-packet record of retransmissions, dup-ACKs, zero windows …
+Addresses, ports, flags and lengths are the packet's own (as in :data:`PACKETS`); rows of one capture
+point are in time order."""
+
+
 def check_columns(table: pa.Table, schema: pa.Schema, what: str) -> None:
     """Raise :class:`SchemaError` naming the first column missing from ``table``."""
     missing = [n for n in schema.names if n not in table.column_names]

@@ -1,7 +1,7 @@
 """Tenant map: which tenant and VM an address belongs to, Alcor-style (VPC → subnets → ports).
 
-The file (see ``configs/tenants.example.yaml``) is a top-level ``vpcs:`` list. Matching rules
-(:meth:`TenantMap.lookup`):
+The file (see ``configs/tenants.example.yaml``) is a top-level ``vpcs:`` list (and an optional
+``gateway:`` host name). Matching rules (:meth:`TenantMap.lookup`):
 
 * **Overlay first.** When a packet's VNI is non-zero and some VPC declares that VNI, the address is
   matched (longest prefix) only against the VPCs with that VNI, because tenants reuse private CIDRs.
@@ -12,6 +12,9 @@ The file (see ``configs/tenants.example.yaml``) is a top-level ``vpcs:`` list. M
   without an overlay), the **first declared** wins.
 * **VM** by exact address among the matched VPC's ports. Inside a VPC but on no port: vm ``unknown``.
   In no VPC: tenant and vm are both ``external``.
+* **Host** (:meth:`TenantMap.endpoint_hosts`, for fault windows): the port's ``host`` (hypervisor)
+  when declared; an external address → the file's top-level ``gateway`` when declared; otherwise
+  the address as text (a capture without a map gets one "host" per address).
 
 Tenant and VM labels come back as int32 codes into fixed category tuples (``external`` is code 0 in
 both; ``unknown`` is vm code 1), so every batch shares one Arrow dictionary and building the
@@ -35,7 +38,7 @@ from pydantic_core import PydanticCustomError
 
 from pipeline.errors import ConfigError, InputNotFoundError, SchemaError
 from pipeline.io import atomic_write_text
-from pipeline.schemas import PACKETS, check_columns, ip16_numpy
+from pipeline.schemas import PACKETS, check_columns, ip16_numpy, ip_text
 
 EXTERNAL = "external"
 """Tenant and vm label of an address in no VPC (code 0 in both category tuples)."""
@@ -78,6 +81,8 @@ class PortSpec(_Strict):
     ip: str
     mac: str | None = None
     vm: str = Field(min_length=1)
+    host: str | None = Field(default=None, min_length=1)
+    """The hypervisor the VM runs on (optional; names host scopes in fault windows)."""
 
     @field_validator("ip")
     @classmethod
@@ -219,8 +224,10 @@ class VpcSpec(_Strict):
 
 
 class TenantFile(_Strict):
-    """The whole tenants file: a list of VPCs."""
+    """The whole tenants file: a list of VPCs and, optionally, the gateway's host name."""
 
+    gateway: str | None = Field(default=None, min_length=1)
+    """The host that traffic to and from external addresses passes through (e.g. ``gateway``)."""
     vpcs: list[VpcSpec] = []
 
     @model_validator(mode="after")
@@ -372,6 +379,16 @@ class TenantMap:
         self._port_keys = port_keys[order]
         self._port_vm = np.array(codes, dtype=np.int32)[order]
 
+        # Hosts: declared port hosts (first-seen order), then the gateway; -1 = port without a host.
+        port_hosts = [p.host for v in vpcs for s in v.subnets for p in s.ports]
+        self.gateway: str | None = config.gateway
+        self.hosts: tuple[str, ...] = tuple(
+            dict.fromkeys([h for h in port_hosts if h is not None] + ([config.gateway] if config.gateway else []))
+        )
+        h_code = {h: i for i, h in enumerate(self.hosts)}
+        self._port_host = np.array([h_code[h] if h is not None else -1 for h in port_hosts], dtype=np.int32)[order]
+        self._gateway_code = h_code[config.gateway] if config.gateway else -1
+
     @classmethod
     def empty(cls) -> TenantMap:
         """A map with no VPCs: every address is ``external``."""
@@ -381,18 +398,13 @@ class TenantMap:
         n_vpcs, n_tenants = len(self.config.vpcs), len(self.tenants) - 1
         return f"TenantMap({n_vpcs} VPCs, {n_tenants} tenants, source={self.source!r})"
 
-    def lookup(self, vni: np.ndarray | pa.Array, ip16: np.ndarray | pa.Array) -> Labels:
-        """Label ``n`` endpoints given their VNI ``(n,)`` uint32 and address ``(n, 16)`` uint8.
+    def _match(self, vni: np.ndarray, ip16: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Match each distinct (effective VNI, address) once.
 
-        Matching runs once per distinct (effective VNI, address) pair, then maps back by the inverse
-        index. Returns int32 codes into :attr:`tenants` / :attr:`vms`.
+        Returns the distinct addresses ``(m, 16)``, their VPC index (-1: none), their position in the
+        sorted port table (-1: no port) and the inverse index ``(n,)`` back to the rows.
         """
-        vni, ip16 = _as_numpy(vni, ip16)
         n = len(vni)
-        if n == 0 or not self.config.vpcs:
-            zeros = np.zeros(n, dtype=np.int32)
-            return Labels(zeros, zeros.copy(), self.tenants, self.vms)
-
         if len(self._vnis):
             vni_eff = np.where(np.isin(vni, self._vnis), vni, np.uint32(0)).astype(np.uint32)
             key = np.empty((n, 20), dtype=np.uint8)
@@ -419,8 +431,7 @@ class TenantMap:
             m &= ((hi & mh) == nh) & ((lo & ml) == nl)
             vpc[m] = vi
 
-        tenant_u = self._vpc_tenant[vpc + 1]
-        vm_u = np.where(vpc >= 0, np.int32(1), np.int32(0)).astype(np.int32)
+        port = np.full(len(u_ip), -1, dtype=np.int64)
         inside = np.flatnonzero(vpc >= 0)
         if len(inside) and len(self._port_keys):
             q = np.empty((len(inside), 20), dtype=np.uint8)
@@ -429,8 +440,55 @@ class TenantMap:
             qk = q.view("S20").ravel()
             pos = np.minimum(np.searchsorted(self._port_keys, qk), len(self._port_keys) - 1)
             hit = self._port_keys[pos] == qk
-            vm_u[inside[hit]] = self._port_vm[pos[hit]]
+            port[inside[hit]] = pos[hit]
+        return u_ip, vpc, port, inverse
+
+    def lookup(self, vni: np.ndarray | pa.Array, ip16: np.ndarray | pa.Array) -> Labels:
+        """Label ``n`` endpoints given their VNI ``(n,)`` uint32 and address ``(n, 16)`` uint8.
+
+        Matching runs once per distinct (effective VNI, address) pair, then maps back by the inverse
+        index. Returns int32 codes into :attr:`tenants` / :attr:`vms`.
+        """
+        vni, ip16 = _as_numpy(vni, ip16)
+        n = len(vni)
+        if n == 0 or not self.config.vpcs:
+            zeros = np.zeros(n, dtype=np.int32)
+            return Labels(zeros, zeros.copy(), self.tenants, self.vms)
+        _, vpc, port, inverse = self._match(vni, ip16)
+        tenant_u = self._vpc_tenant[vpc + 1]
+        vm_u = np.where(vpc >= 0, np.int32(1), np.int32(0)).astype(np.int32)
+        hit = port >= 0
+        vm_u[hit] = self._port_vm[port[hit]]
         return Labels(tenant_u[inverse], vm_u[inverse], self.tenants, self.vms)
+
+    def endpoint_hosts(self, vni: np.ndarray | pa.Array, ip16: np.ndarray | pa.Array) -> pa.DictionaryArray:
+        """Host name of ``n`` endpoints (VNI ``(n,)``, address ``(n, 16)``) as ``dictionary<int32, string>``.
+
+        A port's declared ``host``; an external address (in no VPC) → :attr:`gateway` when the file
+        declares one; otherwise the address as text. The dictionary starts with :attr:`hosts` (fixed
+        codes) followed by the address texts of this call.
+        """
+        vni, ip16 = _as_numpy(vni, ip16)
+        if len(vni) == 0:
+            return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array(self.hosts, pa.string()))
+        if self.config.vpcs:
+            u_ip, vpc, port, inverse = self._match(vni, ip16)
+        else:
+            u_ip, inverse = _distinct(ip16)
+            vpc = np.full(len(u_ip), -1, dtype=np.int32)
+            port = np.full(len(u_ip), -1, dtype=np.int64)
+        code = np.full(len(u_ip), -1, dtype=np.int32)
+        hit = port >= 0
+        code[hit] = self._port_host[port[hit]]
+        if self._gateway_code >= 0:
+            code[(vpc < 0) & (code < 0)] = self._gateway_code
+        names: tuple[str, ...] = self.hosts
+        rest = np.flatnonzero(code < 0)
+        if len(rest):
+            texts, pos = np.unique(ip_text(u_ip[rest]).astype(str), return_inverse=True)
+            code[rest] = len(self.hosts) + pos.astype(np.int32)
+            names = (*self.hosts, *texts.tolist())
+        return pa.DictionaryArray.from_arrays(pa.array(code[inverse], pa.int32()), pa.array(names, pa.string()))
 
     def lookup_text(self, ip: str, vni: int = 0) -> tuple[str, str]:
         """(tenant, vm) of one textual address; for people and tests."""
@@ -440,7 +498,11 @@ class TenantMap:
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """The map in the file format (defaults omitted); :func:`load_tenant_map` reads it back."""
-        return {"vpcs": [v.model_dump(mode="json", exclude_defaults=True) for v in self.config.vpcs]}
+        out: dict[str, Any] = {}
+        if self.config.gateway is not None:
+            out["gateway"] = self.config.gateway
+        out["vpcs"] = [v.model_dump(mode="json", exclude_defaults=True) for v in self.config.vpcs]
+        return out
 
 
 # --------------------------------------------------------------------------- files

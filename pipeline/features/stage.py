@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,16 +22,16 @@ import pyarrow.parquet as pq
 from pipeline.capture.stage import PACKETS_DIR
 from pipeline.capture.tenants import TenantMap, tenant_map_from_dict
 from pipeline.errors import InputNotFoundError
+from pipeline.features.fault_windows import FAULT_FEATURES, build_fault_windows, label_fault_windows
 from pipeline.features.labels import label_tenant_windows, read_labels
-from pipeline.features.tenant_windows import TENANT_FEATURES, WindowSpec, tenant_windows
+from pipeline.features.tenant_windows import FLOW_COLUMNS, TENANT_FEATURES, WindowSpec, tenant_windows
 from pipeline.flow_stage import FLOWS_DIR
-from pipeline.io import atomic_dir, file_fingerprint, read_manifest, require_table, table_parts, write_manifest
+from pipeline.io import atomic_dir, file_fingerprint, read_manifest, require_table, write_manifest
 
 FEATURES_DIR = "features"
 TENANT_WINDOWS = "tenant_windows"
 FAULT_WINDOWS = "fault_windows"
 TCP_EVENTS_DIR = "tcp_events"
-_BATCH = 262_144
 
 
 @dataclass
@@ -50,13 +50,6 @@ class FeatureSummary:
 
 def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _batches(table_dir: Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
-    for part in table_parts(table_dir):
-        f = pq.ParquetFile(part, pre_buffer=False)
-        for rb in f.iter_batches(batch_size=_BATCH, columns=columns):
-            yield pa.Table.from_batches([rb])
 
 
 def _positives(df: pd.DataFrame) -> dict[str, int]:
@@ -112,30 +105,11 @@ def run_features(
         summary.tenant_positive = prev[0].get("positives", {})  # type: ignore[union-attr]
         summary.fault_positive = prev[1].get("positives", {})  # type: ignore[union-attr]
         return summary
-    from pipeline.features.fault_windows import FAULT_FEATURES, FaultWindowBuilder, label_fault_windows
-
     start = time.perf_counter()
     label_df = read_labels(labels) if labels else None
     tmap = load_tenant_map(ws)
-    pkt_manifest = read_manifest(pkt_dir) or {}
-    total = int(sum(p.get("rows", 0) for p in pkt_manifest.get("parts", []))) or 1
-    done = 0
-    if on_progress:
-        on_progress(0, total)
-
-    flows = pq.read_table(flows_dir)
-    tw = tenant_windows(flows, spec)
-    builder = FaultWindowBuilder(window_s=fault_window_s, tmap=tmap)
-    builder.add_flows(flows)
-    del flows
-    for chunk in _batches(ev_dir):
-        builder.add_tcp_events(chunk)
-    for chunk in _batches(pkt_dir):
-        builder.add_packets(chunk)
-        done += chunk.num_rows
-        if on_progress:
-            on_progress(min(done, total), total)
-    fw = builder.finish()
+    tw = tenant_windows(pq.read_table(flows_dir, columns=list(FLOW_COLUMNS)), spec)
+    fw = build_fault_windows(ws, fault_window_s, tmap=tmap, on_progress=on_progress)
     if label_df is not None:
         tw = label_tenant_windows(tw, label_df, spec.hop_s)
         fw = label_fault_windows(fw, label_df, tmap)

@@ -116,7 +116,7 @@ _BASELINED = {
     "dns_bytes_vs_baseline": "dns_query_mean_bytes",
     "max_flows_per_service_out_vs_baseline": "max_flows_per_service_out",
 }
-_FLOW_COLUMNS = (
+FLOW_COLUMNS = (
     "capture_point", "vni", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "src_tenant", "src_vm",
     "dst_tenant", "dst_vm", "first_seen_ns", "last_seen_ns", "src2dst_packets", "dst2src_packets", "src2dst_bytes",
     "dst2src_bytes", "conn_state",
@@ -143,14 +143,14 @@ def _strings(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _sides(flows: pa.Table) -> pd.DataFrame:
     """One row per (flow, endpoint): the flow as the initiator's outgoing and the responder's incoming flow."""
-    missing = [c for c in _FLOW_COLUMNS if c not in flows.column_names]
+    missing = [c for c in FLOW_COLUMNS if c not in flows.column_names]
     if missing:
         raise SchemaError(f"flows table lacks column(s) {', '.join(missing)}; rerun `netsentry flows`")
-    t = flows.select(list(_FLOW_COLUMNS))
+    t = flows.select(list(FLOW_COLUMNS))
     src, dst = ip_text(t.column("src_ip")), ip_text(t.column("dst_ip"))
     st, sv = _strings(t.column("src_tenant")), _strings(t.column("src_vm"))
     dt, dv = _strings(t.column("dst_tenant")), _strings(t.column("dst_vm"))
-    num = {c: t.column(c).to_numpy() for c in _FLOW_COLUMNS if c not in ("src_ip", "dst_ip", "capture_point",
+    num = {c: t.column(c).to_numpy() for c in FLOW_COLUMNS if c not in ("src_ip", "dst_ip", "capture_point",
                                                                           "src_tenant", "src_vm", "dst_tenant",
                                                                           "dst_vm", "conn_state")}  # fmt: skip
     state = _strings(t.column("conn_state"))

@@ -15,6 +15,8 @@ from pipeline.simulate.scenario import Scenario
 UNDERLAY = int(ipaddress.IPv4Address("172.31.0.0"))
 """Host uplinks are 172.31.0.1…; the gateway is 172.31.255.254."""
 GATEWAY_IP = int(ipaddress.IPv4Address("172.31.255.254"))
+GATEWAY_NAME = "gateway"
+"""Host name of the gateway in the tenant map (fault targets and labels use the same name)."""
 _PRIVATE = [ipaddress.ip_network(n) for n in ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8",
                                                "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16")]  # fmt: skip
 
@@ -62,8 +64,19 @@ class Cloud:
         return (np.int64(UNDERLAY + 1) + np.asarray(h, dtype=np.int64)).astype(np.uint32)
 
     def tenants_yaml(self) -> dict[str, Any]:
-        """The cloud in the tenant-map format ``netsentry capture --tenants`` reads."""
-        return {"vpcs": self.vpc_specs}
+        """The cloud in the tenant-map format ``netsentry capture --tenants`` reads, with each port's
+        ``host`` and the ``gateway`` host name."""
+        host_of = {n: self.host_name(int(h)) for n, h in zip(self.name, self.host, strict=True)}
+        vpcs = [
+            {
+                **v,
+                "subnets": [
+                    {**s, "ports": [{**p, "host": host_of[p["vm"]]} for p in s["ports"]]} for s in v["subnets"]
+                ],
+            }
+            for v in self.vpc_specs
+        ]
+        return {"gateway": GATEWAY_NAME, "vpcs": vpcs}
 
 
 def _public_addresses(rng: np.random.Generator, n: int) -> np.ndarray:
