@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from models.base import Detector, Features
-from models.scaling import signed_log1p
-from pipeline.errors import NoUsableDataError
+from models.scaling import as_feature_matrix, feature_names_of, signed_log1p
+from models.thresholds import threshold_for_fpr
+from pipeline.errors import ConfigError, NoUsableDataError
 
 # Rows used for the label-free permutation importance (subsampled, seeded).
 _IMPORTANCE_ROWS = 2000
@@ -40,18 +43,24 @@ class BoostedDetector(Detector):
 
     def __init__(
         self,
-        max_iter: int = 300,
+        max_iter: int = 200,
         learning_rate: float = 0.1,
         max_leaf_nodes: int = 31,
+        max_depth: int | None = 2,
         min_samples_leaf: int = 20,
         l2_regularization: float = 0.0,
         class_weight: str | dict | None = "balanced",
         n_threads: int | None = 1,
         target_fpr: float = 0.01,
         calibration_fraction: float = 0.25,
+        calibration: str = "oof",
+        oof_folds: int = 4,
         random_state: Any = 0,
     ) -> None:
         super().__init__(target_fpr=target_fpr, calibration_fraction=calibration_fraction, random_state=random_state)
+        self.calibration = calibration
+        self.oof_folds = oof_folds
+        self.max_depth = max_depth
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
@@ -70,7 +79,49 @@ class BoostedDetector(Detector):
                 f"{type(self).__name__} needs both benign (0) and positive (1) labels; got "
                 f"{int((labels == 0).sum())} benign and {int((labels > 0).sum())} positive rows"
             )
-        return super().fit(X, y)
+        if self.calibration == "holdout":
+            return super().fit(X, y)
+        if self.calibration != "oof":
+            raise ConfigError(f"calibration must be 'oof' or 'holdout', got {self.calibration!r}")
+        return self._fit_oof(X, labels)
+
+    def _fit_oof(self, X: Features, labels: np.ndarray) -> BoostedDetector:
+        """Fit on every row; the threshold comes from out-of-fold scores of benign rows, folds being contiguous
+        blocks of time (a model never scores rows it was trained on, and every benign row is scored once)."""
+        names = feature_names_of(X)
+        matrix = as_feature_matrix(X, names)
+        keep = labels >= 0
+        matrix, labels = matrix[keep], (labels[keep] > 0).astype(np.int64)
+        folds = max(2, int(self.oof_folds))
+        blocks = np.array_split(np.arange(len(labels)), folds)
+        oof = np.full(len(labels), np.nan)
+        for block in blocks:
+            rest = np.setdiff1d(np.arange(len(labels)), block)
+            if not ((labels[rest] == 0).any() and (labels[rest] == 1).any()):
+                continue
+            part = clone(self).set_params(calibration="holdout", calibration_fraction=0.0)
+            part.fit(pd.DataFrame(matrix[rest], columns=list(names)), labels[rest])
+            oof[block] = part.score_samples(pd.DataFrame(matrix[block], columns=list(names)))
+        fraction = self.calibration_fraction
+        self.set_params(calibration_fraction=0.0)
+        try:
+            super().fit(pd.DataFrame(matrix, columns=list(names)), labels)
+        finally:
+            self.set_params(calibration_fraction=fraction)
+        benign = (labels == 0) & ~np.isnan(oof)
+        if not benign.any():
+            raise NoUsableDataError("no benign row could be scored out of fold to calibrate the threshold")
+        scores = oof[benign]
+        self.threshold_ = threshold_for_fpr(scores, self.target_fpr)
+        self.calibration_ = {
+            "method": f"quantile of out-of-fold scores of benign rows ({folds} contiguous time blocks)",
+            "target_fpr": float(self.target_fpr),
+            "achieved_fpr": float(np.mean(scores >= self.threshold_)),
+            "n_benign_calibration": int(benign.sum()),
+            "n_train": len(labels),
+            "threshold": self.threshold_,
+        }
+        return self
 
     def predict_proba(self, X: Features) -> np.ndarray:
         """``[P(benign), P(positive)]`` per row."""
@@ -91,6 +142,7 @@ class BoostedDetector(Detector):
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes,
+            max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization,
             class_weight=self.class_weight,

@@ -25,7 +25,7 @@ from models.registry import choose_auto, make_detector
 from pipeline import __version__
 from pipeline.errors import ConfigError, NoUsableDataError
 from pipeline.features.stage import FAULT_WINDOWS, TENANT_WINDOWS, read_feature_table
-from pipeline.features.tenant_windows import TENANT_FEATURES
+from pipeline.features.tenant_windows import MODEL_FEATURES, TENANT_FEATURES
 
 KINDS = ("compromise", "faults")
 MODELS = ("auto", "iforest", "autoencoder", "boosted")
@@ -100,6 +100,8 @@ class TrainResult:
 
 def feature_columns(kind: str) -> list[str]:
     """Model inputs of a kind, in catalogue order."""
+    if kind == "compromise":
+        return list(MODEL_FEATURES)
     return [c for c in _catalogue(kind) if c not in CONTEXT_COLUMNS]
 
 

@@ -87,6 +87,8 @@ def run_features(
     flows_dir, pkt_dir, ev_dir = ws / FLOWS_DIR, ws / PACKETS_DIR, ws / TCP_EVENTS_DIR
     require_table(flows_dir, "flows")
     require_table(pkt_dir, "packets")
+    if labels is not None and not Path(labels).is_file():
+        raise InputNotFoundError("labels file not found", path=str(labels))
     if not (ev_dir / "_manifest.json").exists():
         raise InputNotFoundError("tcp_events table missing; rerun `netsentry flows --force`", path=str(ev_dir))
     inputs = {

@@ -135,10 +135,11 @@ def test_calibration_uses_last_benign_rows(fitted: Detector, train: tuple[pd.Dat
     if fitted.kind == "unsupervised":  # anomalies dropped, then the last 25% of the 2000 benign rows
         held_out = X[y == 0].iloc[-500:]
         assert (cal["n_train"], cal["n_benign_calibration"]) == (1500, 500)
-    else:  # the last 25% of all rows, then its benign part
-        tail = slice(len(X) - round(0.25 * len(X)), None)
-        held_out = X.iloc[tail][y[tail] == 0]
-        assert cal["n_train"] == len(X) - round(0.25 * len(X))
+    else:  # boosted: every row trains; the threshold is a quantile of out-of-fold benign scores
+        assert cal["n_train"] == len(X) and cal["n_benign_calibration"] == int((y == 0).sum())
+        assert "out-of-fold" in cal["method"]
+        assert cal["achieved_fpr"] <= 0.01
+        return
     assert fitted.threshold_ == threshold_for_fpr(fitted.score_samples(held_out), 0.01)
     assert cal["target_fpr"] == 0.01 and cal["threshold"] == fitted.threshold_
     assert cal["achieved_fpr"] <= 0.01
@@ -324,7 +325,20 @@ def test_boosted_needs_both_classes() -> None:
     late = np.zeros(len(X))
     late[-10:] = 1  # every positive falls in the held-out calibration tail
     with pytest.raises(NoUsableDataError, match="calibration"):
-        BoostedDetector().fit(X, late)
+        BoostedDetector(calibration="holdout").fit(X, late)
+    oof = BoostedDetector(max_iter=20).fit(X, late)  # out of fold: the tail trains too
+    assert oof.calibration_["n_train"] == len(X)
+
+
+def test_boosted_holdout_calibration_uses_the_tail(train: tuple[pd.DataFrame, np.ndarray]) -> None:
+    X, y = train
+    det = BoostedDetector(calibration="holdout", max_iter=30).fit(X, y)
+    tail = slice(len(X) - round(0.25 * len(X)), None)
+    held_out = X.iloc[tail][y[tail] == 0]
+    assert det.calibration_["n_train"] == len(X) - round(0.25 * len(X))
+    assert det.threshold_ == threshold_for_fpr(det.score_samples(held_out), 0.01)
+    with pytest.raises(ConfigError, match="calibration"):
+        BoostedDetector(calibration="magic").fit(X, y)
 
 
 def test_boosted_score_is_log_odds(train: tuple, test_set: tuple) -> None:
