@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pipeline.capture.tenants import UNKNOWN as UNKNOWN_VM
 from pipeline.errors import SchemaError
 from pipeline.schemas import ip_text
 
@@ -228,7 +229,8 @@ def _local_entities(sides: pd.DataFrame) -> pd.DataFrame:
     apart only there), then the one with most flows."""
     local = sides["tenant"] != "external"
     if local.any():
-        sides = sides[local]
+        # VMs only: an address inside a VPC that no port declares ("unknown", e.g. a scanned empty slot) is not one
+        sides = sides[local & (sides["vm"] != UNKNOWN_VM)]
     sides = sides.assign(
         entity=sides["tenant"].astype(str) + "/" + sides["vm"].astype(str), has_vni=sides["vni"].to_numpy() != 0
     )

@@ -120,6 +120,13 @@ def test_sliding_windows_and_volume_spread() -> None:
     assert ws(60) not in a.index  # no flow overlaps [60, 80)
 
 
+def test_undeclared_addresses_inside_a_vpc_are_not_entities() -> None:
+    tenants = {**TENANTS, "10.0.0.77": ("acme", "unknown")}  # a scanned, empty slot of the VPC
+    rows = [flow("10.0.0.1", "10.0.0.77", 22, s, state="S0", tenants=tenants) for s in range(5)]
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
+    assert set(tw["vm"]) == {"acme-web-1"}
+
+
 def test_entities_without_a_tenant_map_are_addresses() -> None:
     rows = [flow("192.168.56.1", "192.168.56.103", 22, s, tenants={}) for s in range(11)]
     tw = tenant_windows(flows_table(rows), WindowSpec(60, 10))
