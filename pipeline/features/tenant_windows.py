@@ -50,6 +50,7 @@ TENANT_FEATURES: dict[str, str] = {
     "bytes_received_per_s": "bytes the entity received (bytes/s)",
     "packets_sent_per_s": "packets the entity sent (packets/s)",
     "packets_received_per_s": "packets the entity received (packets/s)",
+    "upload_out_per_s": "bytes the entity sent on connections it initiated (uploads, not answers) (bytes/s)",
     "bytes_sent_share": "bytes sent / (bytes sent + received): 1 uploads only, 0 downloads only (ratio)",
     "remote_ips_out": "distinct addresses the entity connected to (count)",
     "remote_ips_in": "distinct addresses that connected to the entity (count)",
@@ -116,6 +117,7 @@ TENANT_FEATURES: dict[str, str] = {
     "with no history)",
     "sensitive_in_vs_baseline": "sensitive_in_per_min / the entity's earlier median (ratio; 1 with no history)",
     "sensitive_out_vs_baseline": "sensitive_out_per_min / the entity's earlier median (ratio; 1 with no history)",
+    "upload_out_vs_baseline": "upload_out_per_s / the entity's earlier median (ratio; 1 with no history)",
 }
 
 DESCRIPTIVE_FEATURES = (
@@ -145,6 +147,7 @@ _BASELINED = {
     "max_flows_per_service_in_vs_baseline": "max_flows_per_service_in",
     "sensitive_in_vs_baseline": "sensitive_in_per_min",
     "sensitive_out_vs_baseline": "sensitive_out_per_min",
+    "upload_out_vs_baseline": "upload_out_per_s",
 }
 FLOW_COLUMNS = (
     "capture_point", "vni", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "src_tenant", "src_vm",
@@ -351,6 +354,7 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
         ssens_i=started & inn & np.isin(port, SENSITIVE_PORTS),
         short_o=started & out & np.isin(port, SENSITIVE_PORTS) & ((x["end"] - x["start"]).to_numpy() < SHORT_NS),
         short_i=started & inn & np.isin(port, SENSITIVE_PORTS) & ((x["end"] - x["start"]).to_numpy() < SHORT_NS),
+        vup=x["frac"] * x["sent_b"] * out,
         vsent_b=x["frac"] * x["sent_b"], vrecv_b=x["frac"] * x["recv_b"],
         vsent_p=x["frac"] * x["sent_p"], vrecv_p=x["frac"] * x["recv_p"],
         tot_b=x["sent_b"] + x["recv_b"], tot_p=x["sent_p"] + x["recv_p"],
@@ -363,7 +367,7 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
         sens_o=("sens_o", "sum"), sens_i=("sens_i", "sum"), udp_o=("udp_o", "sum"), icmp_o=("icmp_o", "sum"),
         dns=("dns", "sum"), sent_b=("vsent_b", "sum"), recv_b=("vrecv_b", "sum"), sent_p=("vsent_p", "sum"),
         recv_p=("vrecv_p", "sum"), n_out=("out", "sum"), ssens_o=("ssens_o", "sum"), ssens_i=("ssens_i", "sum"),
-        short_o=("short_o", "sum"), short_i=("short_i", "sum"),
+        short_o=("short_o", "sum"), short_i=("short_i", "sum"), up=("vup", "sum"),
     )  # fmt: skip
     n_in = agg["active_flows"] - agg["n_out"]
     per_min = 60.0 / agg["obs"]
@@ -376,6 +380,7 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
     f["bytes_received_per_s"] = agg["recv_b"] / agg["obs"]
     f["packets_sent_per_s"] = agg["sent_p"] / agg["obs"]
     f["packets_received_per_s"] = agg["recv_p"] / agg["obs"]
+    f["upload_out_per_s"] = agg["up"] / agg["obs"]
     tot = agg["sent_b"] + agg["recv_b"]
     f["bytes_sent_share"] = np.where(tot > 0, agg["sent_b"] / tot.where(tot > 0, 1), 0.5)
 

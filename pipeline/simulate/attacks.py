@@ -413,7 +413,9 @@ def exfiltration(ctx: SimContext, vm: int, start_ns: int, end_ns: int, params: d
         app=APP_SSH if port == 22 else APP_TLS,
     )  # fmt: skip
     detail = f"dest={_ip_text(ip)}:{port} bytes={int(conns['req_bytes'] @ conns['rounds'])} connections={k}"
-    return conns, [_label(ctx, vm, "exfiltration", s, e, detail)]
+    # the label ends when the last upload does (one receive window per round trip), not at the window's end
+    done = int(min(e, (t + rtt * (size / (0.85 * WINDOW) + 4)).max()))
+    return conns, [_label(ctx, vm, "exfiltration", s, done, detail)]
 
 
 # --------------------------------------------------------------------------- floods

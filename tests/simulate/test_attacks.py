@@ -210,7 +210,10 @@ def test_c2_beacon_period_and_jitter() -> None:
 
 
 def test_exfiltration() -> None:
-    _, _, c, _, s, e = run("exfiltration", {"port": 443, "total_mb": 50})
+    _, _, c, lab, s, e = run("exfiltration", {"port": 443, "total_mb": 50})
+    # the label ends when the last upload can have finished (64 KiB per round trip), before the window's end
+    need = c["start_ns"] + c["rtt_ns"] * (c["req_bytes"] * c["rounds"]) / 65535
+    assert need.max() <= lab.end_ns < e and lab.start_ns == s
     assert len(c) == 4 and len(np.unique(c["server"])) == 1 and (c["server_vm"] == -1).all()
     sent = c["req_bytes"] * c["rounds"]
     assert abs(sent.sum() - 50e6) < 4 * 16e6 and (c["resp_bytes"] < 1000).all()
