@@ -113,6 +113,30 @@ def _catalogue(kind: str) -> dict[str, str]:
     return FAULT_FEATURES
 
 
+def history_columns(features: list[str]) -> dict[str, float]:
+    """Features that compare a window with the entity's own past, and their value when there is no past."""
+    out = {}
+    for c in features:
+        if c.endswith("_vs_baseline"):
+            out[c] = 1.0
+        elif c.startswith("new_"):
+            out[c] = 0.0
+    return out
+
+
+def without_history_copies(X: pd.DataFrame, y: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Each training window twice: as seen, and as if the capture had started with it (history features at their
+    no-history values). A short real capture has no history; without the copies a supervised model learns that an
+    attack shows as a change against the VM's past and misses one that was going on when the capture began.
+    Copies sit next to their originals, so time-ordered folds keep them together (no leak into calibration)."""
+    neutral = history_columns(list(X.columns))
+    copy = X.copy()
+    for c, v in neutral.items():
+        copy[c] = v
+    both = pd.concat([X.reset_index(drop=True), copy.reset_index(drop=True)]).sort_index(kind="stable")
+    return both.reset_index(drop=True), np.repeat(np.asarray(y), 2)
+
+
 def time_split(starts: np.ndarray, window_ns: np.ndarray, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) masks: test = windows starting at or after the cut; train = windows ending before it."""
     distinct = np.unique(starts)
@@ -183,7 +207,10 @@ def fit_and_evaluate(df: pd.DataFrame, options: TrainOptions) -> TrainOutcome:
         raise NoUsableDataError("no benign window before the time cut to train and calibrate on")
     if detector.kind == "supervised" and not (y[train] == 1).any():
         raise NoUsableDataError("no labelled positive window before the time cut; use an unsupervised --model")
-    detector.fit(X[train], y[train])
+    X_fit, y_fit = X[train], y[train]
+    if options.kind == "compromise" and detector.kind == "supervised":
+        X_fit, y_fit = without_history_copies(X_fit, y_fit)
+    detector.fit(X_fit, y_fit)
     s = detector.score_samples(X[test])
     yt = y[test]
     thr = float(detector.threshold_)

@@ -115,3 +115,14 @@ def test_cli_train_prints_metrics_and_registry(tmp_path: Path, demo_windows: pd.
     r = CliRunner().invoke(app, ["train", "-w", str(ws), "--kind", "compromise", "--model", "boosted",
                                  "--tracking-uri", "http://127.0.0.1:9/"])  # fmt: skip
     assert r.exit_code == 8 and "MLflow" in r.output
+
+
+def test_history_free_copies_sit_next_to_their_originals() -> None:
+    from pipeline.train import without_history_copies
+
+    X = pd.DataFrame({"flows_in_vs_baseline": [5.0, 7.0], "new_ports_out": [3.0, 0.0], "failed_ratio_out": [0.5, 0.1]})
+    Xa, ya = without_history_copies(X, np.array([1, 0]))
+    assert list(ya) == [1, 1, 0, 0]
+    assert Xa["flows_in_vs_baseline"].tolist() == [5.0, 1.0, 7.0, 1.0]
+    assert Xa["new_ports_out"].tolist() == [3.0, 0.0, 0.0, 0.0]
+    assert Xa["failed_ratio_out"].tolist() == [0.5, 0.5, 0.1, 0.1]

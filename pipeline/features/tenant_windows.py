@@ -29,11 +29,16 @@ SENSITIVE_PORTS = (21, 22, 23, 25, 135, 139, 445, 3389, 5900)
 """Remote-login, mail and file-sharing services: brute force and lateral movement land here (databases are
 left out: app servers open many short database connections every second)."""
 DNS_PORT = 53
+DNS_LARGE_REQUEST_B = 180
+"""A DNS request packet this big carries a name of ~100+ characters: tunnelled data, not a lookup."""
 BEACON_MIN_IATS = 4
 BEACON_LAST_IATS = 8
 BEACON_MIN_PERIOD_S = 2.0
 BEACON_SD_SCALE = 0.5
 HISTORY_CAP_S = 3600.0
+MIN_OBSERVED_S = 10.0
+"""Rates assume at least this much observation (or the whole window if shorter): one connection in a one-second
+capture is not sixty a minute."""
 SHORT_S = 30.0
 SHORT_NS = int(SHORT_S * 1e9)
 
@@ -41,7 +46,7 @@ KEY_COLUMNS = ("scope_type", "scope", "tenant", "vm", "ip", "capture_point", "wi
 """Columns that say which entity and window a row is; every other column is a feature (or a label)."""
 
 TENANT_FEATURES: dict[str, str] = {
-    "observed_s": "seconds of the window covered by the capture (s)",
+    "observed_s": f"seconds of the window covered by the capture, at least {MIN_OBSERVED_S:g} (s)",
     "history_s": "seconds this entity had been seen before the window started, capped at 3600 (s)",
     "active_flows": "flows of the entity overlapping the window, both directions (count)",
     "flows_out_per_min": "connections the entity initiated that started in the window (per minute)",
@@ -97,6 +102,8 @@ TENANT_FEATURES: dict[str, str] = {
     "persistent_bytes_per_s_out": "bytes per second of those persistent flows, both directions (bytes/s)",
     "dns_queries_per_min": f"outgoing flows to port {DNS_PORT} that started in the window (per minute)",
     "dns_query_mean_bytes": "mean size of the entity's DNS request packets; long tunnelled names are big (bytes)",
+    "dns_large_queries_per_min": f"DNS flows whose request packets average more than {DNS_LARGE_REQUEST_B} bytes "
+    "(names of ~100+ characters, as tunnels use) (per minute)",
     "udp_share_out": "outgoing UDP flows / outgoing flows (ratio)",
     "icmp_share_out": "outgoing ICMP flows / outgoing flows (ratio)",
     "mean_flow_bytes_out": "mean bytes (both directions) of the outgoing flows that started in the window (bytes)",
@@ -125,7 +132,7 @@ DESCRIPTIVE_FEATURES = (
     "bytes_received_per_s", "packets_sent_per_s", "packets_received_per_s", "bytes_sent_share", "remote_ips_out",
     "remote_ips_in", "remote_24s_out", "local_ports_in", "remote_ip_entropy_out", "remote_ip_entropy_in",
     "flows_per_service_out", "max_flows_per_service_in", "mean_flow_bytes_out", "mean_packets_per_flow_out",
-    "mean_flow_duration_s_out", "udp_share_out", "dns_queries_per_min",
+    "mean_flow_duration_s_out", "udp_share_out", "dns_queries_per_min", "dns_query_mean_bytes",
 )  # fmt: skip
 """Volumes and mixes that say what role a VM has more than whether it misbehaves. Kept in the table (evidence,
 baselines) but not given to the compromise detector: trained on a handful of attacked VMs, a model would learn
@@ -338,7 +345,7 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
     keys = ["ent", "k"]
     ws = x["k"].to_numpy() * H
     obs_s = (np.minimum(ws + W, t_max) - np.maximum(ws, t_min)) / NS
-    x["obs"] = np.maximum(obs_s, min(spec.hop_s, 1.0))
+    x["obs"] = np.maximum(obs_s, min(spec.window_s, MIN_OBSERVED_S))
     out, inn = x["out"].to_numpy(), ~x["out"].to_numpy()
     started = x["started"].to_numpy()
     tcp = x["proto"].to_numpy() == 6
@@ -440,6 +447,7 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
     f["dns_queries_per_min"] = agg["dns"] * per_min
     xd = x[x["dns"].to_numpy()]
     f["dns_query_mean_bytes"] = fill(xd.groupby(keys)["req_size"].mean())
+    f["dns_large_queries_per_min"] = fill(xd[xd["req_size"] > DNS_LARGE_REQUEST_B].groupby(keys).size()) * per_min
     f["udp_share_out"] = np.where(agg["n_out"] > 0, agg["udp_o"] / agg["n_out"].clip(lower=1), 0.0)
     f["icmp_share_out"] = np.where(agg["n_out"] > 0, agg["icmp_o"] / agg["n_out"].clip(lower=1), 0.0)
     xs = x[started & out]
