@@ -312,10 +312,13 @@ def ssh_bruteforce(ctx: SimContext, vm: int, start_ns: int, end_ns: int, params:
 
     Params: ``role`` (``attacker``: the VM guesses at ``target`` / a random internet host;
     ``victim``: ``sources`` (1) internet hosts guess at the VM), ``rate`` (2 connections/s, Poisson;
-    or exactly ``connections`` spread over the window), ``attempts`` (3 password tries a
-    connection), ``rst_fraction`` (0.3 of connections the server aborts with RST, else FIN).
+    or exactly ``connections`` spread over the window), ``pacing`` (``poisson``, or ``sequential``: one
+    connection after another at ``rate``, each up to 30 % of a gap late, as a single-threaded guessing tool),
+    ``attempts`` (3 password tries a connection), ``rst_fraction`` (0.3 of connections the server aborts with
+    RST, else FIN).
     """
-    _known(params, "ssh_bruteforce", ("role", "target", "sources", "rate", "connections", "attempts", "rst_fraction"))
+    _known(params, "ssh_bruteforce", ("role", "target", "sources", "rate", "connections", "attempts", "rst_fraction",
+                                      "pacing"))  # fmt: skip
     s, e = _window(ctx, start_ns, end_ns)
     c, rng = ctx.cloud, ctx.rng
     role = str(params.get("role", "attacker"))
@@ -324,8 +327,13 @@ def ssh_bruteforce(ctx: SimContext, vm: int, start_ns: int, end_ns: int, params:
     if "connections" in params:
         n = int(param(params, "connections", 0, int))
         t = np.sort(s + (rng.random(max(n, 0)) * (e - s)).astype(np.int64))
-    else:
+    elif str(params.get("pacing", "poisson")) == "sequential":
+        rate = _positive("rate", param(params, "rate", 2.0))
+        t = _paced(ctx, int(rate * (e - s) / S) + 1, rate, s, e, jitter=0.3)
+    elif str(params.get("pacing", "poisson")) == "poisson":
         t = ctx.poisson_times(_positive("rate", param(params, "rate", 2.0)), s, e)
+    else:
+        raise ConfigError(f"event parameter pacing={params.get('pacing')!r}: expected poisson or sequential")
     n = len(t)
     attempts = max(1, int(param(params, "attempts", 3, int)))
     rst = _fraction("rst_fraction", param(params, "rst_fraction", 0.3))

@@ -459,3 +459,11 @@ def test_packets_same_seed_same_bytes(tmp_path: Path) -> None:
     b = simulate_event(tmp_path / "b", "lateral_movement")[0]
     assert (a / "vm.pcap").read_bytes() == (b / "vm.pcap").read_bytes()
     assert (a / "labels.csv").read_text() == (b / "labels.csv").read_text()
+
+
+def test_ssh_bruteforce_sequential_pacing() -> None:
+    c = run("ssh_bruteforce", {"rate": 0.5, "pacing": "sequential"})[2]
+    gaps = np.diff(np.sort(c["start_ns"])) / S
+    assert len(c) >= 2 and (gaps > 2 * 0.7 - 1e-9).all() and (gaps < 2 * 1.3 + 1e-9).all()  # 2 s apart, ±30 %
+    with pytest.raises(ConfigError, match="pacing"):
+        run("ssh_bruteforce", {"pacing": "burst"})
