@@ -36,7 +36,7 @@ BEACON_LAST_IATS = 8
 BEACON_MIN_PERIOD_S = 2.0
 BEACON_SD_SCALE = 0.5
 HISTORY_CAP_S = 3600.0
-MIN_OBSERVED_S = 10.0
+MIN_OBSERVED_S = 30.0
 """Rates assume at least this much observation (or the whole window if shorter): one connection in a one-second
 capture is not sixty a minute."""
 SHORT_S = 30.0
@@ -131,7 +131,8 @@ DESCRIPTIVE_FEATURES = (
     "observed_s", "history_s", "active_flows", "flows_out_per_min", "flows_in_per_min", "bytes_sent_per_s",
     "bytes_received_per_s", "packets_sent_per_s", "packets_received_per_s", "bytes_sent_share", "remote_ips_out",
     "remote_ips_in", "remote_24s_out", "local_ports_in", "remote_ip_entropy_out", "remote_ip_entropy_in",
-    "flows_per_service_out", "max_flows_per_service_in", "mean_flow_bytes_out", "mean_packets_per_flow_out",
+    "flows_per_service_out", "max_flows_per_service_in", "service_ports_out", "service_port_entropy_out",
+    "max_flows_per_service_out", "mean_flow_bytes_out", "mean_packets_per_flow_out",
     "mean_flow_duration_s_out", "udp_share_out", "dns_queries_per_min", "dns_query_mean_bytes",
 )  # fmt: skip
 """Volumes and mixes that say what role a VM has more than whether it misbehaves. Kept in the table (evidence,
