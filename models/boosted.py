@@ -43,10 +43,10 @@ class BoostedDetector(Detector):
 
     def __init__(
         self,
-        max_iter: int = 200,
-        learning_rate: float = 0.1,
+        max_iter: int = 400,
+        learning_rate: float = 0.05,
         max_leaf_nodes: int = 31,
-        max_depth: int | None = 2,
+        max_depth: int | None = 3,
         min_samples_leaf: int = 20,
         l2_regularization: float = 0.0,
         class_weight: str | dict | None = "balanced",

@@ -331,7 +331,7 @@ def run_train(workspace: str | Path, options: TrainOptions, *, tracking_uri: str
                 )
                 _plots(ev, d, f"{options.kind} ({outcome.model_name})")
             tracking.log_artifacts(d)
-        example = df[outcome.features].head(5).astype(np.float64)
+        example = df[outcome.features].head(5)  # the table's own dtypes: the signature inspect will meet
         model_uri = tracker.log_model(
             outcome.detector, example, _requirements(outcome.model_name),
             metadata={"kind": options.kind, "netsentry_version": __version__, "features": outcome.features},

@@ -115,10 +115,15 @@ def write_outputs(res: SimulationResult, out_dir: str | Path, snaplen: int = 0) 
 
 
 def simulate_to_dir(
-    scenario_path: str | Path, out_dir: str | Path, *, seed: int | None = None, duration_s: float | None = None
+    scenario_path: str | Path,
+    out_dir: str | Path,
+    *,
+    seed: int | None = None,
+    duration_s: float | None = None,
+    snaplen: int = 0,
 ) -> SimulationResult:
-    """Load a scenario file, simulate it and write the outputs."""
+    """Load a scenario file, simulate it and write the outputs (``snaplen`` bytes per frame, 0: whole)."""
     sc = load_scenario(scenario_path, duration_s=duration_s, seed=seed)
     res = simulate(sc)
-    write_outputs(res, out_dir)
+    write_outputs(res, out_dir, snaplen=snaplen)
     return res
