@@ -25,8 +25,11 @@ class BoostedDetector(Detector):
     """scikit-learn ``HistGradientBoostingClassifier`` (seeded, no early stopping, balanced classes).
 
     Labels: 1 (or any positive) = attack/fault, 0 = benign, negative/NaN = ambiguous (dropped). Both classes
-    must be present in the training part (all but the last ``calibration_fraction`` of rows, in time order);
-    the threshold comes from the held-out benign rows, which need no positives.
+    must be present. ``calibration="oof"`` (default): the trees learn from every row and the threshold is a
+    quantile of out-of-fold scores of the benign rows (``oof_folds`` contiguous blocks of time);
+    ``"holdout"``: they learn from all but the last ``calibration_fraction`` of rows, whose benign part sets the
+    threshold. ``monotonic``: feature name → +1/-1, the score may only rise/fall with that feature (domain
+    knowledge that also holds far outside the training range, e.g. more retransmissions are never healthier).
 
     Score: the classifier's log-odds of class 1 (``decision_function`` of the trees), not the probability, so
     confident scores do not saturate into ties at 1.0; :meth:`predict_proba` gives probabilities. The trees see
@@ -55,6 +58,7 @@ class BoostedDetector(Detector):
         calibration_fraction: float = 0.25,
         calibration: str = "oof",
         oof_folds: int = 4,
+        monotonic: dict[str, int] | None = None,
         random_state: Any = 0,
     ) -> None:
         super().__init__(target_fpr=target_fpr, calibration_fraction=calibration_fraction, random_state=random_state)
@@ -68,6 +72,7 @@ class BoostedDetector(Detector):
         self.l2_regularization = l2_regularization
         self.class_weight = class_weight
         self.n_threads = n_threads
+        self.monotonic = monotonic
 
     def fit(self, X: Features, y: Any = None) -> BoostedDetector:
         """Fit on labelled, time-ordered rows; raises :class:`NoUsableDataError` unless both classes exist."""
@@ -129,6 +134,15 @@ class BoostedDetector(Detector):
         with threadpool_limits(self.n_threads, user_api="openmp"):
             return self.model_.predict_proba(signed_log1p(self._matrix(X)))
 
+    def _monotonic_cst(self) -> list[int] | None:
+        """Per-feature constraint (+1: the score never falls as the feature grows, -1: never rises, 0: free)."""
+        if not self.monotonic:
+            return None
+        unknown = sorted(set(self.monotonic) - set(self.feature_names_in_))
+        if unknown:
+            raise ConfigError(f"monotonic constraints name unknown feature(s): {', '.join(unknown)}")
+        return [int(np.sign(self.monotonic.get(name, 0))) for name in self.feature_names_in_]
+
     def _fit_matrix(self, X: np.ndarray, y: np.ndarray | None, benign: np.ndarray) -> None:
         positive = y > 0
         if not (positive.any() and benign.any()):
@@ -146,6 +160,7 @@ class BoostedDetector(Detector):
             min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization,
             class_weight=self.class_weight,
+            monotonic_cst=self._monotonic_cst(),
             early_stopping=False,
             random_state=self.random_state,
         )

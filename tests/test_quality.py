@@ -97,8 +97,8 @@ def test_mixed_unsupervised_compromise_floor(mixed: Path) -> None:
 @pytest.mark.slow
 def test_mixed_fault_floor(trained: dict) -> None:
     res = trained["faults"]
-    assert res.metrics["roc_auc"] >= 0.78  # measured 0.807
-    assert res.recall_by_scenario["blackhole"] >= 0.5 and res.recall_by_scenario["loss_burst"] >= 0.3
+    assert res.metrics["roc_auc"] >= 0.78  # measured 0.810
+    assert res.recall_by_scenario["blackhole"] >= 0.5 and res.recall_by_scenario["microburst"] >= 0.5
 
 
 @pytest.mark.slow

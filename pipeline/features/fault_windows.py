@@ -92,6 +92,20 @@ _MATCH_BUFFER_ROWS = 1_000_000  # match sooner when the multi-point buffer holds
 # --------------------------------------------------------------------------- small vectorised helpers
 
 
+FAULT_MONOTONIC: dict[str, int] = {
+    **{name: 1 for name in (
+        "retransmissions", "retransmission_rate", "fast_retransmissions", "dup_acks", "dup_ack_rate", "out_of_order",
+        "lost_segments", "zero_windows", "rst_packets", "rst_rate", "syn_unanswered", "handshake_failures",
+        "handshake_failure_rate", "icmp_unreachable", "handshake_rtt_ratio", "handshake_rtt_path_ratio", "burstiness",
+        "matched_loss", "matched_loss_rate", "hop_delay_ratio",
+    )},
+    "packets_ratio": -1,
+}  # fmt: skip
+"""Symptoms: a window never looks healthier for having more of them (or, for ``packets_ratio``, less traffic than
+usual). Given to the supervised detector as monotonic constraints, so a trace far worse than anything simulated
+still scores as a fault."""
+
+
 def _need(table: pa.Table, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in table.column_names]
     if missing:
@@ -863,14 +877,22 @@ def _pair_name(scope: str) -> str:
     return "-".join(sorted((a, b))) if sep else scope
 
 
+MIN_OBSERVABLE_PACKETS = 20
+"""A host or host pair that usually carries fewer packets per window cannot show a loss burst or a delay: its
+covered windows are ambiguous (-1), not faulty."""
+
+
 def label_fault_windows(windows: pd.DataFrame, labels: pd.DataFrame, tmap: TenantMap | None = None) -> pd.DataFrame:
     """Add ``label`` (int8: 1 fault, 0 normal, -1 ambiguous) and ``label_scenario`` to fault windows.
 
     A window overlapping a fault label in time is 1 when its scope is the label's or inside it (host H:
-    host H, pairs with H, VMs on H; link/host ``gateway`` is host gateway; host_pair A-B: that pair; vm
-    V: vm V), -1 when its scope only partly relates (it contains the label's scope — capture points,
-    hosts A and B of a faulted pair, the host of a faulted VM and its pairs — or, for a host label, it
-    is a host that exchanged packets with H in that window; or the VM's host is unknown), else 0.
+    host H, pairs with H, VMs on H; link/host ``gateway`` is host gateway; host_pair A-B: that pair; vm V:
+    vm V) and, for host and pair rows of host and pair faults, the scope usually carries at least
+    :data:`MIN_OBSERVABLE_PACKETS` packets a window (``packets / packets_ratio``; a pair that quiet cannot show
+    loss or delay, while a black hole still shows as a busy scope gone silent). It is -1 when its scope only
+    partly relates (it contains the label's scope — capture points, hosts A and B of a faulted pair, the host
+    of a faulted VM and its pairs — or, for a host label, it is a host that exchanged packets with H in that
+    window; or the VM's host is unknown) or it is covered but too quiet; else 0.
     1 wins over -1; ``label_scenario`` joins the scenarios of the 1 labels with ``+``.
     """
     out = windows.copy()
@@ -887,6 +909,10 @@ def label_fault_windows(windows: pd.DataFrame, labels: pd.DataFrame, tmap: Tenan
     ws = out["window_start_ns"].to_numpy(np.int64)
     we = ws + np.rint(out["window_s"].to_numpy(np.float64) * 1e9).astype(np.int64)
     is_cp, is_host, is_pair, is_vm = (st == t for t in SCOPE_TYPES)
+    if {"packets", "packets_ratio"} <= set(out.columns):  # the scope's usual traffic per window
+        usual = out["packets"].to_numpy(np.float64) / np.maximum(out["packets_ratio"].to_numpy(np.float64), 1e-9)
+    else:
+        usual = np.full(n, float(MIN_OBSERVABLE_PACKETS))
     vm_host_of = _vm_hosts(tmap)
     vm_host = np.array([vm_host_of.get(s, "") if v else "" for s, v in zip(sc, is_vm, strict=True)], dtype=object)
     sc_s = pd.Series(sc, dtype=object)
@@ -925,8 +951,10 @@ def label_fault_windows(windows: pd.DataFrame, labels: pd.DataFrame, tmap: Tenan
         else:
             log.warning("fault label with unknown scope_type %r ignored", kind)
             continue
-        pos = ov & cover
-        label[ov & partial & ~cover & (label == 0)] = -1
+        # host and pair rows must usually be busy enough to show the fault; a VM's own rows are taken as they are
+        observable = (usual >= MIN_OBSERVABLE_PACKETS) | is_vm if kind != "vm" else np.ones(n, bool)
+        pos = ov & cover & observable
+        label[ov & (partial | cover) & ~pos & (label == 0)] = -1
         label[pos] = 1
         scenario[pos] = np.where(scenario[pos] == "", lab.scenario, scenario[pos] + "+" + str(lab.scenario))
     out["label"] = label

@@ -284,6 +284,9 @@ def test_label_link_gateway_and_no_labels() -> None:
     )
     assert label_fault_windows(windows, lab, TMAP)["label"].tolist() == [1, 1, -1]
     assert label_fault_windows(windows, lab.iloc[:0], TMAP)["label"].tolist() == [0, 0, 0]
+    # a pair that usually carries 5 packets a second cannot show the fault: ambiguous, not faulty
+    quiet = windows.assign(packets=[400, 5, 300], packets_ratio=[1.0, 1.0, 1.0])
+    assert label_fault_windows(quiet, lab, TMAP)["label"].tolist() == [1, -1, -1]
 
 
 # ------------------------------------------------------------------ simulated faults

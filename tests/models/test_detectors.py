@@ -408,3 +408,16 @@ def test_autoencoder_cuda_when_unavailable() -> None:
         pytest.skip("CUDA is available here")
     with pytest.raises(ConfigError, match="CUDA is not available"):
         make_detector("autoencoder", epochs=1, device="cuda").fit(X)
+
+
+def test_boosted_monotonic_constraints_hold_beyond_the_training_range() -> None:
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"retx": rng.exponential(1.0, 600), "noise": rng.normal(0, 1, 600)})
+    y = ((X["retx"] > 2.0) & (X["retx"] < 4.0)).astype(int).to_numpy()  # no positive above 4 in training
+    free = BoostedDetector(max_iter=60).fit(X, y)
+    tied = BoostedDetector(max_iter=60, monotonic={"retx": 1}).fit(X, y)
+    grid = pd.DataFrame({"retx": np.linspace(0, 50, 200), "noise": 0.0})
+    assert (np.diff(tied.score_samples(grid)) >= -1e-9).all()  # never healthier for more retransmissions
+    assert (np.diff(free.score_samples(grid)) < -1e-6).any()  # unconstrained, it falls past the training hump
+    with pytest.raises(ConfigError, match="unknown feature"):
+        BoostedDetector(monotonic={"nope": 1}).fit(X, y)
