@@ -7,8 +7,6 @@ has its own manifest with the same inputs and config, and both tables are rewrit
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,11 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.capture.stage import PACKETS_DIR
-from pipeline.capture.tenants import TenantMap, endpoint_labels, tenant_map_from_dict
+from pipeline.capture.stage import PACKETS_DIR, captured_tenant_map
+from pipeline.capture.tenants import TenantMap, endpoint_labels
 from pipeline.errors import InputNotFoundError
 from pipeline.flows import FlowConfig, assemble_stream
-from pipeline.io import atomic_dir, parquet_writer, read_manifest, require_table, write_manifest
+from pipeline.io import atomic_dir, manifest_digest, parquet_writer, read_manifest, require_table, write_manifest
 from pipeline.schemas import FLOWS, PACKETS, TCP_EVENTS, ip_text
 
 FLOWS_DIR = "flows"
@@ -118,7 +116,7 @@ def run_flows(
     manifest = read_manifest(pkt_dir)
     if manifest is None:
         raise InputNotFoundError("packets table has no _manifest.json; rerun `netsentry capture`", path=str(pkt_dir))
-    inputs = {"packets_manifest_sha256": hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()}
+    inputs = {"packets_manifest_sha256": manifest_digest(manifest)}
     run_config: dict[str, Any] = {"idle_timeout_s": config.idle_timeout_s, "active_timeout_s": config.active_timeout_s}
     out_dir = Path(workspace) / FLOWS_DIR
     ev_dir = Path(workspace) / TCP_EVENTS_DIR
@@ -135,7 +133,7 @@ def run_flows(
         summary.packets = int(prev.get("packets", 0))
         summary.tcp_events = int(prev_ev.get("rows", 0))
         return summary
-    tmap = tenant_map_from_dict(manifest.get("config", {}).get("tenants"), source=str(pkt_dir))
+    tmap = captured_tenant_map(pkt_dir)
     labeler = _labeler(tmap)
     by_point: dict[str, list[dict[str, Any]]] = {}
     for part in manifest["parts"]:

@@ -78,6 +78,11 @@ def write_manifest(table_dir: str | Path, manifest: dict[str, Any]) -> None:
     atomic_write_text(Path(table_dir) / MANIFEST, json.dumps(body, indent=2, sort_keys=True, default=str))
 
 
+def manifest_digest(manifest: dict[str, Any] | None) -> str:
+    """sha256 of a manifest's canonical JSON: what a later stage records as its input's identity."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def read_manifest(table_dir: str | Path) -> dict[str, Any] | None:
     """The manifest of a table directory, or ``None`` when there is none."""
     p = Path(table_dir) / MANIFEST

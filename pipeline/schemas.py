@@ -140,17 +140,20 @@ A fast or spurious retransmission also carries the ``retransmission`` bit, as in
 
 TCP_EVENTS = pa.schema(
     [
-        pa.field("ts_ns", pa.int64(), nullable=False),
-        pa.field("capture_point", TENANT_TYPE, nullable=False),
-        pa.field("vni", pa.uint32(), nullable=False),
-        pa.field("src_ip", IP16, nullable=False),
-        pa.field("dst_ip", IP16, nullable=False),
-        pa.field("src_port", pa.uint16(), nullable=False),
-        pa.field("dst_port", pa.uint16(), nullable=False),
-        pa.field("tcp_flags", pa.uint16(), nullable=False),
-        pa.field("payload_len", pa.uint32(), nullable=False),
-        pa.field("analysis", pa.int16(), nullable=False),
+        PACKETS.field(name)
+        for name in (
+            "ts_ns",
+            "capture_point",
+            "vni",
+            "src_ip",
+            "dst_ip",
+            "src_port",
+            "dst_port",
+            "tcp_flags",
+            "payload_len",
+        )
     ]
+    + [pa.field("analysis", pa.int16(), nullable=False)]
 )
 """One row per TCP packet with at least one analysis bit (:data:`TCP_ANALYSIS_BITS`), written by the
 flows stage beside the flows: a sparse, per-packet record of retransmissions, dup-ACKs, zero windows …

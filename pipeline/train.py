@@ -9,7 +9,6 @@ do no I/O; :func:`run_train` reads the workspace and talks to MLflow through :mo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import time
@@ -22,10 +21,12 @@ import pandas as pd
 
 from models.base import Detector
 from models.registry import choose_auto, make_detector
+from models.thresholds import fpr_tpr_at, threshold_for_fpr
 from pipeline import __version__
 from pipeline.errors import ConfigError, NoUsableDataError
 from pipeline.features.stage import FAULT_WINDOWS, TENANT_WINDOWS, read_feature_table
 from pipeline.features.tenant_windows import MODEL_FEATURES, TENANT_FEATURES
+from pipeline.io import manifest_digest
 
 KINDS = ("compromise", "faults")
 MODELS = ("auto", "iforest", "autoencoder", "boosted")
@@ -175,10 +176,8 @@ def _metrics(y: np.ndarray, s: np.ndarray, thr: float, target_fpr: float) -> dic
         out["roc_auc"] = float(roc_auc_score(y, s))
         out["pr_auc"] = float(average_precision_score(y, s))
         # the recall an operator gets at the target FPR when the threshold is set on these very negatives
-        neg = np.sort(s[y == 0])
-        k = int(np.floor(len(neg) * (1 - target_fpr)))
-        thr_at = neg[min(k, len(neg) - 1)]
-        out[f"tpr_at_{target_fpr:g}_fpr"] = float(np.mean(s[y == 1] > thr_at))
+        _, tpr = fpr_tpr_at(s, y, threshold_for_fpr(s[y == 0], target_fpr))
+        out[f"tpr_at_{target_fpr:g}_fpr"] = tpr
     return out
 
 
@@ -302,10 +301,7 @@ def run_train(workspace: str | Path, options: TrainOptions, *, tracking_uri: str
     df, manifest = read_feature_table(workspace, table)
     outcome = fit_and_evaluate(df, options)
     tracker = tracking.Tracker(workspace, tracking_uri)
-    fingerprint = hashlib.sha256(
-        json.dumps({"inputs": manifest.get("inputs"), "config": manifest.get("config"), "rows": len(df)},
-                   sort_keys=True, default=str).encode()
-    ).hexdigest()  # fmt: skip
+    fingerprint = manifest_digest({"inputs": manifest.get("inputs"), "config": manifest.get("config"), "rows": len(df)})
     ev = outcome.evaluation
     threshold = float(outcome.detector.threshold_)
     with tracker.run(options.kind, f"train-{outcome.model_name}", {"netsentry.dataset_sha256": fingerprint}) as run:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.capture.reader import DEFAULT_CHUNK_BYTES, CaptureStats, read_packets
-from pipeline.capture.tenants import TenantMap, assign_packets, load_tenant_map
+from pipeline.capture.tenants import TenantMap, assign_packets, load_tenant_map, tenant_map_from_dict
 from pipeline.errors import CaptureFormatError, InputNotFoundError, NoUsableDataError
 from pipeline.io import atomic_dir, file_fingerprint, parquet_writer, read_manifest, write_manifest
 from pipeline.schemas import PACKETS
@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz")
 PACKETS_DIR = "packets"
+
+
+def captured_tenant_map(pkt_dir: str | Path) -> TenantMap:
+    """The tenant map a packets table was captured with (kept in its manifest; empty when none was given)."""
+    manifest = read_manifest(pkt_dir) or {}
+    return tenant_map_from_dict(manifest.get("config", {}).get("tenants"), source=str(pkt_dir))
 
 
 @dataclass

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.capture.tenants import EXTERNAL, UNKNOWN, TenantMap, tenant_map_from_dict
+from pipeline.capture.stage import captured_tenant_map
+from pipeline.capture.tenants import EXTERNAL, UNKNOWN, TenantMap
 from pipeline.errors import ConfigError, InputNotFoundError, SchemaError
 from pipeline.io import read_manifest, require_table, table_parts
 from pipeline.schemas import ACK, RST, SYN, TCP_ANALYSIS_BITS, ip16_numpy, ip_text
@@ -682,17 +683,22 @@ class FaultWindowBuilder:
         obs = {"h": t.column("pkt_hash").to_numpy(), "ts": ts, "pt": pt, "flow": flow}
         self._hops.add(obs | {k: conv_ends[k][conv] for k in ("hs", "hd", "pair")})
 
+    def _row_scopes(self, t: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Capture-point codes and resolved ends of a tcp_events or flows chunk, and (row, scope code) for every
+        scope each row counts for."""
+        _, cp = self._scopes.point_codes(t.column("capture_point"))
+        vni = t.column("vni").to_numpy().astype(np.uint32)
+        ends = self._scopes.resolve(vni, ip16_numpy(t.column("src_ip")), ip16_numpy(t.column("dst_ip")))
+        r, s = self._scopes.memberships(cp, ends)
+        return cp, ends, r, s
+
     def add_tcp_events(self, events: pa.Table) -> None:
         """Fold a chunk of the ``tcp_events`` table in (any order)."""
         _need(events, _EVENT_COLUMNS, "tcp_events")
         if events.num_rows == 0:
             return
-        ts = events.column("ts_ns").to_numpy()
-        _, cp = self._scopes.point_codes(events.column("capture_point"))
-        vni = events.column("vni").to_numpy().astype(np.uint32)
-        ends = self._scopes.resolve(vni, ip16_numpy(events.column("src_ip")), ip16_numpy(events.column("dst_ip")))
-        r, s = self._scopes.memberships(cp, ends)
-        codes, (u_s, u_w) = _group(s, ts[r] // self.window_ns)
+        _, _, r, s = self._row_scopes(events)
+        codes, (u_s, u_w) = _group(s, events.column("ts_ns").to_numpy()[r] // self.window_ns)
         m = len(u_s)
         a = events.column("analysis").to_numpy().astype(np.int64)
         bit = TCP_ANALYSIS_BITS
@@ -716,12 +722,8 @@ class FaultWindowBuilder:
         flows = flows.filter(pc.equal(flows.column("protocol"), 6))
         if flows.num_rows == 0:
             return
-        ts = flows.column("first_seen_ns").to_numpy()
-        _, cp = self._scopes.point_codes(flows.column("capture_point"))
-        vni = flows.column("vni").to_numpy().astype(np.uint32)
-        ends = self._scopes.resolve(vni, ip16_numpy(flows.column("src_ip")), ip16_numpy(flows.column("dst_ip")))
-        r, s = self._scopes.memberships(cp, ends)
-        w = ts // self.window_ns
+        cp, ends, r, s = self._row_scopes(flows)
+        w = flows.column("first_seen_ns").to_numpy() // self.window_ns
         codes, (u_s, u_w) = _group(s, w[r])
         m = len(u_s)
         st_codes, st_names = _dict_codes(flows.column("conn_state"))
@@ -1008,7 +1010,7 @@ def build_fault_windows(
         raise InputNotFoundError("no tcp_events table; rerun `netsentry flows --force`", path=str(ws / "tcp_events"))
     manifest = read_manifest(pkt_dir) or {}
     if tmap is None:
-        tmap = tenant_map_from_dict(manifest.get("config", {}).get("tenants"), source=str(pkt_dir))
+        tmap = captured_tenant_map(pkt_dir)
     by_point: dict[str, list[dict[str, Any]]] = {}
     for part in manifest.get("parts", []):
         by_point.setdefault(part["capture_point"], []).append(part)

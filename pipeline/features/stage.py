@@ -7,8 +7,6 @@ labels and settings → nothing is rebuilt.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,14 +17,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.capture.stage import PACKETS_DIR
-from pipeline.capture.tenants import TenantMap, tenant_map_from_dict
+from pipeline.capture.stage import PACKETS_DIR, captured_tenant_map
 from pipeline.errors import InputNotFoundError
 from pipeline.features.fault_windows import FAULT_FEATURES, build_fault_windows, label_fault_windows
 from pipeline.features.labels import label_tenant_windows, read_labels
 from pipeline.features.tenant_windows import FLOW_COLUMNS, TENANT_FEATURES, WindowSpec, tenant_windows
 from pipeline.flow_stage import FLOWS_DIR
-from pipeline.io import atomic_dir, file_fingerprint, read_manifest, require_table, write_manifest
+from pipeline.io import atomic_dir, file_fingerprint, manifest_digest, read_manifest, require_table, write_manifest
 
 FEATURES_DIR = "features"
 TENANT_WINDOWS = "tenant_windows"
@@ -48,10 +45,6 @@ class FeatureSummary:
     out_dir: Path | None = None
 
 
-def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def _positives(df: pd.DataFrame) -> dict[str, int]:
     if "label" not in df.columns:
         return {}
@@ -64,12 +57,6 @@ def _write(df: pd.DataFrame, out_dir: Path, manifest: dict[str, Any]) -> None:
         table = pa.Table.from_pandas(df, preserve_index=False)
         pq.write_table(table, tmp / "part-00000.parquet", compression="lz4")
         write_manifest(tmp, {**manifest, "rows": len(df), "columns": table.column_names})
-
-
-def load_tenant_map(workspace: Path) -> TenantMap:
-    """The tenant map the packets were captured with (kept in the packets manifest)."""
-    manifest = read_manifest(workspace / PACKETS_DIR) or {}
-    return tenant_map_from_dict(manifest.get("config", {}).get("tenants"), source=str(workspace / PACKETS_DIR))
 
 
 def run_features(
@@ -92,9 +79,9 @@ def run_features(
     if not (ev_dir / "_manifest.json").exists():
         raise InputNotFoundError("tcp_events table missing; rerun `netsentry flows --force`", path=str(ev_dir))
     inputs = {
-        "flows_manifest_sha256": _sha(read_manifest(flows_dir)),
-        "packets_manifest_sha256": _sha(read_manifest(pkt_dir)),
-        "tcp_events_manifest_sha256": _sha(read_manifest(ev_dir)),
+        "flows_manifest_sha256": manifest_digest(read_manifest(flows_dir)),
+        "packets_manifest_sha256": manifest_digest(read_manifest(pkt_dir)),
+        "tcp_events_manifest_sha256": manifest_digest(read_manifest(ev_dir)),
         "labels": file_fingerprint(labels) if labels else None,
     }
     config = {"window_s": spec.window_s, "hop_s": spec.hop_s, "fault_window_s": fault_window_s}
@@ -109,7 +96,7 @@ def run_features(
         return summary
     start = time.perf_counter()
     label_df = read_labels(labels) if labels else None
-    tmap = load_tenant_map(ws)
+    tmap = captured_tenant_map(pkt_dir)
     tw = tenant_windows(pq.read_table(flows_dir, columns=list(FLOW_COLUMNS)), spec)
     fw = build_fault_windows(ws, fault_window_s, tmap=tmap, on_progress=on_progress)
     if label_df is not None:
