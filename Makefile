@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEMO_WS ?= workspace/demo
+# fixed: configs/demo-*.yaml name these paths
+DEMO_WS := workspace/demo
 # tests run on 2 workers; override with `make test PYTEST_ARGS=...`
 PYTEST_ARGS ?= -n 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tshark demo test lint bench clean
+.PHONY: help setup tshark chromium demo test lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -33,13 +34,29 @@ tshark: ## install tshark through apt when missing (root), else say how
 	    echo "tshark is missing: install it with 'sudo apt-get install tshark' (tests that need it are skipped)"; \
 	  fi; }
 
-demo: setup ## simulate the demo cloud, then run capture and flows on it
-	$(BIN)/netsentry simulate --scenario configs/scenarios/demo.yaml --out $(DEMO_WS)/sim
-	$(BIN)/netsentry capture $(DEMO_WS)/sim/vm.pcap -w $(DEMO_WS) --tenants $(DEMO_WS)/sim/tenants.yaml
-	$(BIN)/netsentry flows -w $(DEMO_WS)
-	@echo "captures and ground truth: $(DEMO_WS)/sim/ (labels.csv); tables: $(DEMO_WS)/packets, $(DEMO_WS)/flows"
+chromium: ## install chromium through apt when missing (root), else say how (browser test of report.html)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing: install it with 'sudo apt-get install chromium' (the report's browser test is skipped)"; \
+	  fi; }
 
-test: setup ## run the test suite
+demo: setup $(DEMO_WS)/history/sim/labels.csv $(DEMO_WS)/today/sim/labels.csv ## train on a simulated history, then inspect today's simulated traffic
+	$(BIN)/netsentry run --config configs/demo-train.yaml
+	@$(BIN)/netsentry run --config configs/demo-inspect.yaml; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 3 ] || exit $$rc
+	@echo "report: $(DEMO_WS)/today/report.html (open it in a browser; it needs no network)"
+	@echo "MLflow UI: $(BIN)/netsentry ui --tracking-uri sqlite:///$(DEMO_WS)/mlflow.db  → http://127.0.0.1:5000"
+
+$(DEMO_WS)/history/sim/labels.csv: configs/scenarios/mixed.yaml | setup
+	$(BIN)/netsentry simulate --scenario $< --out $(@D) --snaplen 128
+
+$(DEMO_WS)/today/sim/labels.csv: configs/scenarios/demo.yaml | setup
+	$(BIN)/netsentry simulate --scenario $< --out $(@D) --snaplen 128
+
+test: setup chromium ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff

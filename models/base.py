@@ -18,6 +18,7 @@ from pipeline.errors import ConfigError, NoUsableDataError
 log = logging.getLogger(__name__)
 
 Features = pd.DataFrame | np.ndarray
+_QUANTILES = 1001
 
 
 class Detector(BaseEstimator):
@@ -155,6 +156,7 @@ class Detector(BaseEstimator):
     def _set_threshold(self, benign: np.ndarray, method: str, n_train: int | None) -> None:
         scores = self._scores(benign)
         self.threshold_ = threshold_for_fpr(scores, self.target_fpr)
+        self._keep_benign_quantiles(scores)
         self.calibration_ = {
             "method": method,
             "target_fpr": float(self.target_fpr),
@@ -163,6 +165,22 @@ class Detector(BaseEstimator):
             "n_train": n_train,
             "threshold": self.threshold_,
         }
+
+    def _keep_benign_quantiles(self, scores: np.ndarray) -> None:
+        """Keep 1,001 quantiles of the benign calibration scores (``benign_quantiles_``) for :meth:`benign_tail`."""
+        self.benign_quantiles_ = np.quantile(np.asarray(scores, np.float64), np.linspace(0.0, 1.0, _QUANTILES))
+
+    def benign_tail(self, scores: np.ndarray) -> np.ndarray:
+        """Share of benign calibration windows scoring at least as high as each score (empirical p-value).
+
+        Model-agnostic severity: 0.001 means "beyond 99.9 % of benign validation windows". NaN for detectors
+        fitted before the quantiles were kept.
+        """
+        q = getattr(self, "benign_quantiles_", None)
+        s = np.asarray(scores, np.float64)
+        if q is None:
+            return np.full(s.shape, np.nan)
+        return 1.0 - np.searchsorted(q, s, side="left") / len(q)
 
     def _check_common_params(self) -> None:
         for name in ("target_fpr", "calibration_fraction"):

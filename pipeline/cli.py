@@ -23,9 +23,11 @@ from pipeline import __version__
 from pipeline.errors import ConfigError, NetsentryError
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 success; 1 unexpected error; 2 bad usage, config or missing input; "
+    "Exit codes: 0 success (inspect: nothing flagged); 1 unexpected error; 2 bad usage, config or missing input; "
+    "3 inspect: findings reported; "
     "4 nothing usable read; 5 table does not match its contract; 6 tshark/dumpcap missing; "
-    "7 live capture not permitted; 8 MLflow tracking store or registry unusable; 130 interrupted."
+    "7 live capture not permitted; 8 MLflow tracking store or registry unusable; 9 MLflow UI could not start; "
+    "130 interrupted."
 )
 
 app = typer.Typer(
@@ -420,6 +422,235 @@ def _train_cicflowmeter(workspace: Path, paths: list[Path], folds: int, seed: in
         tracking.log_metrics(res.metrics())
     out.print(f"macro-F1 {res.macro_f1_mean:.4f} ± {res.macro_f1_std:.4f}; run {run.info.run_id} in {tracker.uri}",
               highlight=False)  # fmt: skip
+
+
+TrackingUriOpt = Annotated[
+    str | None,
+    typer.Option(help="MLflow tracking URI [default: $NETSENTRY_TRACKING_URI, else sqlite in the workspace]."),
+]
+
+
+@app.command()
+@_fail_cleanly
+def inspect(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    compromise_model: Annotated[
+        str | None, typer.Option(help="Model URI [default: models:/netsentry-compromise@champion].")
+    ] = None,
+    fault_model: Annotated[
+        str | None, typer.Option(help="Model URI [default: models:/netsentry-faults@champion].")
+    ] = None,
+    threshold_scale: Annotated[
+        float | None, typer.Option(help="Multiply the models' thresholds: >1 fewer, surer findings [default: 1].")
+    ] = None,
+    tracking_uri: TrackingUriOpt = None,
+    pseudonymize: Annotated[
+        bool | None,
+        typer.Option("--pseudonymize/--no-pseudonymize",
+                     help="Render every IP address in findings and report as a stable keyed pseudonym."),
+    ] = None,
+    pseudonym_key: Annotated[
+        Path | None, typer.Option(help="Pseudonym key file (>= 16 bytes) [default: $NETSENTRY_PSEUDONYM_KEY].")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON (for scripts).")] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Score the workspace's feature windows with the registered champions and report what they find.
+
+    Writes WORKSPACE/findings/ (findings.parquet, findings.json) and WORKSPACE/report.html, and logs an
+    inspection run (findings and report as artifacts) in the netsentry-inspections experiment. Compromise
+    findings are per VM (or address) with evidence; fault findings are incidents (flagged windows merged,
+    related scopes clustered) with a type and magnitude. Exit code 0: nothing flagged; 3: findings.
+    """
+    from pipeline.config import load_settings
+
+    settings = load_settings(config, {
+        "workspace": workspace, "train": {"tracking_uri": tracking_uri},
+        "inspect": {"compromise_model": compromise_model, "fault_model": fault_model,
+                    "threshold_scale": threshold_scale, "pseudonymize": pseudonymize,
+                    "pseudonym_key_file": pseudonym_key},
+    })  # fmt: skip
+    result = _inspect(settings, force=force, quiet=as_json)
+    if as_json:
+        from pipeline.findings import findings_document
+
+        sys.stdout.write(findings_document(result.findings, {"report": str(result.report), "run_id": result.run_id}))
+    if result.findings:
+        raise typer.Exit(3)
+
+
+def _inspect(settings: Any, *, force: bool, quiet: bool = False) -> Any:
+    """Run the inspect stage from resolved settings; print the findings table unless ``quiet``."""
+    from pipeline.inspection import run_inspect
+    from pipeline.runner import inspect_options_from
+
+    options = inspect_options_from(settings, force)
+    with err.status("inspecting"):
+        result = run_inspect(settings.workspace, options, tracking_uri=settings.train.tracking_uri)
+    if not quiet:
+        _print_findings(result)
+    return result
+
+
+def _print_findings(result: Any) -> None:
+    for kind, why in result.skipped_kinds.items():
+        err.print(f"[yellow]{kind}: skipped[/]: {why}", highlight=False, soft_wrap=True)
+    models = ", ".join(f"{r.name or r.uri} v{r.version}" if r.version else r.uri for r in result.models.values())
+    shown = [f for f in result.findings if f.severity != "low"]
+    low = len(result.findings) - len(shown)
+    if shown:
+        table = Table(title=f"findings ({models})", title_justify="left", show_lines=False)
+        for col in ("severity", "kind", "scope", "from", "to", "windows", "score / thr", "what"):
+            table.add_column(col, justify="right" if col in ("windows", "score / thr") else "left",
+                             overflow="fold")  # fmt: skip
+        colour = {"high": "bold red", "medium": "yellow"}
+        for f in shown:
+            from pipeline.inspection.compromise import hhmmss
+
+            table.add_row(
+                f"[{colour[f.severity]}]{f.severity}[/]",
+                f.kind if f.kind == "compromise" else f"fault: {f.type}",
+                f.scope + (f" ({f.ip})" if f.ip and f.ip != f.scope else ""),
+                hhmmss(f.start_ns), hhmmss(f.end_ns), f"{f.windows:,}", f"{f.score:.3g} / {f.threshold:.3g}",
+                f.summary,
+            )  # fmt: skip
+        out.print(table)
+    elif not result.findings:
+        out.print(f"nothing flagged ({models})", highlight=False)
+    if low:
+        out.print(f"{low} low-severity finding{'s' if low != 1 else ''} (single windows near the threshold) "
+                  "are in the report", highlight=False)  # fmt: skip
+    state = " (up to date; --force reruns)" if result.skipped_unchanged else ""
+    out.print(f"findings: {result.findings_dir}; report: {result.report}{state}", highlight=False)
+    if result.run_id:
+        out.print(f"inspection run {result.run_id}; browse runs and models with "
+                  f"`netsentry ui --tracking-uri {result.tracking_uri}`", highlight=False)  # fmt: skip
+
+
+@app.command()
+@_fail_cleanly
+def run(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Captures (files, directories, globs) [default: run.inputs of the config]."),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    tenants: Annotated[Path | None, typer.Option(help="Tenant map YAML (capture.tenants).")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Ground truth labels.csv (features.labels); with labels, train runs.")
+    ] = None,
+    tracking_uri: TrackingUriOpt = None,
+    train: Annotated[
+        str | None, typer.Option(help="auto (train when labels are given), always or never [default: auto].")
+    ] = None,
+    do_inspect: Annotated[
+        bool | None, typer.Option("--inspect/--no-inspect", help="Finish with inspect [default: yes].")
+    ] = None,
+    pseudonymize: Annotated[
+        bool | None,
+        typer.Option("--pseudonymize/--no-pseudonymize", help="Pseudonymize addresses in findings and report."),
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Run every stage in order: capture → flows → features → train (each kind, when labels are given) →
+    inspect. A stage whose inputs and config are unchanged (per the workspace manifests) is skipped.
+
+    Settings come from configs/default.yaml, then --config, then these flags. Exit code 3 when the
+    inspection reports findings, as `netsentry inspect`.
+    """
+    from pipeline.config import load_settings
+    from pipeline.runner import run_pipeline
+
+    settings = load_settings(config, {
+        "workspace": workspace, "capture": {"tenants": tenants}, "features": {"labels": labels},
+        "train": {"tracking_uri": tracking_uri}, "inspect": {"pseudonymize": pseudonymize},
+        "run": {"train": train, "inspect": do_inspect},
+    })  # fmt: skip
+    started = time.perf_counter()
+    with err.status("starting") as status:
+        report = run_pipeline(settings, inputs or [], force=force,
+                              on_stage=lambda stage: status.update(f"{stage} …"))  # fmt: skip
+    table = Table(title=f"netsentry run → {settings.workspace}", title_justify="left")
+    for col in ("stage", "status", "what", "seconds"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    for st in report.stages:
+        style = {"ran": "green", "up to date": "cyan"}.get(st.status, "yellow")
+        table.add_row(st.stage, f"[{style}]{st.status}[/]", st.detail, f"{st.seconds:.1f}" if st.seconds else "")
+    out.print(table)
+    out.print(f"all stages in {time.perf_counter() - started:.1f} s", highlight=False)
+    result = report.inspect
+    if result is not None:
+        _print_findings(result)
+        if result.findings:
+            raise typer.Exit(3)
+
+
+@app.command()
+@_fail_cleanly
+def ui(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    port: Annotated[int, typer.Option(help="Port to serve on (bound to 127.0.0.1).")] = 5000,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; anything but loopback exposes the UI to the network.")
+    ] = "127.0.0.1",
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Start the MLflow UI on the tracking store training and inspection use (until Ctrl-C).
+
+    One worker and no job runner: two processes and about 0.5 GB, not MLflow's default 15 processes and 3 GB.
+    When the tracking store already is an MLflow server, there is nothing to start: open its URL.
+    """
+    from pipeline.config import load_settings
+    from pipeline.tracking import resolve_tracking_uri
+    from pipeline.ui import remote_ui_url, serve_forever
+
+    settings = load_settings(config, {"workspace": workspace, "train": {"tracking_uri": tracking_uri}})
+    uri = resolve_tracking_uri(settings.train.tracking_uri, settings.workspace)
+    remote = remote_ui_url(uri)
+    if remote:
+        out.print(f"the tracking store is an MLflow server: open {remote}", highlight=False)
+        return
+
+    def ready(server: Any) -> None:
+        out.print(f"MLflow UI for {uri} at {server.url} (Ctrl-C stops it)", highlight=False)
+
+    serve_forever(uri, settings.workspace, host, port, on_ready=ready)
+
+
+@app.command()
+@_fail_cleanly
+def export(
+    table: Annotated[
+        str,
+        typer.Argument(help="packets, flows, tcp_events, tenant_windows, fault_windows or findings."),
+    ],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="File to write (replaced atomically).")],
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet (schema kept) or csv (addresses as text).")] = "parquet",
+    pseudonymize: Annotated[
+        bool, typer.Option("--pseudonymize/--no-pseudonymize", help="Every IP address as a stable keyed pseudonym.")
+    ] = False,
+    pseudonym_key: Annotated[
+        Path | None, typer.Option(help="Pseudonym key file (>= 16 bytes) [default: $NETSENTRY_PSEUDONYM_KEY].")
+    ] = None,
+) -> None:
+    """Export a workspace table to share it, with IP addresses pseudonymized on request (prefix-preserving:
+    a /24 stays a /24; the same key gives the same pseudonyms as inspect --pseudonymize)."""
+    from pipeline.config import load_settings
+    from pipeline.export import export_table
+    from pipeline.progress import progress_bar
+    from pipeline.pseudonym import Pseudonymizer, load_key
+
+    settings = load_settings(config, {"workspace": workspace})
+    p = Pseudonymizer(load_key(pseudonym_key)) if pseudonymize or pseudonym_key is not None else None
+    with progress_bar("export", unit="rows") as advance:
+        summary = export_table(settings.workspace, table, out_file, fmt=fmt, pseudonymizer=p, on_progress=advance)
+    what = " (addresses pseudonymized)" if summary.pseudonymized else ""
+    out.print(f"{summary.rows:,} rows of {table} → {summary.out}{what}", highlight=False)
 
 
 def _print_flow_digest(summary: Any) -> None:

@@ -45,12 +45,30 @@ class TrainSettings(_Section):
     tracking_uri: str | None = None
 
 
+class InspectSettings(_Section):
+    compromise_model: str | None = None
+    fault_model: str | None = None
+    threshold_scale: float = Field(1.0, gt=0)
+    pseudonymize: bool = False
+    pseudonym_key_file: Path | None = None
+    ui_url: str | None = None
+
+
+class RunSettings(_Section):
+    inputs: list[str] = Field(default_factory=list)
+    train: Literal["auto", "always", "never"] = "auto"
+    kinds: list[Literal["compromise", "faults"]] = Field(default_factory=lambda: ["compromise", "faults"])
+    inspect: bool = True
+
+
 class Settings(_Section):
     workspace: Path = Path("workspace")
     capture: CaptureSettings = CaptureSettings()
     flows: FlowSettings = FlowSettings()
     features: FeatureSettings = FeatureSettings()
     train: TrainSettings = TrainSettings()
+    inspect: InspectSettings = InspectSettings()
+    run: RunSettings = RunSettings()
 
 
 def read_yaml(path: Path, what: str = "config file") -> dict[str, Any]:

@@ -59,3 +59,9 @@ class TrackingError(NetsentryError):
     """The MLflow tracking store or registry could not be used (unreachable, refused, missing model)."""
 
     exit_code = 8
+
+
+class UiError(NetsentryError):
+    """The MLflow UI server could not be started (port in use, server exited or never answered)."""
+
+    exit_code = 9

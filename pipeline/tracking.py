@@ -7,11 +7,13 @@ workspace (``sqlite:///WORKSPACE/mlflow.db``, artifacts in ``WORKSPACE/mlartifac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ EXPERIMENTS = {
     "compromise": "netsentry-compromise",
     "faults": "netsentry-faults",
     "cicflowmeter": "netsentry-cicflowmeter",
+    "inspect": "netsentry-inspections",
 }
 CHAMPION, CHALLENGER = "champion", "challenger"
 _RETRIES = 3
@@ -62,6 +65,8 @@ def _mlflow() -> Any:
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.ERROR)  # its warnings are about its own defaults, not our data
+    # and so are its UserWarnings (integer columns cannot hold NaN: our tables never do; dataset source guesses)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\.|$)")
     return mlflow
 
 
@@ -80,7 +85,8 @@ def _pyfunc_class() -> type:
     mlflow = _mlflow()
 
     class NetsentryDetector(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined, misc]
-        """Scores feature rows: ``score`` (higher = more anomalous), ``flag`` (score >= threshold)."""
+        """Scores feature rows: ``score`` (higher = more anomalous), ``flag`` (score >= threshold), ``threshold``
+        and ``benign_tail`` (share of benign validation windows scoring at least as high)."""
 
         def load_context(self, context: Any) -> None:
             self.detector = joblib.load(context.artifacts["detector"])
@@ -89,10 +95,25 @@ def _pyfunc_class() -> type:
             scale = float((params or {}).get("threshold_scale", 1.0))
             names = list(self.detector.feature_names_in_)
             score = self.detector.score_samples(model_input[names])
-            thr = float(self.detector.threshold_) * scale
-            return pd.DataFrame({"score": score, "flag": (score >= thr).astype(np.int64), "threshold": thr})
+            base = float(self.detector.threshold_)
+            thr = base * scale if base >= 0 else base / scale  # scale > 1 always raises the bar
+            tail = self.detector.benign_tail(score) if hasattr(self.detector, "benign_tail") else np.nan
+            return pd.DataFrame(
+                {"score": score, "flag": (score >= thr).astype(np.int64), "threshold": thr, "benign_tail": tail}
+            )
 
     return NetsentryDetector
+
+
+@dataclass
+class ModelRef:
+    """A model URI resolved against the registry: the version and training run behind it (when registered)."""
+
+    uri: str
+    name: str = ""
+    version: str = ""
+    run_id: str = ""
+    experiment_id: str = ""
 
 
 @dataclass
@@ -173,11 +194,12 @@ class Tracker:
         """Log the detector as a pyfunc (signature + input example) in the active run; returns its model URI."""
         from mlflow.models import infer_signature
 
+        n = len(input_example)
         out_example = pd.DataFrame(
-            {"score": np.zeros(len(input_example)), "flag": np.zeros(len(input_example), np.int64), "threshold": 0.0}
+            {"score": np.zeros(n), "flag": np.zeros(n, np.int64), "threshold": 0.0, "benign_tail": np.ones(n)}
         )
-        signature = infer_signature(input_example, out_example, params={"threshold_scale": 1.0})
         with tempfile.TemporaryDirectory() as tmp:
+            signature = infer_signature(input_example, out_example, params={"threshold_scale": 1.0})
             path = Path(tmp) / "detector.joblib"
             joblib.dump(detector, path)
             info = self.mlflow.pyfunc.log_model(
@@ -217,6 +239,31 @@ class Tracker:
             return str(self.client.get_model_version_by_alias(EXPERIMENTS[kind], alias).version)
         except MlflowException:
             return None
+
+    def resolve_model(self, uri: str) -> ModelRef:
+        """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` → its version, run and experiment; other URIs as is."""
+        from mlflow.exceptions import MlflowException
+
+        ref = ModelRef(uri)
+        if not uri.startswith("models:/"):
+            return ref
+        body = uri[len("models:/") :]
+        try:
+            if "@" in body:
+                name, alias = body.split("@", 1)
+                mv = self.client.get_model_version_by_alias(name, alias)
+            else:
+                name, version = body.rsplit("/", 1)
+                mv = self.client.get_model_version(name, version)
+        except MlflowException as e:
+            raise TrackingError(f"no model {uri} in {self.uri}: {str(e).splitlines()[0]}") from None
+        except ValueError:
+            raise TrackingError(f"model URI {uri!r} is not models:/NAME@ALIAS or models:/NAME/VERSION") from None
+        ref.name, ref.version, ref.run_id = mv.name, str(mv.version), mv.run_id or ""
+        if ref.run_id:
+            with contextlib.suppress(MlflowException):
+                ref.experiment_id = str(self.client.get_run(ref.run_id).info.experiment_id)
+        return ref
 
     def load_model(self, uri: str) -> Any:
         """A pyfunc model by URI (``models:/netsentry-compromise@champion``, ``runs:/…``)."""

@@ -7,6 +7,7 @@ labels and settings → nothing is rebuilt.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,10 @@ def run_features(
         "packets_manifest_sha256": manifest_digest(read_manifest(pkt_dir)),
         "tcp_events_manifest_sha256": manifest_digest(read_manifest(ev_dir)),
         "labels": file_fingerprint(labels) if labels else None,
+        # code that adds or changes features must rebuild tables written before it
+        "feature_catalogue_sha256": hashlib.sha256(
+            "\n".join([*TENANT_FEATURES, "|", *FAULT_FEATURES]).encode()
+        ).hexdigest(),
     }
     config = {"window_s": spec.window_s, "hop_s": spec.hop_s, "fault_window_s": fault_window_s}
     out = ws / FEATURES_DIR
