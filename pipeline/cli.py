@@ -27,7 +27,7 @@ EXIT_CODES_HELP = (
     "3 inspect: findings reported; "
     "4 nothing usable read; 5 table does not match its contract; 6 tshark/dumpcap missing; "
     "7 live capture not permitted; 8 MLflow tracking store or registry unusable; 9 MLflow UI could not start; "
-    "130 interrupted."
+    "10 another retraining job holds the lock; 130 interrupted."
 )
 
 app = typer.Typer(
@@ -651,6 +651,153 @@ def export(
         summary = export_table(settings.workspace, table, out_file, fmt=fmt, pseudonymizer=p, on_progress=advance)
     what = " (addresses pseudonymized)" if summary.pseudonymized else ""
     out.print(f"{summary.rows:,} rows of {table} → {summary.out}{what}", highlight=False)
+
+
+@app.command()
+@_fail_cleanly
+def retrain(
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+    spool: Annotated[Path | None, typer.Option(help="Directory new captures arrive in (retrain.spool).")] = None,
+    tracking_uri: TrackingUriOpt = None,
+    every: Annotated[
+        str | None,
+        typer.Option(help="Loop: run again every INTERVAL (e.g. 1h, 15m) until Ctrl-C, for hosts without cron."),
+    ] = None,
+) -> None:
+    """The scheduled retraining job: captures that arrived in the spool since the last run → capture → flows →
+    features → a challenger per kind, compared with the champion on the same held-out latest windows.
+
+    The champion alias moves only when the challenger passes the floors (retrain.floors) and beats the
+    champion by retrain.margin on retrain.metric (unlabelled captures: benign false-positive rate and recall of
+    retrain.planted cases). Decisions are logged to the netsentry-retrain experiment. A lock keeps two runs
+    apart (exit 10); a failure leaves champions and the watermark untouched; no new captures: nothing to do.
+    Schedule it with cron or systemd (configs/schedule/) or --every.
+    """
+    from pipeline.config import load_settings
+
+    settings = load_settings(config, {"workspace": workspace, "train": {"tracking_uri": tracking_uri},
+                                      "retrain": {"spool": spool}})  # fmt: skip
+    if every is None:
+        _retrain_once(settings)
+        return
+    interval = _seconds(every, "--every") or 0.0
+    if interval <= 0:
+        raise ConfigError(f"--every must be a positive interval like 1h or 15m, got {every!r}")
+    while True:
+        started = time.monotonic()
+        try:
+            _retrain_once(settings)
+        except NetsentryError as e:  # one failed run must not end the loop; the next one retries
+            err.print(f"[bold red]error:[/] {e} (exit code {e.exit_code}); next run in {every}", highlight=False)
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def _retrain_once(settings: Any) -> None:
+    from pipeline.retrain import run_retrain
+
+    with err.status("retraining") as status:
+        res = run_retrain(settings, on_step=lambda step: status.update(f"retrain: {step} …"))
+    if res.status == "no new data":
+        wm = res.watermark.updated or "never"
+        out.print(f"no new captures in {settings.retrain.spool} since the last run ({wm}); nothing to do",
+                  highlight=False)  # fmt: skip
+        return
+    table = Table(title=f"retrain: {len(res.files)} new capture(s), batch {res.batch.name if res.batch else ''}",
+                  title_justify="left")  # fmt: skip
+    for col in ("kind", "champion", "challenger", "challenger metrics", "champion metrics", "decision", "reason"):
+        table.add_column(col, overflow="fold")
+    for d in res.decisions:
+        shown = ("roc_auc", "pr_auc", "fpr", "recall") if d.mode == "labelled" else ("fpr", "planted_recall")
+
+        def fmt(m: dict | None, keys: tuple[str, ...] = shown) -> str:
+            return "-" if not m else ", ".join(f"{k} {m[k]:.3f}" for k in keys if k in m)
+
+        verdict = "[bold green]promoted[/]" if d.promote else "[yellow]kept champion[/]"
+        table.add_row(d.kind, f"v{d.champion_before}" if d.champion_before else "-", f"v{d.challenger}",
+                      fmt(d.metrics.get("challenger")), fmt(d.metrics.get("champion")), verdict, d.reason)  # fmt: skip
+    out.print(table)
+    for d in res.decisions:  # one plain line per decision, for logs and scripts
+        kept = f"kept champion v{d.champion_before}" if d.champion_before else "no champion"
+        verdict = f"promoted v{d.challenger} to champion" if d.promote else f"{kept}, refused v{d.challenger}"
+        out.print(f"{d.kind}: {verdict}: {d.reason}", highlight=False, soft_wrap=True)
+    out.print(f"decision run {res.run_id}; watermark advanced ({res.watermark.batches} batches so far; "
+              f"{res.seconds:.1f} s)", highlight=False)  # fmt: skip
+
+
+models_app = typer.Typer(
+    help="The registry's versions per kind: list them, promote one to champion, roll back to the previous one.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(models_app, name="models")
+KindOpt = Annotated[str, typer.Option(help="compromise or faults.")]
+
+
+def _tracker(workspace: Path | None, config: Path | None, tracking_uri: str | None) -> Any:
+    from pipeline.config import load_settings
+    from pipeline.tracking import Tracker
+
+    settings = load_settings(config, {"workspace": workspace, "train": {"tracking_uri": tracking_uri}})
+    return Tracker(settings.workspace, settings.train.tracking_uri)
+
+
+def _kind(kind: str) -> str:
+    if kind not in ("compromise", "faults"):
+        raise ConfigError(f"--kind must be compromise or faults, got {kind!r}")
+    return kind
+
+
+@models_app.command("list")
+@_fail_cleanly
+def models_list(
+    kind: Annotated[str | None, typer.Option(help="compromise or faults [default: both].")] = None,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Every registered version with its aliases, training metrics and promotion record."""
+    tracker = _tracker(workspace, config, tracking_uri)
+    for k in [_kind(kind)] if kind else ["compromise", "faults"]:
+        table = Table(title=f"netsentry-{k} ({tracker.uri})", title_justify="left")
+        for col in ("version", "aliases", "model", "roc_auc", "fpr", "created (UTC)", "promoted", "replaced"):
+            table.add_column(col)
+        for v in tracker.versions(k):
+            created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.created_ms / 1000))
+            table.add_row(v.version, ", ".join(sorted(v.aliases)) or "-", v.model or "-",
+                          f"{v.metrics['roc_auc']:.4f}" if "roc_auc" in v.metrics else "-",
+                          f"{v.metrics['fpr']:.4f}" if "fpr" in v.metrics else "-", created,
+                          v.promoted_at or "-", f"v{v.previous_champion}" if v.previous_champion else "-")  # fmt: skip
+        out.print(table)
+
+
+@models_app.command("promote")
+@_fail_cleanly
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The version to make champion.")],
+    kind: KindOpt = "compromise",
+    reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "manual promotion",
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Make VERSION the champion (the one it replaces is recorded for rollback)."""
+    p = _tracker(workspace, config, tracking_uri).promote(_kind(kind), version, reason)
+    was = f" (was v{p.previous})" if p.previous and p.previous != p.version else ""
+    out.print(f"netsentry-{kind}: champion is v{p.version}{was}", highlight=False)
+
+
+@models_app.command("rollback")
+@_fail_cleanly
+def models_rollback(
+    kind: KindOpt = "compromise",
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Move champion back to the version the current champion replaced."""
+    p = _tracker(workspace, config, tracking_uri).rollback(_kind(kind))
+    out.print(f"netsentry-{kind}: champion is v{p.version} again (rolled back from v{p.previous})", highlight=False)
 
 
 def _print_flow_digest(summary: Any) -> None:

@@ -57,8 +57,35 @@ class InspectSettings(_Section):
 class RunSettings(_Section):
     inputs: list[str] = Field(default_factory=list)
     train: Literal["auto", "always", "never"] = "auto"
+    promote: Literal["first", "always"] = "first"
     kinds: list[Literal["compromise", "faults"]] = Field(default_factory=lambda: ["compromise", "faults"])
     inspect: bool = True
+
+
+class GateFloors(_Section):
+    min_roc_auc: float = Field(0.8, ge=0, le=1)
+    max_fpr: float = Field(0.05, ge=0, le=1)
+    min_planted_recall: float = Field(1.0, ge=0, le=1)
+
+
+class PlantedCase(_Section):
+    kind: Literal["compromise", "faults"]
+    scope: str = Field(min_length=1)
+    start: str
+    end: str
+
+
+class RetrainSettings(_Section):
+    spool: Path = Path("spool")
+    patterns: list[str] = Field(default_factory=lambda: ["*.pcap", "*.pcapng", "*.pcap.gz", "*.pcapng.gz"])
+    kinds: list[Literal["compromise", "faults"]] = Field(default_factory=lambda: ["compromise", "faults"])
+    holdout_fraction: float = Field(0.3, gt=0, lt=0.9)
+    metric: Literal["roc_auc", "pr_auc", "tpr_at_fpr", "recall", "f1"] = "roc_auc"
+    margin: float = Field(0.0, ge=0)
+    floors: dict[Literal["compromise", "faults"], GateFloors] = Field(
+        default_factory=lambda: {"compromise": GateFloors(), "faults": GateFloors()}
+    )
+    planted: list[PlantedCase] = Field(default_factory=list)
 
 
 class Settings(_Section):
@@ -69,6 +96,7 @@ class Settings(_Section):
     train: TrainSettings = TrainSettings()
     inspect: InspectSettings = InspectSettings()
     run: RunSettings = RunSettings()
+    retrain: RetrainSettings = RetrainSettings()
 
 
 def read_yaml(path: Path, what: str = "config file") -> dict[str, Any]:

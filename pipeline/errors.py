@@ -65,3 +65,9 @@ class UiError(NetsentryError):
     """The MLflow UI server could not be started (port in use, server exited or never answered)."""
 
     exit_code = 9
+
+
+class LockHeldError(NetsentryError):
+    """Another run holds the workspace's lock (e.g. two retraining jobs would overlap)."""
+
+    exit_code = 10

@@ -158,6 +158,11 @@ def _train(settings: Settings, kind: str, force: bool) -> StageReport:
     if not force and prev and prev.get("key") == key:
         return StageReport(f"train {kind}", "up to date", f"{prev['name']} v{prev['version']} ({prev['model']})")
     res, sec = _timed(lambda: run_train(ws, options, tracking_uri=ts.tracking_uri))
+    if settings.run.promote == "always" and "champion" not in res.aliases:
+        from pipeline.tracking import Tracker
+
+        Tracker(ws, ts.tracking_uri).promote(kind, res.version, "netsentry run with run.promote: always")
+        res.aliases = [*res.aliases, "champion"]
     record = {"key": key, "name": res.registered_name, "version": res.version, "run_id": res.run_id,
               "model": res.model_name, "aliases": res.aliases, "metrics": res.metrics}  # fmt: skip
     record_path.parent.mkdir(parents=True, exist_ok=True)

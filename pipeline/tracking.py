@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import __version__
-from pipeline.errors import TrackingError
+from pipeline.errors import InputNotFoundError, TrackingError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ EXPERIMENTS = {
     "faults": "netsentry-faults",
     "cicflowmeter": "netsentry-cicflowmeter",
     "inspect": "netsentry-inspections",
+    "retrain": "netsentry-retrain",
 }
 CHAMPION, CHALLENGER = "champion", "challenger"
 _RETRIES = 3
@@ -59,6 +60,8 @@ def _mlflow() -> Any:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # our commands print what matters
+    os.environ.setdefault("MLFLOW_PRINT_MODEL_URLS_ON_CREATION", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     import mlflow
@@ -114,6 +117,35 @@ class ModelRef:
     version: str = ""
     run_id: str = ""
     experiment_id: str = ""
+
+
+PREVIOUS_CHAMPION_TAG = "netsentry.previous_champion"
+PROMOTION_TAGS = ("netsentry.promoted_at", "netsentry.promotion_reason")
+
+
+@dataclass
+class VersionInfo:
+    """One registered version: aliases, training run, its metrics and promotion record."""
+
+    version: str
+    run_id: str
+    aliases: list[str]
+    created_ms: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    model: str = ""
+    previous_champion: str | None = None
+    promoted_at: str | None = None
+    promotion_reason: str | None = None
+
+
+@dataclass
+class Promotion:
+    """A move of the ``champion`` alias."""
+
+    kind: str
+    version: str
+    previous: str | None
+    reason: str
 
 
 @dataclass
@@ -213,8 +245,9 @@ class Tracker:
             )
         return str(info.model_uri)
 
-    def register(self, kind: str, model_uri: str, run_id: str) -> RegisteredVersion:
-        """New version of the kind's registered model; alias ``challenger``, and ``champion`` when none exists."""
+    def register(self, kind: str, model_uri: str, run_id: str, *, first_champion: bool = True) -> RegisteredVersion:
+        """New version of the kind's registered model; alias ``challenger``, and ``champion`` when none exists
+        (unless ``first_champion`` is False: the retraining job's gate decides that)."""
         name = EXPERIMENTS[kind]
         from mlflow.exceptions import MlflowException
 
@@ -222,11 +255,14 @@ class Tracker:
             self.client.get_registered_model(name)
         except MlflowException:
             self._retry("model registration", self.client.create_registered_model, name)
-        mv = self._retry("model version creation", self.client.create_model_version, name, model_uri, run_id=run_id)
+        # MLflow 3 logs models as their own entities (models:/m-…); a server needs their id to accept the source
+        model_id = model_uri.rsplit("/", 1)[-1] if model_uri.startswith("models:/m-") else None
+        mv = self._retry("model version creation", self.client.create_model_version, name, model_uri, run_id=run_id,
+                         model_id=model_id)  # fmt: skip
         version = str(mv.version)
         self._retry("alias update", self.client.set_registered_model_alias, name, CHALLENGER, version)
         aliases = [CHALLENGER]
-        if self.alias_version(kind, CHAMPION) is None:
+        if first_champion and self.alias_version(kind, CHAMPION) is None:
             self._retry("alias update", self.client.set_registered_model_alias, name, CHAMPION, version)
             aliases.append(CHAMPION)
         return RegisteredVersion(name, version, run_id, model_uri, aliases)
@@ -239,6 +275,67 @@ class Tracker:
             return str(self.client.get_model_version_by_alias(EXPERIMENTS[kind], alias).version)
         except MlflowException:
             return None
+
+    def versions(self, kind: str) -> list[VersionInfo]:
+        """Every version of the kind's registered model, newest first, with its training run's metrics."""
+        name = EXPERIMENTS[kind]
+        found = self._retry("model version search", self.client.search_model_versions, f"name='{name}'")
+        aliases: dict[str, list[str]] = {}
+        if found:  # version search leaves aliases out: the registered model has them
+            for alias, v in (self._retry("model lookup", self.client.get_registered_model, name).aliases or {}).items():
+                aliases.setdefault(str(v), []).append(alias)
+        out = []
+        for mv in sorted(found, key=lambda m: int(m.version), reverse=True):
+            metrics: dict[str, float] = {}
+            model = ""
+            if mv.run_id:
+                try:
+                    run = self.client.get_run(mv.run_id)
+                    metrics, model = dict(run.data.metrics), run.data.params.get("model", "")
+                except Exception:  # a deleted run: the version is still listed
+                    pass
+            tags = dict(mv.tags or {})
+            out.append(VersionInfo(
+                str(mv.version), mv.run_id or "", sorted(aliases.get(str(mv.version), [])),
+                int(mv.creation_timestamp or 0),
+                metrics, model, tags.get(PREVIOUS_CHAMPION_TAG), tags.get(PROMOTION_TAGS[0]),
+                tags.get(PROMOTION_TAGS[1]),
+            ))  # fmt: skip
+        return out
+
+    def promote(self, kind: str, version: str, reason: str) -> Promotion:
+        """Point ``champion`` at ``version``, recording the champion it replaces on that version (for rollback).
+
+        The record is written before the alias moves: a job killed in between leaves the old champion in place.
+        """
+        name = EXPERIMENTS[kind]
+        if version not in {v.version for v in self.versions(kind)}:
+            raise InputNotFoundError(f"{name} has no version {version}", path=self.uri)
+        previous = self.alias_version(kind, CHAMPION)
+        if previous == version:
+            return Promotion(kind, version, previous, "already the champion")
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for key, value in ((PREVIOUS_CHAMPION_TAG, previous or ""), (PROMOTION_TAGS[0], stamp),
+                           (PROMOTION_TAGS[1], reason[:5000])):  # fmt: skip
+            self._retry("version tag", self.client.set_model_version_tag, name, version, key, value)
+        self._retry("alias update", self.client.set_registered_model_alias, name, CHAMPION, version)
+        return Promotion(kind, version, previous, reason)
+
+    def rollback(self, kind: str) -> Promotion:
+        """Move ``champion`` back to the version it replaced (recorded at its promotion)."""
+        name = EXPERIMENTS[kind]
+        current = self.alias_version(kind, CHAMPION)
+        if current is None:
+            raise InputNotFoundError(f"{name} has no champion to roll back", path=self.uri)
+        mv = self._retry("model version lookup", self.client.get_model_version, name, current)
+        previous = dict(mv.tags or {}).get(PREVIOUS_CHAMPION_TAG)
+        if not previous:
+            raise InputNotFoundError(
+                f"{name} v{current} has no recorded previous champion (it was the first); nothing to roll back to",
+                path=self.uri,
+            )
+        self._retry("alias update", self.client.set_registered_model_alias, name, CHAMPION, previous)
+        return Promotion(kind, previous, current, f"rollback from v{current}")
 
     def resolve_model(self, uri: str) -> ModelRef:
         """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` → its version, run and experiment; other URIs as is."""

@@ -175,6 +175,14 @@ def test_run_trains_once_per_unchanged_workspace(demo_sim: Path, tmp_path: Path)
     second = run_pipeline(settings)
     assert second.stages[-1].status == "up to date" and "v1" in second.stages[-1].detail
     assert len(mlflow.MlflowClient(store).search_model_versions("name='netsentry-compromise'")) == 1
+    forced = run_pipeline(settings, force=True)  # a new version: challenger only, the champion stays
+    assert "v2" in forced.stages[-1].detail and "champion" not in forced.stages[-1].detail
+    client = mlflow.MlflowClient(store)
+    assert str(client.get_model_version_by_alias("netsentry-compromise", "champion").version) == "1"
+    always = settings.model_copy(update={"run": settings.run.model_copy(update={"promote": "always"})})
+    promoted = run_pipeline(always, force=True)
+    assert "v3" in promoted.stages[-1].detail and "champion" in promoted.stages[-1].detail
+    assert str(client.get_model_version_by_alias("netsentry-compromise", "champion").version) == "3"
 
 
 @pytest.fixture(scope="module")
