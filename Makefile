@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # fixed: configs/demo-*.yaml name these paths
 DEMO_WS := workspace/demo
-# tests run on 2 workers; override with `make test PYTEST_ARGS=...`
-PYTEST_ARGS ?= -n 2
+# tests run on 2 workers; tests marked xdist_group("mixed") share one (and its session fixtures)
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .DEFAULT_GOAL := help
 .PHONY: help setup tshark chromium demo test lint bench clean
@@ -24,25 +24,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-tshark: ## install tshark through apt when missing (root), else say how
-	@command -v tshark >/dev/null 2>&1 || { \
+# $(call apt_tool,COMMAND,WHAT IT IS FOR): install COMMAND's Debian package when missing and root, else say how
+define apt_tool
+	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing tshark (apt-get)"; \
+	    echo "installing $(1) (apt-get)"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
 	  else \
-	    echo "tshark is missing: install it with 'sudo apt-get install tshark' (tests that need it are skipped)"; \
+	    echo "$(1) is missing: install it with 'sudo apt-get install $(1)' ($(2) are skipped)"; \
 	  fi; }
+endef
+
+tshark: ## install tshark through apt when missing (root), else say how
+	$(call apt_tool,tshark,tests that need it)
 
 chromium: ## install chromium through apt when missing (root), else say how (browser test of report.html)
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium (apt-get)"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "chromium is missing: install it with 'sudo apt-get install chromium' (the report's browser test is skipped)"; \
-	  fi; }
+	$(call apt_tool,chromium,the report's browser tests)
 
 demo: setup $(DEMO_WS)/history/sim/labels.csv $(DEMO_WS)/today/sim/labels.csv ## train on a simulated history, then inspect today's simulated traffic
 	$(BIN)/netsentry run --config configs/demo-train.yaml

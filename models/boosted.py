@@ -118,6 +118,7 @@ class BoostedDetector(Detector):
             raise NoUsableDataError("no benign row could be scored out of fold to calibrate the threshold")
         scores = oof[benign]
         self.threshold_ = threshold_for_fpr(scores, self.target_fpr)
+        self._keep_benign_quantiles(scores)
         self.calibration_ = {
             "method": f"quantile of out-of-fold scores of benign rows ({folds} contiguous time blocks)",
             "target_fpr": float(self.target_fpr),

@@ -442,13 +442,19 @@ def inspect(
         str | None, typer.Option(help="Model URI [default: models:/netsentry-faults@champion].")
     ] = None,
     threshold_scale: Annotated[
-        float | None, typer.Option(help="Multiply the models' thresholds: >1 fewer, surer findings [default: 1].")
+        float | None,
+        typer.Option(
+            help="Scale the models' false-positive rate down by X (2: thresholds where half as many benign "
+            "windows pass; fewer, surer findings) [default: 1]."
+        ),
     ] = None,
     tracking_uri: TrackingUriOpt = None,
     pseudonymize: Annotated[
         bool | None,
-        typer.Option("--pseudonymize/--no-pseudonymize",
-                     help="Render every IP address in findings and report as a stable keyed pseudonym."),
+        typer.Option(
+            "--pseudonymize/--no-pseudonymize",
+            help="Render every IP address in findings and report as a stable keyed pseudonym.",
+        ),
     ] = None,
     pseudonym_key: Annotated[
         Path | None, typer.Option(help="Pseudonym key file (>= 16 bytes) [default: $NETSENTRY_PSEUDONYM_KEY].")

@@ -84,6 +84,23 @@ def git_revision() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+def scaled_threshold(detector: Any, scale: float) -> float:
+    """The detector's threshold for ``threshold_scale``: 1 keeps it; 2 moves it to where half as many benign
+    validation windows pass (``target_fpr / scale``, from the benign score quantiles the detector keeps), never
+    below the calibrated one; 0.5 to where twice as many pass, never above it. Scores' units differ per detector
+    (log-odds can be negative), so the scale acts on the false-positive rate, not on the score. Detectors without
+    quantiles: the threshold times the scale (divided by it when negative)."""
+    base = float(detector.threshold_)
+    if scale == 1.0:
+        return base
+    q = getattr(detector, "benign_quantiles_", None)
+    if q is None:
+        return base * scale if base >= 0 else base / scale
+    fpr = min(0.5, float(detector.target_fpr) / scale)
+    at = float(np.quantile(q, 1.0 - fpr))
+    return max(base, at) if scale > 1 else min(base, at)
+
+
 def _pyfunc_class() -> type:
     mlflow = _mlflow()
 
@@ -98,8 +115,7 @@ def _pyfunc_class() -> type:
             scale = float((params or {}).get("threshold_scale", 1.0))
             names = list(self.detector.feature_names_in_)
             score = self.detector.score_samples(model_input[names])
-            base = float(self.detector.threshold_)
-            thr = base * scale if base >= 0 else base / scale  # scale > 1 always raises the bar
+            thr = scaled_threshold(self.detector, scale)
             tail = self.detector.benign_tail(score) if hasattr(self.detector, "benign_tail") else np.nan
             return pd.DataFrame(
                 {"score": score, "flag": (score >= thr).astype(np.int64), "threshold": thr, "benign_tail": tail}

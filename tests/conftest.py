@@ -19,6 +19,24 @@ from pipeline.train import TrainOptions, TrainResult, run_train
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
+# real captures from ../shared/data (its README names who attacks whom and which fault)
+ATTACKERS = {
+    "zeek/traces/ssh/sshguess.pcap": "192.168.56.1",
+    "zeek/traces/ftp/bruteforce.pcap": "192.168.56.1",
+    "chrissanders/synscan.pcapng": "172.16.0.8",
+    "stopddos/pkt.TCP.synflood.spoofed.pcap": "10.10.10.10",  # spoofed sources: the flood's target is the finding
+}
+BENIGN = [
+    "zeek/traces/http/bro.org.pcap",
+    "zeek/traces/smb/smb2.pcap",
+    "zeek/traces/ftp/cwd-navigation.pcap",
+    "zeek/traces/modbus/modbusBig.pcap",
+    "zeek/traces/wikipedia.pcap",
+    "chrissanders/http_espn.pcapng",
+]
+FAULTY = ["zeek/traces/tcp/ssh-dups.pcap", "chrissanders/tcp_retransmissions.pcapng"]
+FAULT_FREE = ["zeek/traces/http/bro.org.pcap", "chrissanders/http_espn.pcapng"]
+
 
 @pytest.fixture(scope="session")
 def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -45,3 +63,12 @@ def workspace_of(captures: list[Path], ws: Path, tenants: Path | None = None) ->
     run_flows(ws)
     run_features(ws)
     return ws
+
+
+@pytest.fixture(scope="session")
+def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each real capture named above through capture → flows → features (no tenant map, no labels)."""
+    if not SHARED.is_dir():
+        pytest.skip(f"shared captures not found at {SHARED} (expected <repo>/../shared/data)")
+    d = tmp_path_factory.mktemp("real")
+    return {rel: workspace_of([SHARED / rel], d / Path(rel).stem) for rel in [*ATTACKERS, *BENIGN, *FAULTY]}

@@ -22,26 +22,10 @@ from pipeline.runner import run_pipeline
 from pipeline.schemas import ip_text
 from pipeline.simulate.run import simulate_to_dir
 from pipeline.train import TrainResult
-from tests.conftest import ROOT, SHARED, workspace_of
+from tests.conftest import ATTACKERS, BENIGN, FAULT_FREE, FAULTY, ROOT, workspace_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mixed")]
 runner = CliRunner()
-
-ATTACKERS = {
-    "zeek/traces/ssh/sshguess.pcap": "192.168.56.1",
-    "zeek/traces/ftp/bruteforce.pcap": "192.168.56.1",
-    "chrissanders/synscan.pcapng": "172.16.0.8",
-    "stopddos/pkt.TCP.synflood.spoofed.pcap": "10.10.10.10",
-}
-BENIGN = [
-    "zeek/traces/http/bro.org.pcap",
-    "zeek/traces/smb/smb2.pcap",
-    "zeek/traces/ftp/cwd-navigation.pcap",
-    "zeek/traces/modbus/modbusBig.pcap",
-    "zeek/traces/wikipedia.pcap",
-    "chrissanders/http_espn.pcapng",
-]
-FAULTY = ["zeek/traces/tcp/ssh-dups.pcap", "chrissanders/tcp_retransmissions.pcapng"]
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +94,11 @@ def test_cli_exit_codes_json_and_up_to_date(today: Path, uri: str) -> None:
     assert {f["severity"] for f in doc["findings"]} >= {"high"} and doc["meta"]["report"].endswith("report.html")
     again = runner.invoke(app, ["inspect", "-w", str(today), "--tracking-uri", uri])
     assert again.exit_code == 3 and "up to date" in again.output and "acme-web-1" in again.output
-    quiet = runner.invoke(app, ["inspect", "-w", str(today), "--tracking-uri", uri, "--threshold-scale", "1000"])
-    assert quiet.exit_code == 0 and "nothing flagged" in quiet.output, quiet.output
+    strict = runner.invoke(app, ["inspect", "-w", str(today), "--tracking-uri", uri, "--json",
+                                 "--threshold-scale", "100"])  # fmt: skip
+    sure = json.loads(strict.stdout)["findings"]
+    assert strict.exit_code == 3 and len(sure) < len(doc["findings"])  # fewer, surer findings
+    assert ("compromise", "acme/acme-web-1", "high") in {(f["kind"], f["scope"], f["severity"]) for f in sure}
     bad = runner.invoke(app, ["inspect", "-w", str(today), "--tracking-uri", uri,
                               "--compromise-model", "models:/netsentry-compromise@nope"])  # fmt: skip
     assert bad.exit_code == 8 and "netsentry-compromise@nope" in bad.output
@@ -185,16 +172,10 @@ def test_run_trains_once_per_unchanged_workspace(demo_sim: Path, tmp_path: Path)
     assert str(client.get_model_version_by_alias("netsentry-compromise", "champion").version) == "3"
 
 
-@pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    if not SHARED.is_dir():
-        pytest.skip(f"shared captures not found at {SHARED} (expected <repo>/../shared/data)")
-    d = tmp_path_factory.mktemp("real")
-    return {rel: workspace_of([SHARED / rel], d / Path(rel).stem) for rel in [*ATTACKERS, *BENIGN, *FAULTY]}
-
-
 @pytest.mark.shared
 def test_inspect_flags_the_attackers_in_real_captures_and_not_the_benign_traces(real: dict, uri: str) -> None:
+    """Also the exit codes' other half: a benign trace with nothing flagged exits 0."""
+
     def findings(rel: str) -> list:
         return run_inspect(real[rel], InspectOptions(log_run=False), tracking_uri=uri).findings
 
@@ -208,5 +189,7 @@ def test_inspect_flags_the_attackers_in_real_captures_and_not_the_benign_traces(
         faults = [f for f in findings(rel) if f.kind == "fault"]
         assert faults and all(f.evidence["magnitude"]["retransmissions"] > 0 for f in faults), rel
         assert {f.type for f in faults} == {"loss"}, [f.summary for f in faults]
-    for rel in ("zeek/traces/http/bro.org.pcap", "chrissanders/http_espn.pcapng"):
+    for rel in FAULT_FREE:
         assert not [f for f in findings(rel) if f.kind == "fault"], rel
+    quiet = runner.invoke(app, ["inspect", "-w", str(real["zeek/traces/http/bro.org.pcap"]), "--tracking-uri", uri])
+    assert quiet.exit_code == 0 and "nothing flagged" in quiet.output, quiet.output

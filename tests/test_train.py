@@ -97,10 +97,12 @@ def test_train_logs_and_registers_in_mlflow(tmp_path: Path, demo_windows: pd.Dat
     import mlflow
 
     mlflow.set_tracking_uri(first.tracking_uri)
+    mlflow.set_registry_uri(first.tracking_uri)  # another test in this worker may have set its own
     model = mlflow.pyfunc.load_model("models:/netsentry-compromise@champion")
     assert model.metadata.signature is not None
     pred = model.predict(demo_windows)
-    assert list(pred.columns) == ["score", "flag", "threshold"] and len(pred) == len(demo_windows)
+    assert list(pred.columns) == ["score", "flag", "threshold", "benign_tail"] and len(pred) == len(demo_windows)
+    assert pred["benign_tail"].between(0, 1).all()
     flagged = set(demo_windows.loc[pred["flag"].to_numpy() == 1, "vm"])
     assert "acme-web-1" in flagged
 

@@ -36,6 +36,9 @@ BEACON_LAST_IATS = 8
 BEACON_MIN_PERIOD_S = 2.0
 BEACON_SD_SCALE = 0.5
 HISTORY_CAP_S = 3600.0
+IDLE_GAP_S = 2.0
+"""A TCP connection whose packets are this many seconds apart on average is mostly idle (interactive sessions and
+transfers exchange packets far more often)."""
 MIN_OBSERVED_S = 30.0
 """Rates assume at least this much observation (or the whole window if shorter): one connection in a one-second
 capture is not sixty a minute."""
@@ -100,10 +103,15 @@ TENANT_FEATURES: dict[str, str] = {
     "a timer with 10% jitter ~0.8; max over services (0..1)",
     "persistent_flows_out": "outgoing flows active in the window that have lasted at least a window so far (count)",
     "persistent_bytes_per_s_out": "bytes per second of those persistent flows, both directions (bytes/s)",
+    "idle_persistent_flows_out": "of those persistent flows, TCP ones whose packets are on average at least "
+    f"{IDLE_GAP_S:g} s apart: a connection held open for occasional messages, as a mining pool's job channel or "
+    "a C2 session (count)",
     "dns_queries_per_min": f"outgoing flows to port {DNS_PORT} that started in the window (per minute)",
     "dns_query_mean_bytes": "mean size of the entity's DNS request packets; long tunnelled names are big (bytes)",
     "dns_large_queries_per_min": f"DNS flows whose request packets average more than {DNS_LARGE_REQUEST_B} bytes "
     "(names of ~100+ characters, as tunnels use) (per minute)",
+    "dns_large_originated_per_min": "large DNS queries the entity sent beyond the large ones it received: a "
+    "resolver forwarding its clients' tunnelled names relays them, the tunnelling VM originates them (per minute)",
     "udp_share_out": "outgoing UDP flows / outgoing flows (ratio)",
     "icmp_share_out": "outgoing ICMP flows / outgoing flows (ratio)",
     "mean_flow_bytes_out": "mean bytes (both directions) of the outgoing flows that started in the window (bytes)",
@@ -445,10 +453,15 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
     f["persistent_bytes_per_s_out"] = (
         fill(long_.assign(v=long_["frac"] * (long_["sent_b"] + long_["recv_b"])).groupby(keys)["v"].sum()) / agg["obs"]
     )
+    gap_s = long_["dur_s"] / np.maximum(long_["tot_p"] - 1, 1)
+    f["idle_persistent_flows_out"] = fill(long_[(long_["proto"] == 6) & (gap_s >= IDLE_GAP_S)].groupby(keys).size())
     f["dns_queries_per_min"] = agg["dns"] * per_min
     xd = x[x["dns"].to_numpy()]
     f["dns_query_mean_bytes"] = fill(xd.groupby(keys)["req_size"].mean())
     f["dns_large_queries_per_min"] = fill(xd[xd["req_size"] > DNS_LARGE_REQUEST_B].groupby(keys).size()) * per_min
+    xdi = x[started & inn & (port == DNS_PORT)]
+    large_in = fill(xdi[xdi["req_size"] > DNS_LARGE_REQUEST_B].groupby(keys).size()) * per_min
+    f["dns_large_originated_per_min"] = (f["dns_large_queries_per_min"] - large_in).clip(lower=0.0)
     f["udp_share_out"] = np.where(agg["n_out"] > 0, agg["udp_o"] / agg["n_out"].clip(lower=1), 0.0)
     f["icmp_share_out"] = np.where(agg["n_out"] > 0, agg["icmp_o"] / agg["n_out"].clip(lower=1), 0.0)
     xs = x[started & out]

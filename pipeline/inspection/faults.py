@@ -147,6 +147,7 @@ def magnitude(rows: pd.DataFrame, quiet: pd.DataFrame) -> dict[str, float]:
         "dup_acks": float(s.get("dup_acks", 0.0)),
         "lost_packets": float(s.get("matched_loss", 0.0)) or float(s.get("lost_segments", 0.0)),
         "rst_packets": float(s.get("rst_packets", 0.0)),
+        "reset_connections": float(s.get("reset_connections", 0.0)),
         "handshake_failures": float(s.get("handshake_failures", 0.0)),
         "syn_unanswered": float(s.get("syn_unanswered", 0.0)),
         "zero_windows": float(s.get("zero_windows", 0.0)),
@@ -172,7 +173,9 @@ def fault_type(m: dict[str, float]) -> str:
         m["syn_unanswered"] >= 3 and m["packets_vs_baseline"] < 0.5
     ):
         return "black_hole"
-    if m["rst_packets"] >= 10 and m["rst_packets"] >= 0.1 * max(m["packets"], 1.0):
+    if m.get("reset_connections", 0.0) >= 5 or (
+        m["rst_packets"] >= 10 and m["rst_packets"] >= 0.1 * max(m["packets"], 1.0)
+    ):
         return "reset_storm"
     if max(m["rtt_p99_vs_baseline"], m["handshake_rtt_ratio_max"], m["hop_delay_ratio_max"]) >= 3 and (
         m["retransmission_rate"] < 0.02
@@ -276,7 +279,9 @@ def fault_summary(f: Finding) -> str:
     if m.get("rtt_p99_vs_baseline", 1.0) >= 1.5:
         parts.append(f"RTT p99 {m['rtt_p99_vs_baseline']:.1f}x baseline")
     if f.type == "reset_storm":
-        parts.append(f"{m.get('rst_packets', 0):,.0f} RSTs")
+        parts.append(
+            f"{m.get('rst_packets', 0):,.0f} RSTs, {m.get('reset_connections', 0):,.0f} live connections reset"
+        )
     if f.type == "black_hole":
         parts.append(f"{m.get('syn_unanswered', 0):,.0f} unanswered SYNs")
     if f.type == "microburst":

@@ -193,6 +193,17 @@ def test_known_counts(crafted: pd.DataFrame) -> None:
     assert p0["packets_ratio"] == pytest.approx(14 / 5) and p1["packets_ratio"] == pytest.approx(5 / 14)
 
 
+def test_reset_connections_are_established_then_reset() -> None:
+    b = FaultWindowBuilder(1.0, TMAP)
+    b.add_packets(packets_table(crafted_packets()))
+    b.add_tcp_events(events_table(EVENTS))
+    extra = [(T0 + 200 * MS, A, B, "RSTR", 1.0), (T0 + 300 * MS, A, B, "RSTO", 1.0), (T0 + 400 * MS, A, B, "REJ", None)]
+    b.add_flows(flows_table([*FLOWS, *extra]))
+    pair = row(b.finish(), "host_pair", "h1-h2", 0)
+    assert (pair["connections"], pair["reset_connections"]) == (5, 2)  # a refused SYN (REJ) is not a reset
+    assert pair["reset_connection_rate"] == pytest.approx(2 / 5)
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7])
 def test_chunking_does_not_change_the_result(crafted: pd.DataFrame, chunk: int) -> None:
     pd.testing.assert_frame_equal(build(packets_table(crafted_packets()), chunk), crafted)
@@ -287,6 +298,11 @@ def test_label_link_gateway_and_no_labels() -> None:
     # a pair that usually carries 5 packets a second cannot show the fault: ambiguous, not faulty
     quiet = windows.assign(packets=[400, 5, 300], packets_ratio=[1.0, 1.0, 1.0])
     assert label_fault_windows(quiet, lab, TMAP)["label"].tolist() == [1, -1, -1]
+    # nor can a VM on a faulted host that usually sends a packet or two; a busy one shows it
+    vms = pd.DataFrame({"scope_type": ["vm", "vm"], "scope": ["t/b", "t/b"], "window_start_ns": [T0, T0],
+                        "window_s": [1.0, 1.0], "packets": [2, 50], "packets_ratio": [1.0, 1.0]})  # fmt: skip
+    host = lab.assign(scope_type="host", scope="h2")
+    assert label_fault_windows(vms, host, TMAP)["label"].tolist() == [-1, 1]
 
 
 # ------------------------------------------------------------------ simulated faults

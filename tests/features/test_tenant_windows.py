@@ -102,6 +102,19 @@ def test_known_answers_for_one_window() -> None:
     assert list(tw.columns[8:]) == list(TENANT_FEATURES)
 
 
+def test_large_dns_a_resolver_relays_is_not_originated() -> None:
+    """acme-web-1 tunnels through the acme-db-1 resolver (which forwards): only acme-web-1 originates large names."""
+    rows = [flow("10.0.0.1", "10.0.0.2", 53, s, dur_s=0.1, proto=17, sb=250, sp=1, dp=1) for s in range(10)]
+    rows += [flow("10.0.0.2", "8.8.8.8", 53, s + 0.05, dur_s=0.1, proto=17, sb=261, sp=1, dp=1) for s in range(10)]
+    rows.append(flow("10.0.0.2", "8.8.8.8", 53, 59.0, dur_s=1.0, proto=17, sb=300, sp=1, dp=1))  # ends the capture
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
+    client, resolver = row(tw, "acme-web-1"), row(tw, "acme-db-1")
+    assert client["dns_large_queries_per_min"] == pytest.approx(10.0)
+    assert client["dns_large_originated_per_min"] == pytest.approx(10.0)
+    assert resolver["dns_large_queries_per_min"] == pytest.approx(11.0)
+    assert resolver["dns_large_originated_per_min"] == pytest.approx(1.0)
+
+
 def test_sliding_windows_and_volume_spread() -> None:
     """A 20 s flow over 10 s hops lands in every window it overlaps, its bytes split by overlap."""
     rows = [

@@ -110,6 +110,7 @@ BASE = {"matched_loss_rate": 0.0, "lost_packets": 0.0, "syn_unanswered": 0.0, "p
         ({"matched_loss_rate": 0.9, "lost_packets": 40.0}, "black_hole"),
         ({"syn_unanswered": 12.0, "packets_vs_baseline": 0.1}, "black_hole"),
         ({"rst_packets": 300.0}, "reset_storm"),
+        ({"reset_connections": 8.0, "retransmissions": 3.0}, "reset_storm"),
         ({"rtt_p99_vs_baseline": 8.0}, "latency"),
         ({"hop_delay_ratio_max": 5.0, "retransmissions": 1.0, "retransmission_rate": 0.001}, "latency"),
         ({"retransmissions": 30.0, "retransmission_rate": 0.05, "rtt_p99_vs_baseline": 8.0}, "loss"),

@@ -1,0 +1,45 @@
+"""Context transplants (pipeline.train.context_transplants): evidence moved into benign context, nothing else."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.train import context_transplants
+
+
+def table() -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"scan": rng.uniform(0, 1, 40), "share": rng.uniform(0, 0.3, 40), "role": rng.uniform(0, 9, 40)})
+    y = np.zeros(40, np.int64)
+    X.loc[[5, 30], ["scan", "share"]] = [[500.0, 1.0], [400.0, 1.0]]
+    y[[5, 30]] = 1
+    X.loc[31, "role"] = 4.5  # a positive without out-of-range evidence
+    y[31] = 1
+    return X, y
+
+
+def test_copies_carry_evidence_in_benign_context() -> None:
+    X, y = table()
+    Xa, ya = context_transplants(X, y, copies=3, keep=1.0, blocks=2, seed=1)
+    assert len(Xa) == len(X) + 2 * 3 and ya.sum() == y.sum() + 6  # no copies of the evidence-less positive
+    copies = Xa.iloc[20:23]  # right after the first block's 20 rows
+    assert (copies["scan"] == 500.0).all() and (copies["share"] == 1.0).all()
+    benign_roles = set(X.loc[(y == 0) & (np.arange(40) < 20), "role"])
+    assert set(copies["role"]) <= benign_roles  # context drawn from benign rows of the same block
+    pd.testing.assert_frame_equal(Xa.iloc[: len(X) // 2], X.iloc[: len(X) // 2])  # originals kept, in order
+
+
+def test_evidence_columns_and_dropout() -> None:
+    X, y = table()
+    Xa, _ = context_transplants(X, y, copies=5, keep=1.0, blocks=1, seed=0, evidence_columns=["scan"])
+    extra = Xa.iloc[len(X) :]
+    assert len(extra) == 10 and (extra["scan"] >= 400).all() and (extra["share"] <= 0.3).all()  # share: context
+    Xb, yb = context_transplants(X, y, copies=50, keep=0.5, blocks=1, seed=0)
+    extra = Xb.iloc[len(X) :]
+    assert len(extra) == 100 and (yb[len(X) :] == 1).all()
+    kept_scan = extra["scan"] >= 400
+    kept_share = extra["share"] == 1.0
+    assert (kept_scan | kept_share).all()  # at least one piece of evidence in every copy
+    assert (~kept_scan).any() and (~kept_share).any()  # but not always all of it
+    assert context_transplants(X, y, copies=0)[0] is X
