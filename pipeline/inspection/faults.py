@@ -148,6 +148,7 @@ def magnitude(rows: pd.DataFrame, quiet: pd.DataFrame) -> dict[str, float]:
         "lost_packets": float(s.get("matched_loss", 0.0)) or float(s.get("lost_segments", 0.0)),
         "rst_packets": float(s.get("rst_packets", 0.0)),
         "reset_connections": float(s.get("reset_connections", 0.0)),
+        "connections": float(s.get("connections", 0.0)),
         "handshake_failures": float(s.get("handshake_failures", 0.0)),
         "syn_unanswered": float(s.get("syn_unanswered", 0.0)),
         "zero_windows": float(s.get("zero_windows", 0.0)),
@@ -173,7 +174,8 @@ def fault_type(m: dict[str, float]) -> str:
         m["syn_unanswered"] >= 3 and m["packets_vs_baseline"] < 0.5
     ):
         return "black_hole"
-    if m.get("reset_connections", 0.0) >= 5 or (
+    resets = m.get("reset_connections", 0.0)  # benign teardowns reset some connections: a storm resets most
+    if (resets >= 10 and resets >= 0.5 * max(m.get("connections", 0.0), 1.0)) or (
         m["rst_packets"] >= 10 and m["rst_packets"] >= 0.1 * max(m["packets"], 1.0)
     ):
         return "reset_storm"
