@@ -154,9 +154,12 @@ class Detector(BaseEstimator):
         return as_feature_matrix(X, self.feature_names_in_)
 
     def _set_threshold(self, benign: np.ndarray, method: str, n_train: int | None) -> None:
-        scores = self._scores(benign)
+        self._threshold_from_scores(self._scores(benign), method, n_train)
+
+    def _threshold_from_scores(self, scores: np.ndarray, method: str, n_train: int | None) -> None:
+        """``threshold_`` at ``target_fpr`` of these benign scores, their quantiles and the ``calibration_`` record."""
         self.threshold_ = threshold_for_fpr(scores, self.target_fpr)
-        self._keep_benign_quantiles(scores)
+        self.benign_quantiles_ = np.quantile(np.asarray(scores, np.float64), np.linspace(0.0, 1.0, _QUANTILES))
         self.calibration_ = {
             "method": method,
             "target_fpr": float(self.target_fpr),
@@ -165,10 +168,6 @@ class Detector(BaseEstimator):
             "n_train": n_train,
             "threshold": self.threshold_,
         }
-
-    def _keep_benign_quantiles(self, scores: np.ndarray) -> None:
-        """Keep 1,001 quantiles of the benign calibration scores (``benign_quantiles_``) for :meth:`benign_tail`."""
-        self.benign_quantiles_ = np.quantile(np.asarray(scores, np.float64), np.linspace(0.0, 1.0, _QUANTILES))
 
     def benign_tail(self, scores: np.ndarray) -> np.ndarray:
         """Share of benign calibration windows scoring at least as high as each score (empirical p-value).

@@ -14,7 +14,6 @@ from threadpoolctl import threadpool_limits
 
 from models.base import Detector, Features
 from models.scaling import as_feature_matrix, feature_names_of, signed_log1p
-from models.thresholds import threshold_for_fpr
 from pipeline.errors import ConfigError, NoUsableDataError
 
 # Rows used for the label-free permutation importance (subsampled, seeded).
@@ -116,17 +115,8 @@ class BoostedDetector(Detector):
         benign = (labels == 0) & ~np.isnan(oof)
         if not benign.any():
             raise NoUsableDataError("no benign row could be scored out of fold to calibrate the threshold")
-        scores = oof[benign]
-        self.threshold_ = threshold_for_fpr(scores, self.target_fpr)
-        self._keep_benign_quantiles(scores)
-        self.calibration_ = {
-            "method": f"quantile of out-of-fold scores of benign rows ({folds} contiguous time blocks)",
-            "target_fpr": float(self.target_fpr),
-            "achieved_fpr": float(np.mean(scores >= self.threshold_)),
-            "n_benign_calibration": int(benign.sum()),
-            "n_train": len(labels),
-            "threshold": self.threshold_,
-        }
+        method = f"quantile of out-of-fold scores of benign rows ({folds} contiguous time blocks)"
+        self._threshold_from_scores(oof[benign], method, n_train=len(labels))
         return self
 
     def predict_proba(self, X: Features) -> np.ndarray:

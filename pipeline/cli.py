@@ -126,9 +126,10 @@ def capture(
 
     Bad records are counted and skipped; the command fails only when nothing usable was read.
     """
-    from pipeline.capture.stage import CaptureOptions, run_capture
+    from pipeline.capture.stage import run_capture
     from pipeline.config import load_settings
     from pipeline.progress import progress_bar
+    from pipeline.stage_options import capture_options
 
     settings = load_settings(config, {"workspace": workspace, "capture": {"engine": engine, "tenants": tenants}})
     ws = settings.workspace
@@ -142,13 +143,7 @@ def capture(
         sources += capture_live(
             iface, spool, duration=duration, count=count, ring_file_mb=ring_mb, ring_files=ring_files, bpf=bpf
         )
-    opts = CaptureOptions(
-        engine=settings.capture.engine,
-        chunk_bytes=settings.capture.chunk_mb << 20,
-        tenants=settings.capture.tenants,
-        capture_point=capture_point,
-        force=force,
-    )
+    opts = capture_options(settings, capture_point=capture_point, force=force)
     with progress_bar("capture") as advance:
         summary = run_capture(sources, ws, opts, on_progress=advance)
     for line in summary.problems():
@@ -194,14 +189,14 @@ def flows(
     """
     from pipeline.config import load_settings
     from pipeline.flow_stage import run_flows
-    from pipeline.flows import FlowConfig
     from pipeline.progress import progress_bar
+    from pipeline.stage_options import flow_config
 
     settings = load_settings(
         config,
         {"workspace": workspace, "flows": {"idle_timeout_s": idle_timeout, "active_timeout_s": active_timeout}},
     )
-    fc = FlowConfig(settings.flows.idle_timeout_s, settings.flows.active_timeout_s)
+    fc = flow_config(settings)
     with progress_bar("flows", unit="items") as advance:
         summary = run_flows(
             settings.workspace, fc, batch_packets=settings.flows.batch_packets, force=force, on_progress=advance
@@ -295,8 +290,8 @@ def features(
     """
     from pipeline.config import load_settings
     from pipeline.features.stage import run_features
-    from pipeline.features.tenant_windows import WindowSpec
     from pipeline.progress import progress_bar
+    from pipeline.stage_options import window_spec
 
     settings = load_settings(
         config,
@@ -309,7 +304,7 @@ def features(
         },
     )  # fmt: skip
     fs = settings.features
-    spec = WindowSpec(fs.window_s, min(fs.hop_s, fs.window_s))
+    spec = window_spec(settings)
     with progress_bar("features", unit="packets") as advance:
         summary = run_features(
             settings.workspace, labels=fs.labels, spec=spec, fault_window_s=fs.fault_window_s, force=force,
@@ -381,9 +376,10 @@ def train(
     if cicflowmeter_csv:
         _train_cicflowmeter(settings.workspace, cicflowmeter_csv, folds, ts.seed, ts.tracking_uri)
         return
-    from pipeline.train import TrainOptions, run_train
+    from pipeline.stage_options import train_options
+    from pipeline.train import run_train
 
-    options = TrainOptions(kind, ts.model, ts.target_fpr, ts.test_fraction, ts.seed, ts.device)
+    options = train_options(settings, kind)
     with err.status(f"training the {kind} detector"):
         res = run_train(settings.workspace, options, tracking_uri=ts.tracking_uri)
     table = Table(title=f"{res.registered_name} v{res.version} ({res.model_name})", title_justify="left")
@@ -489,9 +485,9 @@ def inspect(
 def _inspect(settings: Any, *, force: bool, quiet: bool = False) -> Any:
     """Run the inspect stage from resolved settings; print the findings table unless ``quiet``."""
     from pipeline.inspection import run_inspect
-    from pipeline.runner import inspect_options_from
+    from pipeline.stage_options import inspect_options
 
-    options = inspect_options_from(settings, force)
+    options = inspect_options(settings, force)
     with err.status("inspecting"):
         result = run_inspect(settings.workspace, options, tracking_uri=settings.train.tracking_uri)
     if not quiet:
@@ -500,6 +496,8 @@ def _inspect(settings: Any, *, force: bool, quiet: bool = False) -> Any:
 
 
 def _print_findings(result: Any) -> None:
+    from pipeline.inspection.compromise import hhmmss
+
     for kind, why in result.skipped_kinds.items():
         err.print(f"[yellow]{kind}: skipped[/]: {why}", highlight=False, soft_wrap=True)
     models = ", ".join(f"{r.name or r.uri} v{r.version}" if r.version else r.uri for r in result.models.values())
@@ -512,8 +510,6 @@ def _print_findings(result: Any) -> None:
                              overflow="fold")  # fmt: skip
         colour = {"high": "bold red", "medium": "yellow"}
         for f in shown:
-            from pipeline.inspection.compromise import hhmmss
-
             table.add_row(
                 f"[{colour[f.severity]}]{f.severity}[/]",
                 f.kind if f.kind == "compromise" else f"fault: {f.type}",

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import GateFloors, PlantedCase, Settings
-from pipeline.errors import NoUsableDataError
+from pipeline.errors import InputNotFoundError, NoUsableDataError
 from pipeline.io import atomic_write_text, file_fingerprint
 from pipeline.locking import exclusive_lock
 
@@ -96,8 +96,6 @@ def new_captures(spool: Path, patterns: list[str], mark: Watermark) -> list[Path
     still being copied would be read half-written.
     """
     if not spool.is_dir():
-        from pipeline.errors import InputNotFoundError
-
         raise InputNotFoundError("spool directory not found (retrain.spool)", path=str(spool))
     files = {p for pat in patterns for p in spool.rglob(pat) if p.is_file()}
     return sorted((p for p in files if mark.admits(p)), key=lambda p: (p.stat().st_mtime_ns, str(p)))
@@ -232,37 +230,31 @@ def run_retrain(settings: Settings, *, on_step: Callable[[str], None] | None = N
 
 def _prepare_batch(settings: Settings, files: list[Path], say: Callable[[str], None]) -> Path:
     """capture → flows → features of the new captures in a batch workspace named after them."""
-    from pipeline.capture.stage import CaptureOptions, run_capture
+    from pipeline.capture.stage import run_capture
     from pipeline.features.stage import run_features
-    from pipeline.features.tenant_windows import WindowSpec
     from pipeline.flow_stage import run_flows
-    from pipeline.flows import FlowConfig
+    from pipeline.stage_options import capture_options, flow_config, window_spec
 
     digest = hashlib.sha256(json.dumps([file_fingerprint(p) for p in files], sort_keys=True).encode()).hexdigest()[:12]
     batch = Path(settings.workspace) / RETRAIN_DIR / BATCHES_DIR / digest
     batch.mkdir(parents=True, exist_ok=True)
-    tenants = settings.capture.tenants or next(iter(_side_files(files, (TENANT_FILE,))), None)
+    beside = next(iter(_side_files(files, (TENANT_FILE,))), None)  # used when the config names no tenant map
     say(f"capture ({len(files)} new files)")
-    run_capture(
-        list(files),
-        batch,
-        CaptureOptions(engine=settings.capture.engine, chunk_bytes=settings.capture.chunk_mb << 20, tenants=tenants),
-    )
+    run_capture(list(files), batch, capture_options(settings, tenants=beside))
     say("flows")
-    run_flows(batch, FlowConfig(settings.flows.idle_timeout_s, settings.flows.active_timeout_s),
-              batch_packets=settings.flows.batch_packets)  # fmt: skip
+    run_flows(batch, flow_config(settings), batch_packets=settings.flows.batch_packets)
     say("features")
-    fs = settings.features
-    run_features(batch, labels=_batch_labels(files, batch), spec=WindowSpec(fs.window_s, min(fs.hop_s, fs.window_s)),
-                 fault_window_s=fs.fault_window_s)  # fmt: skip
+    run_features(batch, labels=_batch_labels(files, batch), spec=window_spec(settings),
+                 fault_window_s=settings.features.fault_window_s)  # fmt: skip
     return batch
 
 
 def _challenge(settings: Settings, tracker: Any, batch: Path, kind: str, say: Callable[[str], None]) -> KindDecision:
     """Train a challenger on the batch's earlier windows; score it and the champion on the latest ones."""
     from pipeline.features.stage import read_feature_table
+    from pipeline.stage_options import train_options
     from pipeline.tracking import CHAMPION, EXPERIMENTS
-    from pipeline.train import TrainOptions, time_split
+    from pipeline.train import time_split
 
     rs, ts = settings.retrain, settings.train
     df, _ = read_feature_table(batch, FEATURE_TABLE[kind])
@@ -274,7 +266,7 @@ def _challenge(settings: Settings, tracker: Any, batch: Path, kind: str, say: Ca
                              rs.holdout_fraction)  # fmt: skip
     champion = tracker.alias_version(kind, CHAMPION)
     say(f"train {kind} challenger")
-    options = TrainOptions(kind, ts.model, ts.target_fpr, ts.test_fraction, ts.seed, ts.device)
+    options = train_options(settings, kind)
     try:
         res = _train_challenger(batch, options, ts.tracking_uri, df[train].reset_index(drop=True))
     except NoUsableDataError as e:

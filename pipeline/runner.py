@@ -18,6 +18,7 @@ from pipeline.config import Settings
 from pipeline.errors import InputNotFoundError
 from pipeline.features.stage import FAULT_WINDOWS, FEATURES_DIR, TENANT_WINDOWS
 from pipeline.io import atomic_write_text, manifest_digest, read_manifest
+from pipeline.stage_options import capture_options, flow_config, inspect_options, train_options, window_spec
 from pipeline.tracking import resolve_tracking_uri
 
 TRAIN_DIR = "train"
@@ -64,11 +65,9 @@ def run_pipeline(
     on_stage: Progress | None = None,
 ) -> RunReport:
     """capture → flows → features → train (per kind, when due) → inspect, on ``settings.workspace``."""
-    from pipeline.capture.stage import PACKETS_DIR, CaptureOptions, run_capture
+    from pipeline.capture.stage import PACKETS_DIR, run_capture
     from pipeline.features.stage import run_features
-    from pipeline.features.tenant_windows import WindowSpec
     from pipeline.flow_stage import run_flows
-    from pipeline.flows import FlowConfig
 
     ws = Path(settings.workspace)
     report = RunReport()
@@ -77,8 +76,7 @@ def run_pipeline(
 
     say("capture")
     if sources:
-        opts = CaptureOptions(engine=settings.capture.engine, chunk_bytes=settings.capture.chunk_mb << 20,
-                              tenants=settings.capture.tenants, force=force)  # fmt: skip
+        opts = capture_options(settings, force=force)
         s, sec = _timed(lambda: run_capture(sources, ws, opts))
         status = "up to date" if s.skipped_unchanged else "ran"
         report.stages.append(StageReport("capture", status, f"{s.packets:,} packets", sec, s))
@@ -89,14 +87,14 @@ def run_pipeline(
                                  path=str(ws))  # fmt: skip
 
     say("flows")
-    fc = FlowConfig(settings.flows.idle_timeout_s, settings.flows.active_timeout_s)
+    fc = flow_config(settings)
     s, sec = _timed(lambda: run_flows(ws, fc, batch_packets=settings.flows.batch_packets, force=force))
     report.stages.append(StageReport("flows", "up to date" if s.skipped_unchanged else "ran", f"{s.flows:,} flows",
                                      sec, s))  # fmt: skip
 
     say("features")
     fs = settings.features
-    spec = WindowSpec(fs.window_s, min(fs.hop_s, fs.window_s))
+    spec = window_spec(settings)
     s, sec = _timed(lambda: run_features(ws, labels=fs.labels, spec=spec,
                                                     fault_window_s=fs.fault_window_s, force=force))  # fmt: skip
     report.stages.append(
@@ -117,29 +115,15 @@ def run_pipeline(
         from pipeline.inspection import run_inspect
 
         say("inspect")
-        opts = inspect_options_from(settings, force)
+        opts = inspect_options(settings, force)
         res, sec = _timed(lambda: run_inspect(ws, opts, tracking_uri=settings.train.tracking_uri))
         status = "up to date" if res.skipped_unchanged else "ran"
         report.stages.append(StageReport("inspect", status, f"{len(res.findings):,} findings", sec, res))
     return report
 
 
-def inspect_options_from(settings: Settings, force: bool = False) -> Any:
-    """:class:`~pipeline.inspection.InspectOptions` from the ``inspect`` section (loads the pseudonym key)."""
-    from pipeline.inspection import InspectOptions
-
-    ins = settings.inspect
-    key = None
-    if ins.pseudonymize or ins.pseudonym_key_file is not None:
-        from pipeline.pseudonym import load_key
-
-        key = load_key(ins.pseudonym_key_file)
-    return InspectOptions(ins.compromise_model, ins.fault_model, ins.threshold_scale, key,
-                          mlflow_ui_url=ins.ui_url, force=force)  # fmt: skip
-
-
 def _train(settings: Settings, kind: str, force: bool) -> StageReport:
-    from pipeline.train import TrainOptions, run_train
+    from pipeline.train import run_train
 
     ws = Path(settings.workspace)
     policy = settings.run.train
@@ -147,7 +131,7 @@ def _train(settings: Settings, kind: str, force: bool) -> StageReport:
         why = "run.train is never" if policy == "never" else "no labels configured (features.labels)"
         return StageReport(f"train {kind}", "skipped", why)
     ts = settings.train
-    options = TrainOptions(kind, ts.model, ts.target_fpr, ts.test_fraction, ts.seed, ts.device)
+    options = train_options(settings, kind)
     record_path = ws / TRAIN_DIR / f"{kind}.json"
     key = {
         "features": manifest_digest(read_manifest(ws / FEATURES_DIR / FEATURE_TABLE[kind])),

@@ -27,8 +27,11 @@ class FlowIndex:
 
     def __init__(self, flows_dir: str | Path) -> None:
         table = ds.dataset(str(flows_dir), format="parquet").to_table(columns=list(EVIDENCE_COLUMNS))
-        self.src = ip16_numpy(table["src_ip"]).view("S16").ravel() if len(table) else np.array([], "S16")
-        self.dst = ip16_numpy(table["dst_ip"]).view("S16").ravel() if len(table) else np.array([], "S16")
+        empty = np.zeros((0, 16), np.uint8)
+        self.src16 = np.ascontiguousarray(ip16_numpy(table["src_ip"])) if len(table) else empty
+        self.dst16 = np.ascontiguousarray(ip16_numpy(table["dst_ip"])) if len(table) else empty
+        self.src, self.dst = self.src16.view("S16").ravel(), self.dst16.view("S16").ravel()
+        self.first_seen = table["first_seen_ns"].to_numpy()
         self.table = table
 
     def _column(self, name: str, rows: np.ndarray) -> np.ndarray:
@@ -57,7 +60,7 @@ class FlowIndex:
         since = start_ns if since_ns is None else min(since_ns, start_ns)
         mine = ip16_from_text(list(ips)).view("S16").ravel()
         out_m, in_m = np.isin(self.src, mine), np.isin(self.dst, mine)
-        first = self.table["first_seen_ns"].to_numpy()
+        first = self.first_seen
         sel = np.flatnonzero((out_m | in_m) & (first >= since) & (first < end_ns))
         if capture_point is not None and len(sel):
             cps = self._column("capture_point", sel)
@@ -81,7 +84,7 @@ class FlowIndex:
         }  # fmt: skip
 
     def _frame(self, sel: np.ndarray, outgoing: np.ndarray) -> pd.DataFrame:
-        raw_src, raw_dst = ip16_numpy(self.table["src_ip"])[sel], ip16_numpy(self.table["dst_ip"])[sel]
+        raw_src, raw_dst = self.src16[sel], self.dst16[sel]
         proto = self._column("protocol", sel).astype(np.int64)
         state = self._column("conn_state", sel).astype(str)
         s2d, d2s = self._column("src2dst_bytes", sel), self._column("dst2src_bytes", sel)

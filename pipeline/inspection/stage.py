@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import tempfile
 from collections import Counter
@@ -193,8 +194,6 @@ def _span(meta: dict[str, Any], scored: pd.DataFrame) -> None:
 
 
 def _key_digest(key: bytes | None) -> str | None:
-    import hashlib
-
     return None if key is None else hashlib.sha256(b"netsentry-pseudonym|" + key).hexdigest()[:16]
 
 
