@@ -115,3 +115,52 @@ class RobustLogScaler(TransformerMixin, BaseEstimator):
         """Output names equal input names (one-to-one transform)."""
         check_is_fitted(self)
         return np.asarray(self.feature_names_in_, dtype=object)
+
+
+class TailSurprise(TransformerMixin, BaseEstimator):
+    """Per-feature upper-tail surprise against reference (benign) rows, in nats.
+
+    ``-log((1 + k) / (n + 1))`` with ``k`` the reference values at or above ``x`` among ``n``: 0 for a value
+    most reference rows reach, ``log(n + 1)`` beyond the reference maximum. Past the maximum the tail is taken to fall
+    like a Pareto tail of index ``alpha``, adding ``alpha * (signed_log1p(x) - signed_log1p(max))``, so magnitude
+    still ranks values the reference never reached. Every feature thus speaks in the same unit (how rare upward),
+    whatever its scale or how sparse it is: a count that is zero in 95 % of benign windows and a ratio near 1
+    are treated alike, and a value below the benign median is not surprising at all (compromise and fault features
+    rise with the behaviour). At most ``max_reference`` evenly spaced order statistics per feature are kept.
+    """
+
+    def __init__(self, alpha: float = 1.0, max_reference: int = 2048) -> None:
+        self.alpha = alpha
+        self.max_reference = max_reference
+
+    def fit(self, X: pd.DataFrame | np.ndarray, y: object = None) -> TailSurprise:
+        """Keep the sorted reference values (or evenly spaced order statistics of them) per feature."""
+        names = feature_names_of(X)
+        values = np.sort(as_feature_matrix(X, names), axis=0)
+        n = values.shape[0]
+        if n == 0:
+            raise SchemaError("cannot fit a tail transform on an empty table")
+        m = min(n, max(2, int(self.max_reference)))
+        self.feature_names_in_ = names
+        self.n_features_in_ = len(names)
+        self.n_reference_ = n
+        self.reference_ = values[np.round(np.linspace(0, n - 1, m)).astype(np.int64)]
+        self.log_max_ = signed_log1p(values[-1])
+        return self
+
+    def transform(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Surprise matrix (float64, ≥ 0) in ``feature_names_in_`` order."""
+        check_is_fitted(self)
+        values = as_feature_matrix(X, self.feature_names_in_)
+        m = self.reference_.shape[0]
+        at_or_above = np.empty(values.shape)
+        for j in range(values.shape[1]):  # one binary search per feature over all rows
+            at_or_above[:, j] = m - np.searchsorted(self.reference_[:, j], values[:, j], side="left")
+        k = at_or_above * (self.n_reference_ / m)
+        beyond = np.maximum(signed_log1p(values) - self.log_max_, 0.0)
+        return np.log((self.n_reference_ + 1) / (1 + k)) + self.alpha * beyond
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """Output names equal input names (one-to-one transform)."""
+        check_is_fitted(self)
+        return np.asarray(self.feature_names_in_, dtype=object)

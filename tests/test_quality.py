@@ -46,9 +46,10 @@ def test_mixed_supervised_compromise_floor(trained: dict) -> None:
 def test_mixed_unsupervised_compromise_floor(mixed: Path) -> None:
     df = pd.read_parquet(mixed / "features" / "tenant_windows")
     ev = fit_and_evaluate(df, TrainOptions(kind="compromise", model="iforest")).evaluation
-    assert ev is not None and ev.metrics["roc_auc"] >= 0.78  # measured 0.789
+    # tail-surprise inputs (and, for the autoencoder, the largest excess surprise as score); before: 0.789 and 0.890
+    assert ev is not None and ev.metrics["roc_auc"] >= 0.84  # measured 0.846 (seed 1: 0.848)
     ev = fit_and_evaluate(df, TrainOptions(kind="compromise", model="autoencoder")).evaluation
-    assert ev is not None and ev.metrics["roc_auc"] >= 0.88  # measured 0.890
+    assert ev is not None and ev.metrics["roc_auc"] >= 0.95  # measured 0.952 (seeds 1-4: 0.935 0.966 0.951 0.961)
 
 
 @pytest.mark.slow

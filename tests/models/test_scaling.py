@@ -10,7 +10,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models.scaling import RobustLogScaler, as_feature_matrix, sanitize, signed_log1p
+from models.scaling import RobustLogScaler, TailSurprise, as_feature_matrix, sanitize, signed_log1p
 from pipeline.errors import SchemaError
 
 E = math.e
@@ -126,3 +126,26 @@ def test_sklearn_conventions(frame: pd.DataFrame) -> None:
         RobustLogScaler().transform(frame)
     out = RobustLogScaler().set_output(transform="pandas").fit_transform(frame)
     assert isinstance(out, pd.DataFrame) and list(out.columns) == list(frame.columns)
+
+
+def test_tail_surprise_known_answers() -> None:
+    ref = pd.DataFrame({"sparse": [0, 0, 0, 1], "count": [1, 2, 3, 4]})
+    out = TailSurprise().fit(ref).transform(pd.DataFrame({"sparse": [0, 1, 3], "count": [0, 3, 9]}))
+    # -log((1 + values at or above x) / (n + 1)), n = 4; past the max + log1p(x) - log1p(max)
+    expected = np.array(
+        [
+            [0.0, 0.0],
+            [math.log(5 / 2), math.log(5 / 3)],
+            [math.log(5) + math.log(4 / 2), math.log(5) + math.log(10 / 5)],
+        ]
+    )
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
+def test_tail_surprise_order_statistics_approximate_the_full_reference() -> None:
+    ref = np.random.default_rng(0).exponential(size=(5000, 2))
+    query = np.linspace(0.0, 3.0, 50)[:, None].repeat(2, axis=1)  # where 500 order statistics resolve the tail
+    full = TailSurprise(max_reference=10_000).fit(ref).transform(query)
+    thin = TailSurprise(max_reference=500).fit(ref).transform(query)
+    assert thin.shape == full.shape and (full >= 0).all()
+    np.testing.assert_allclose(thin, full, atol=0.05)
