@@ -38,7 +38,10 @@ class AutoencoderDetector(Detector):
     stopping on a seeded random ``validation_fraction`` of the training rows (best epoch kept; ``patience`` epochs).
     ``device``: "cpu", "cuda" (or "cuda:N") or "auto" (cuda when available); scoring always runs on CPU in numpy.
     ``n_threads``: torch CPU threads while training (restored afterwards); ``None`` leaves torch's setting.
-    Training is seeded from ``random_state`` without touching torch's global RNG state.
+    Training is seeded from ``random_state`` without touching torch's global RNG state. ``n_members`` networks are
+    trained, each from its own seed and validation split, and reconstruct together as their mean (``members_``;
+    ``weights_``/``biases_`` and the loss curves are the first one's): one network's ROC-AUC on ``mixed`` varied
+    0.935-0.966 with the seed, five averaged 0.953-0.968, at 0.7 s for the five.
 
     Score: the largest *excess surprise* of a row, ``max_j (x_j - x̂_j)``, floored at 0: how much rarer than the
     benign model expects, given the other features, the most unexpected feature is. One-sided (being less rare than
@@ -62,6 +65,7 @@ class AutoencoderDetector(Detector):
         patience: int = 8,
         device: str = "cpu",
         n_threads: int | None = 1,
+        n_members: int = 5,
         target_fpr: float = 0.01,
         calibration_fraction: float = 0.25,
         random_state: Any = 0,
@@ -76,6 +80,7 @@ class AutoencoderDetector(Detector):
         self.patience = patience
         self.device = device
         self.n_threads = n_threads
+        self.n_members = n_members
 
     # ------------------------------------------------------------------ training
     def _fit_matrix(self, X: np.ndarray, y: np.ndarray | None, benign: np.ndarray) -> None:
@@ -85,19 +90,24 @@ class AutoencoderDetector(Detector):
         device = resolve_device(self.device, torch)
         self.surprise_ = TailSurprise().fit(X[benign])
         data = self.surprise_.transform(X[benign]).astype(np.float32)
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        order = np.random.default_rng(seed).permutation(len(data))
+        rng = check_random_state(self.random_state)
         n_val = round(self.validation_fraction * len(data)) if len(data) >= 20 else 0
-        train, val = data[order[n_val:]], data[order[:n_val]]
-
-        with _seeded_torch(torch, seed, self.n_threads, device):
-            net = _build(torch, data.shape[1], hidden).to(device)
-            history = _train(torch, net, train, val, self, device)
-            layers = [m for m in net if isinstance(m, torch.nn.Linear)]
-            self.weights_ = [m.weight.detach().cpu().numpy().astype(np.float64) for m in layers]
-            self.biases_ = [m.bias.detach().cpu().numpy().astype(np.float64) for m in layers]
+        self.members_ = []
+        for _ in range(self.n_members):
+            seed = int(rng.randint(0, 2**31 - 1))
+            order = np.random.default_rng(seed).permutation(len(data))
+            train, val = data[order[n_val:]], data[order[:n_val]]
+            with _seeded_torch(torch, seed, self.n_threads, device):
+                net = _build(torch, data.shape[1], hidden).to(device)
+                history = _train(torch, net, train, val, self, device)
+                layers = [m for m in net if isinstance(m, torch.nn.Linear)]
+                weights = [m.weight.detach().cpu().numpy().astype(np.float64) for m in layers]
+                biases = [m.bias.detach().cpu().numpy().astype(np.float64) for m in layers]
+            self.members_.append((weights, biases))
+            if len(self.members_) == 1:
+                self.weights_, self.biases_ = weights, biases
+                self.loss_curve_, self.validation_loss_curve_, self.best_epoch_ = history
         self.device_ = str(device)
-        self.loss_curve_, self.validation_loss_curve_, self.best_epoch_ = history
         self.n_epochs_ = len(self.loss_curve_)
 
     def _check_params(self) -> tuple[int, ...]:
@@ -115,14 +125,9 @@ class AutoencoderDetector(Detector):
 
     # ------------------------------------------------------------------ scoring (numpy, CPU)
     def reconstruct(self, X_scaled: np.ndarray) -> np.ndarray:
-        """Reconstruction of already-scaled rows (numpy forward pass in float64)."""
-        h = np.asarray(X_scaled, dtype=np.float64)
-        last = len(self.weights_) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights_, self.biases_, strict=True)):
-            h = h @ weight.T + bias
-            if i < last:
-                np.maximum(h, 0.0, out=h)
-        return h
+        """Reconstruction of already-scaled rows: the mean of the members' numpy forward passes (float64)."""
+        members = getattr(self, "members_", None) or [(self.weights_, self.biases_)]
+        return np.mean([_forward(X_scaled, w, b) for w, b in members], axis=0)
 
     def inputs(self, X: np.ndarray) -> np.ndarray:
         """The network's inputs for sanitized rows (robust-log-scaled for detectors fitted before ``surprise_``)."""
@@ -143,6 +148,17 @@ class AutoencoderDetector(Detector):
 
     def _explain_matrix(self, X: np.ndarray) -> np.ndarray:
         return self._errors(X)
+
+
+def _forward(X: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray]) -> np.ndarray:
+    """One network's forward pass in float64 (ReLU between layers, linear output)."""
+    h = np.asarray(X, dtype=np.float64)
+    last = len(weights) - 1
+    for i, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
+        h = h @ weight.T + bias
+        if i < last:
+            np.maximum(h, 0.0, out=h)
+    return h
 
 
 def resolve_device(device: str, torch_module: Any) -> torch.device:

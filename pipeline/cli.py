@@ -331,7 +331,7 @@ def train(
     config: ConfigOpt = None,
     kind: Annotated[str, typer.Option(help="compromise (tenant windows) or faults (fault windows).")] = "compromise",
     model: Annotated[
-        str | None, typer.Option(help="auto (boosted with labels, else iforest), iforest, autoencoder or boosted.")
+        str | None, typer.Option(help="auto (boosted with labels, else autoencoder), iforest, autoencoder or boosted.")
     ] = None,
     tracking_uri: Annotated[
         str | None,

@@ -49,7 +49,8 @@ def test_mixed_unsupervised_compromise_floor(mixed: Path) -> None:
     # tail-surprise inputs (and, for the autoencoder, the largest excess surprise as score); before: 0.789 and 0.890
     assert ev is not None and ev.metrics["roc_auc"] >= 0.84  # measured 0.846 (seed 1: 0.848)
     ev = fit_and_evaluate(df, TrainOptions(kind="compromise", model="autoencoder")).evaluation
-    assert ev is not None and ev.metrics["roc_auc"] >= 0.95  # measured 0.952 (seeds 1-4: 0.935 0.966 0.951 0.961)
+    # five networks averaged: measured 0.957 (seeds 1-4: 0.955 0.968 0.953 0.967; one network: 0.935-0.966)
+    assert ev is not None and ev.metrics["roc_auc"] >= 0.95
 
 
 @pytest.mark.slow

@@ -367,16 +367,21 @@ def test_autoencoder_numpy_forward_matches_torch() -> None:
     import torch
 
     X = make_windows(300, 0, seed=11)[0]
-    detector = make_detector("autoencoder", epochs=3, hidden=(16, 4, 16)).fit(X)
+    detector = make_detector("autoencoder", epochs=3, hidden=(16, 4, 16), n_members=3).fit(X)
+    assert len(detector.members_) == 3
     assert [w.shape for w in detector.weights_] == [(16, 12), (4, 16), (16, 4), (12, 16)]
-    layers: list[torch.nn.Module] = []
-    for i, (w, b) in enumerate(zip(detector.weights_, detector.biases_, strict=True)):
-        linear = torch.nn.Linear(w.shape[1], w.shape[0]).double()
-        linear.weight.data, linear.bias.data = torch.from_numpy(w), torch.from_numpy(b)
-        layers += [linear] if i == len(detector.weights_) - 1 else [linear, torch.nn.ReLU()]
     inputs = detector.inputs(X.to_numpy(np.float64))
-    with torch.no_grad():
-        residual = inputs - torch.nn.Sequential(*layers)(torch.from_numpy(inputs)).numpy()
+    outputs = []
+    for weights, biases in detector.members_:
+        layers: list[torch.nn.Module] = []
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            linear = torch.nn.Linear(w.shape[1], w.shape[0]).double()
+            linear.weight.data, linear.bias.data = torch.from_numpy(w), torch.from_numpy(b)
+            layers += [linear] if i == len(weights) - 1 else [linear, torch.nn.ReLU()]
+        with torch.no_grad():
+            outputs.append(torch.nn.Sequential(*layers)(torch.from_numpy(inputs)).numpy())
+    assert not np.allclose(outputs[0], outputs[1])  # members differ (own seeds)
+    residual = inputs - np.mean(outputs, axis=0)  # the ensemble reconstructs with its members' mean
     expected = np.maximum(residual, 0.0).max(axis=1)  # largest excess surprise
     np.testing.assert_allclose(detector.score_samples(X), expected, rtol=1e-10, atol=1e-12)
 

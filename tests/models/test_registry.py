@@ -45,7 +45,7 @@ def test_unknown_param_raises_config_error() -> None:
 
 def test_choose_auto() -> None:
     assert choose_auto(True) == "boosted"
-    assert choose_auto(False) == "iforest"
+    assert choose_auto(False) == "autoencoder"
 
 
 def test_package_exports_resolve_lazily() -> None:
