@@ -61,6 +61,10 @@ FAULT_FEATURES: dict[str, str] = {
     "reset_connections": "of those connections, established and then reset (conn_state RSTO or RSTR): a server or "
     "middlebox tearing down live connections, unlike a scan's refused SYNs (count)",
     "reset_connection_rate": "reset_connections / connections; 0 without connections (ratio)",
+    "udp_unanswered": "UDP flows starting in the window without a reply, to a server (address at a capture point) "
+    "that answered other UDP flows in the window: requests or replies lost on the way to or from a live service; "
+    "a flood to a silent target does not count (count)",
+    "udp_unanswered_rate": "udp_unanswered / the UDP flows to servers that answered some; 0 without (ratio)",
     "icmp_unreachable": "ICMP destination unreachable (ICMPv4 type 3, ICMPv6 type 1) (count)",
     "handshakes": "connections starting in the window with a measured handshake RTT (count)",
     "handshake_rtt_p50_ms": "median handshake RTT (SYN to handshake ACK); no handshake: the scope's baseline (ms)",
@@ -76,6 +80,9 @@ FAULT_FEATURES: dict[str, str] = {
     "hop_delay_p50_ms": "median one-way delay between consecutive capture points; none: the scope's baseline (ms)",
     "hop_delay_worst_p50_ms": "largest per-hop median one-way delay; none: the scope's baseline (ms)",
     "hop_delay_ratio": "hop_delay_p50_ms / the scope's baseline; 1 without evidence (ratio)",
+    "hop_delay_hop_ratio": "median over the window's hops (weighted by their delay samples) of the hop's median "
+    "one-way delay / that hop's usual median in this scope: a delay measured against its own hop, so a change in "
+    "which hops carry the traffic is no evidence; 1 without evidence (ratio)",
 }
 """Feature column → meaning (unit); the key columns are :data:`KEY_COLUMNS`."""
 
@@ -86,7 +93,7 @@ _PACKET_COLUMNS = ("ts_ns", "capture_point", "frame_len", "vni", "src_ip", "dst_
                    "payload_len", "tcp_flags", "icmp_type", "pkt_hash")  # fmt: skip
 _EVENT_COLUMNS = ("ts_ns", "capture_point", "vni", "src_ip", "dst_ip", "payload_len", "analysis")
 _FLOW_COLUMNS = ("capture_point", "vni", "src_ip", "dst_ip", "protocol", "first_seen_ns", "conn_state",
-                 "handshake_rtt_ms", "src2dst_syn_packets")  # fmt: skip
+                 "handshake_rtt_ms", "src2dst_syn_packets", "dst2src_packets")  # fmt: skip
 _BINS_PER_DECADE = 200  # log histograms of delays: bins 1.2 % wide
 _MIN_MS = 1e-3
 _MAX_HOP_POINTS = 8
@@ -101,9 +108,10 @@ FAULT_MONOTONIC: dict[str, int] = {
     **{name: 1 for name in (
         "retransmissions", "retransmission_rate", "fast_retransmissions", "dup_acks", "dup_ack_rate", "out_of_order",
         "lost_segments", "zero_windows", "rst_packets", "rst_rate", "syn_unanswered", "handshake_failures",
-        "handshake_failure_rate", "reset_connections", "reset_connection_rate", "icmp_unreachable",
+        "handshake_failure_rate", "reset_connections", "reset_connection_rate", "udp_unanswered",
+        "udp_unanswered_rate", "icmp_unreachable",
         "handshake_rtt_ratio", "handshake_rtt_path_ratio", "burstiness",
-        "matched_loss", "matched_loss_rate", "hop_delay_ratio",
+        "matched_loss", "matched_loss_rate", "hop_delay_ratio", "hop_delay_hop_ratio",
     )},
     "packets_ratio": -1,
 }  # fmt: skip
@@ -407,7 +415,7 @@ class _HopMatcher:
     buffer holds a few seconds of packets.
     """
 
-    _COLS = ("h", "ts", "pt", "flow", "hs", "hd", "pair")
+    _COLS = ("h", "ts", "pt", "flow", "hs", "hd", "pair", "vs", "vd")
 
     def __init__(self, window_ns: int, horizon_ns: int, expected_points: int) -> None:
         self.window_ns = window_ns
@@ -500,8 +508,8 @@ class _HopMatcher:
         present = ts != never
         npres = present.sum(axis=1)
         # the packet's flow and scopes (equal at every point), where and when it was first seen
-        flow, hs, hd, pair = (np.empty(ng, b[c].dtype) for c in ("flow", "hs", "hd", "pair"))
-        flow[g], hs[g], hd[g], pair[g] = b["flow"], b["hs"], b["hd"], b["pair"]
+        flow, hs, hd, pair, vs, vd = (np.empty(ng, b[c].dtype) for c in ("flow", "hs", "hd", "pair", "vs", "vd"))
+        flow[g], hs[g], hd[g], pair[g], vs[g], vd[g] = (b[c] for c in ("flow", "hs", "hd", "pair", "vs", "vd"))
         p0 = np.argmin(ts, axis=1)
         window = ts[np.arange(ng), p0] // self.window_ns
         # each flow's direction across points, per window: P before Q when its matched packets say so
@@ -533,18 +541,19 @@ class _HopMatcher:
             d_rows.append(multi[ok])
             d_hop.append(up * k + dn)
             d_ms.append((tm[ok, dn] - tm[ok, up]) / NS_PER_MS)
-        self._emit(window, hs, hd, pair, expected, missing, np.concatenate(d_rows), np.concatenate(d_hop),
+        ends = {"hs": hs, "hd": hd, "pair": pair, "vs": vs, "vd": vd}
+        self._emit(window, ends, expected, missing, np.concatenate(d_rows), np.concatenate(d_hop),
                    np.concatenate(d_ms))  # fmt: skip
 
-    def _emit(self, window: np.ndarray, hs: np.ndarray, hd: np.ndarray, pair: np.ndarray, expected: np.ndarray,
-              missing: np.ndarray, d_rows: np.ndarray, d_hop: np.ndarray, d_ms: np.ndarray) -> None:  # fmt: skip
-        """Attribute each packet (and delay sample) to host(src), host(dst) and their pair."""
-        two = pair >= 0
+    def _emit(self, window: np.ndarray, ends: dict[str, np.ndarray], expected: np.ndarray, missing: np.ndarray,
+              d_rows: np.ndarray, d_hop: np.ndarray, d_ms: np.ndarray) -> None:  # fmt: skip
+        """Attribute each packet (and delay sample) to host(src), host(dst), their pair and the VMs at either end
+        (a VM's rows show the delay and loss of its own packets, as its host's rows do)."""
 
         def spread(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            t = np.flatnonzero(two[rows])
-            j = np.concatenate([np.arange(len(rows)), t, t])
-            return j, np.concatenate([hs[rows], hd[rows[t]], pair[rows[t]]])
+            r, s = _Scopes.memberships(np.full(len(rows), -1, np.int64), {k: v[rows] for k, v in ends.items()})
+            keep = s >= 0  # the placeholder capture point scope
+            return r[keep], s[keep]
 
         rows = np.flatnonzero(expected)
         if len(rows):
@@ -622,6 +631,7 @@ class FaultWindowBuilder:
         self._packets = _Partials(["scope", "point", "window"], maxes=("max_ms",))
         self._events = _Partials(["scope", "window"])
         self._flows = _Partials(["scope", "window"])
+        self._udp = _Partials(["scope", "window", "server"])
         self._rtt: list[dict[str, np.ndarray]] = []  # one sample per handshake: ~80 bytes each
 
     # ------------------------------------------------------------------ inputs
@@ -686,7 +696,7 @@ class FaultWindowBuilder:
         self._packets.add(pd.DataFrame(cols))
         flow = _flow_hash(vni, src, dst, t.column("src_port").to_numpy(), t.column("dst_port").to_numpy(), proto)
         obs = {"h": t.column("pkt_hash").to_numpy(), "ts": ts, "pt": pt, "flow": flow}
-        self._hops.add(obs | {k: conv_ends[k][conv] for k in ("hs", "hd", "pair")})
+        self._hops.add(obs | {k: conv_ends[k][conv] for k in ("hs", "hd", "pair", "vs", "vd")})
 
     def _row_scopes(self, t: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """Capture-point codes and resolved ends of a tcp_events or flows chunk, and (row, scope code) for every
@@ -722,8 +732,10 @@ class FaultWindowBuilder:
         self._events.add(pd.DataFrame(cols))
 
     def add_flows(self, flows: pa.Table) -> None:
-        """Fold a chunk of the flows table in: its TCP connections, by the window of ``first_seen_ns``."""
+        """Fold a chunk of the flows table in: its TCP connections and UDP exchanges, by the window of
+        ``first_seen_ns``."""
         _need(flows, _FLOW_COLUMNS, "flows")
+        self._add_udp(flows.filter(pc.equal(flows.column("protocol"), 17)))
         flows = flows.filter(pc.equal(flows.column("protocol"), 6))
         if flows.num_rows == 0:
             return
@@ -754,6 +766,34 @@ class FaultWindowBuilder:
             sample.update(cp=cp[keep], window=w[keep], rtt=rtt[keep])
             self._rtt.append(sample)
 
+    def _add_udp(self, flows: pa.Table) -> None:
+        """UDP flows per (scope, window, server at a capture point): how many, how many got a reply."""
+        if flows.num_rows == 0:
+            return
+        cp, _, r, s = self._row_scopes(flows)
+        vni = flows.column("vni").to_numpy().astype(np.uint32)
+        dst = ip16_numpy(flows.column("dst_ip"))
+        zero = np.zeros(len(vni), np.uint16)
+        server = _flow_hash(vni, dst, dst, zero, zero, cp.astype(np.uint8)).view(np.int64)
+        w = flows.column("first_seen_ns").to_numpy() // self.window_ns
+        codes, (u_s, u_w, u_srv) = _group(s, w[r], server[r])
+        answered = flows.column("dst2src_packets").to_numpy() > 0
+        m = len(u_s)
+        self._udp.add(pd.DataFrame({"scope": u_s, "window": u_w, "server": u_srv, "udp_flows": _count(codes, m),
+                                    "udp_answered": _count(codes, m, answered[r])}))  # fmt: skip
+
+    def _udp_unanswered(self) -> pd.DataFrame:
+        """Per (scope, window): UDP flows left unanswered by a server that answered others in the window (an
+        answering service whose requests or replies go missing), and the flows to such servers."""
+        u = self._udp.frame()
+        if u.empty:
+            return pd.DataFrame(columns=["scope", "window", "udp_requests", "udp_unanswered"])
+        serving = u.groupby(["server", "window"])["udp_answered"].transform("max") > 0
+        u = u[serving]
+        return pd.DataFrame({"scope": u["scope"], "window": u["window"], "udp_requests": u["udp_flows"],
+                             "udp_unanswered": u["udp_flows"] - u["udp_answered"]}).groupby(
+            ["scope", "window"], as_index=False, sort=False).sum()  # fmt: skip
+
     # ------------------------------------------------------------------ output
 
     def finish(self) -> pd.DataFrame:
@@ -774,7 +814,7 @@ class FaultWindowBuilder:
             burstiness=("burst", "max"),
             capture_points=("point", "nunique"),
         )
-        for part in (self._events.frame(), self._flows.frame(), self._hops.counts.frame()):
+        for part in (self._events.frame(), self._flows.frame(), self._hops.counts.frame(), self._udp_unanswered()):
             if len(part):
                 df = df.join(part.set_index(["scope", "window"]), how="left")
         df = df.join(self._latency(), how="left").reset_index()
@@ -801,17 +841,20 @@ class FaultWindowBuilder:
         d = self._hops.delays.frame()
         if len(d):
             cols["hop_delay_p50_ms"] = _hist_quantile(d, keys, 0.5)
-            cols["hop_delay_worst_p50_ms"] = _hist_quantile(d, [*keys, "hop"], 0.5).groupby(level=keys).max()
+            per_hop = _hist_quantile(d, [*keys, "hop"], 0.5)
+            cols["hop_delay_worst_p50_ms"] = per_hop.groupby(level=keys).max()
+            cols["hop_delay_hop_ratio"] = _hop_ratio(per_hop, d.groupby([*keys, "hop"])["n"].sum())
         return pd.concat(cols, axis=1)
 
     def _features(self, df: pd.DataFrame) -> pd.DataFrame:
         zero_fill = ["retransmissions", "data_retransmissions", "fast_retransmissions", "dup_acks", "out_of_order",
                      "lost_segments", "zero_windows", "connections", "syn_attempts", "syn_unanswered",
-                     "handshake_failures", "reset_connections", "handshakes", "matched", "lost"]  # fmt: skip
+                     "handshake_failures", "reset_connections", "handshakes", "matched", "lost", "udp_requests",
+                     "udp_unanswered"]  # fmt: skip
         for c in zero_fill:
             df[c] = df[c].fillna(0).astype(np.int64) if c in df else 0
         for c in ("handshake_rtt_p50_ms", "handshake_rtt_p99_ms", "handshake_rtt_path_ratio", "hop_delay_p50_ms",
-                  "hop_delay_worst_p50_ms"):  # fmt: skip
+                  "hop_delay_worst_p50_ms", "hop_delay_hop_ratio"):  # fmt: skip
             if c not in df:
                 df[c] = np.nan
 
@@ -826,11 +869,13 @@ class FaultWindowBuilder:
         df["rst_rate"] = ratio(df["rst_packets"], df["tcp_packets"])
         df["handshake_failure_rate"] = ratio(df["handshake_failures"], df["syn_attempts"])
         df["reset_connection_rate"] = ratio(df["reset_connections"], df["connections"])
+        df["udp_unanswered_rate"] = ratio(df["udp_unanswered"], df["udp_requests"])
         df["matched_packets"], df["matched_loss"] = df["matched"], df["lost"]
         df["matched_loss_rate"] = ratio(df["lost"], df["matched"])
         base = _loo_median(scope, df["packets"].to_numpy(np.float64))
         df["packets_ratio"] = np.where(base > 0, df["packets"] / np.where(base > 0, base, 1), 1.0)
         df["handshake_rtt_path_ratio"] = df["handshake_rtt_path_ratio"].fillna(1.0)
+        df["hop_delay_hop_ratio"] = df["hop_delay_hop_ratio"].fillna(1.0)
         for col, ratio_col in (("handshake_rtt_p50_ms", "handshake_rtt_ratio"), ("handshake_rtt_p99_ms", None),
                                ("hop_delay_p50_ms", "hop_delay_ratio"), ("hop_delay_worst_p50_ms", None)):  # fmt: skip
             v = df[col].to_numpy(np.float64)
@@ -848,6 +893,22 @@ class FaultWindowBuilder:
         df["capture_points"] = df["capture_points"].astype(np.int16)
         out = df[list(KEY_COLUMNS) + list(FAULT_FEATURES)]
         return out.sort_values(["scope_type", "scope", "window_start_ns"], ignore_index=True)
+
+
+def _hop_ratio(per_hop: pd.Series, samples: pd.Series) -> pd.Series:
+    """Per (scope, window): the sample-weighted median over hops of each hop's median delay / its usual median in
+    the scope (the median over the scope's other windows with that hop); NaN when no hop has a usual delay."""
+    keys = list(per_hop.index.names[:-1])
+    f = per_hop.rename("p50").to_frame().join(samples.rename("n"), how="left").reset_index()
+    hop_of_scope, _ = _group(f[keys[0]].to_numpy(np.int64), f["hop"].to_numpy(np.int64))
+    usual = _loo_median(hop_of_scope, f["p50"].to_numpy(np.float64))
+    f["ratio"] = f["p50"] / np.where(usual > 0, usual, np.nan)
+    f = f.dropna(subset=["ratio"]).sort_values([*keys, "ratio"])
+    if f.empty:
+        return pd.Series([], index=pd.MultiIndex.from_arrays([[]] * len(keys), names=keys), dtype=np.float64)
+    g = f.groupby(keys, sort=False)["n"]
+    pick = f[g.cumsum().to_numpy() >= g.transform("sum").to_numpy() / 2].drop_duplicates(keys, keep="first")
+    return pd.Series(pick["ratio"].to_numpy(), index=pd.MultiIndex.from_frame(pick[keys]))
 
 
 def _empty_windows() -> pd.DataFrame:

@@ -125,6 +125,7 @@ def flows_table(rows: list[tuple[int, str, str, str, float | None]]) -> pa.Table
             "conn_state": pa.array([r[3] for r in rows]).dictionary_encode(),
             "handshake_rtt_ms": pa.array([r[4] for r in rows], pa.float64()),
             "src2dst_syn_packets": pa.array([1] * n, pa.int64()),
+            "dst2src_packets": pa.array([1] * n, pa.int64()),
         }
     )
 
