@@ -6,6 +6,7 @@ Tests that use them carry ``@pytest.mark.xdist_group("mixed")`` so that, with ``
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,15 @@ BENIGN = [
 ]
 FAULTY = ["zeek/traces/tcp/ssh-dups.pcap", "chrissanders/tcp_retransmissions.pcapng"]
 FAULT_FREE = ["zeek/traces/http/bro.org.pcap", "chrissanders/http_espn.pcapng"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_delivered() -> None:
+    """Let SIGINT through to the tests that send Ctrl-C (live capture, retrain loop, UI). A shell without job control
+    starts background commands (``make test &``) with SIGINT ignored, and children inherit that: those tests then
+    failed for the shell's reason, not ours. Python's handler is reset to the default in the processes they spawn."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
