@@ -73,8 +73,11 @@ class BoostedDetector(Detector):
         self.n_threads = n_threads
         self.monotonic = monotonic
 
-    def fit(self, X: Features, y: Any = None) -> BoostedDetector:
-        """Fit on labelled, time-ordered rows; raises :class:`NoUsableDataError` unless both classes exist."""
+    def fit(self, X: Features, y: Any = None, calibration_rows: Any = None) -> BoostedDetector:
+        """Fit on labelled, time-ordered rows; raises :class:`NoUsableDataError` unless both classes exist.
+        ``calibration_rows`` (boolean per row, default all): the benign rows that may set the out-of-fold threshold
+        (leave out synthetic rows, as training's context negatives: they are not the benign traffic a threshold is
+        for)."""
         if y is None:
             raise NoUsableDataError(f"{type(self).__name__} is supervised: fit needs labels y (1 attack, 0 benign)")
         labels = np.asarray(y, dtype=np.float64).ravel()
@@ -87,15 +90,18 @@ class BoostedDetector(Detector):
             return super().fit(X, y)
         if self.calibration != "oof":
             raise ConfigError(f"calibration must be 'oof' or 'holdout', got {self.calibration!r}")
-        return self._fit_oof(X, labels)
+        rows = np.ones(len(labels), bool) if calibration_rows is None else np.asarray(calibration_rows, bool).ravel()
+        if rows.shape != labels.shape:
+            raise ConfigError(f"calibration_rows has {rows.size} entries for {labels.size} rows")
+        return self._fit_oof(X, labels, rows)
 
-    def _fit_oof(self, X: Features, labels: np.ndarray) -> BoostedDetector:
+    def _fit_oof(self, X: Features, labels: np.ndarray, calibration_rows: np.ndarray) -> BoostedDetector:
         """Fit on every row; the threshold comes from out-of-fold scores of benign rows, folds being contiguous
         blocks of time (a model never scores rows it was trained on, and every benign row is scored once)."""
         names = feature_names_of(X)
         matrix = as_feature_matrix(X, names)
         keep = labels >= 0
-        matrix, labels = matrix[keep], (labels[keep] > 0).astype(np.int64)
+        matrix, labels, calibration_rows = matrix[keep], (labels[keep] > 0).astype(np.int64), calibration_rows[keep]
         folds = max(2, int(self.oof_folds))
         blocks = np.array_split(np.arange(len(labels)), folds)
         oof = np.full(len(labels), np.nan)
@@ -112,7 +118,7 @@ class BoostedDetector(Detector):
             super().fit(pd.DataFrame(matrix, columns=list(names)), labels)
         finally:
             self.set_params(calibration_fraction=fraction)
-        benign = (labels == 0) & ~np.isnan(oof)
+        benign = (labels == 0) & ~np.isnan(oof) & calibration_rows
         if not benign.any():
             raise NoUsableDataError("no benign row could be scored out of fold to calibrate the threshold")
         method = f"quantile of out-of-fold scores of benign rows ({folds} contiguous time blocks)"

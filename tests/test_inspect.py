@@ -94,8 +94,10 @@ def test_cli_exit_codes_json_and_up_to_date(today: Path, uri: str) -> None:
     assert {f["severity"] for f in doc["findings"]} >= {"high"} and doc["meta"]["report"].endswith("report.html")
     again = runner.invoke(app, ["inspect", "-w", str(today), "--tracking-uri", uri])
     assert again.exit_code == 3 and "up to date" in again.output and "acme-web-1" in again.output
+    # a tenth of the false positives (100 would ask for the benign maximum: in mixed, the window right after a SYN
+    # flood, whose lingering connection scores like the brute force itself)
     strict = runner.invoke(app, ["inspect", "-w", str(today), "--tracking-uri", uri, "--json",
-                                 "--threshold-scale", "100"])  # fmt: skip
+                                 "--threshold-scale", "10"])  # fmt: skip
     sure = json.loads(strict.stdout)["findings"]
     assert strict.exit_code == 3 and len(sure) < len(doc["findings"])  # fewer, surer findings
     assert ("compromise", "acme/acme-web-1", "high") in {(f["kind"], f["scope"], f["severity"]) for f in sure}

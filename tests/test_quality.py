@@ -1,9 +1,9 @@
 """Detection quality with floors: the simulated ``mixed`` cloud (time split), and transfer of the models trained on
 it to real captures from ../shared/data (attacker hosts flagged, no host of a benign trace flagged).
 
-The ``mixed`` floors below are regression floors at what the detectors reach today (measured values in the
-comments); issue 5's targets are higher (supervised ROC-AUC 0.99 with TPR 0.9 at 1 % FPR, unsupervised 0.95,
-faults 0.95). The transfer assertions are the issue's own.
+The ``mixed`` floors below sit just under what the detectors reach (measured values in the comments). Issue 5's
+targets: supervised ROC-AUC 0.99 (met) with TPR 0.9 at 1 % FPR (not met: 0.768), unsupervised 0.95 (met by the
+autoencoder), faults 0.95 (met). The transfer assertions are the issue's own.
 """
 
 from __future__ import annotations
@@ -31,15 +31,16 @@ def scores_by_host(model: object, ws: Path) -> pd.Series:
 def test_mixed_supervised_compromise_floor(trained: dict) -> None:
     res = trained["compromise"]
     assert res.model_name == "boosted"
-    # before context transplants and the idle-connection and relayed-DNS features: 0.938 and 0.48
-    assert res.metrics["roc_auc"] >= 0.985  # measured 0.989
-    assert res.metrics["tpr_at_0.01_fpr"] >= 0.70  # measured 0.718
-    assert res.metrics["fpr"] <= 0.03  # measured 0.013
+    # before context transplants and the idle-connection and relayed-DNS features: 0.938 and 0.48; before context
+    # negatives 0.989 and 0.718 (seeds 0-4: ROC-AUC 0.9896-0.9918, TPR 0.641-0.873)
+    assert res.metrics["roc_auc"] >= 0.99  # measured 0.9916
+    assert res.metrics["tpr_at_0.01_fpr"] >= 0.75  # measured 0.768
+    assert res.metrics["fpr"] <= 0.03  # measured 0.009
     for scenario in ("ssh_bruteforce", "lateral_movement", "port_scan_horizontal", "c2_beacon"):
         assert res.recall_by_scenario[scenario] >= 0.5, scenario
     for scenario in ("ddos_syn", "ddos_udp"):  # measured 1.0 (ddos_syn 0.46 and ddos_udp 0 before transplants)
         assert res.recall_by_scenario[scenario] >= 0.9, scenario
-    assert res.recall_by_scenario["dns_tunnel"] >= 0.75  # measured 0.82
+    assert res.recall_by_scenario["dns_tunnel"] >= 0.7  # measured 0.76 (0.82 before context negatives)
 
 
 @pytest.mark.slow

@@ -43,3 +43,17 @@ def test_evidence_columns_and_dropout() -> None:
     assert (kept_scan | kept_share).all()  # at least one piece of evidence in every copy
     assert (~kept_scan).any() and (~kept_share).any()  # but not always all of it
     assert context_transplants(X, y, copies=0)[0] is X
+
+
+def test_context_negatives_are_the_entity_without_the_evidence() -> None:
+    X, y = table()
+    groups = np.where(np.arange(40) % 2 == 0, "even", "odd")  # row 30 (positive) is "even", row 5 "odd"
+    Xa, ya = context_transplants(X, y, copies=1, keep=1.0, blocks=2, seed=0, negatives=3, groups=groups)
+    assert len(Xa) == len(X) + 2 * (1 + 3) and ya.sum() == y.sum() + 2
+    negatives = Xa.iloc[len(X) // 2 + 1 : len(X) // 2 + 4]  # after the first block and its one transplant
+    assert (ya[len(X) // 2 + 1 : len(X) // 2 + 4] == 0).all()
+    odd_benign = X[(y == 0) & (np.arange(40) % 2 == 1)]
+    assert set(negatives["scan"]) <= set(odd_benign["scan"]) and set(negatives["share"]) <= set(odd_benign["share"])
+    assert (negatives["role"] == X.loc[5, "role"]).all()  # the positive's own context, evidence replaced
+    plain, _ = context_transplants(X, y, copies=1, keep=1.0, blocks=2, seed=0, negatives=3)
+    assert len(plain) == len(X) + 2  # without entities, no context negatives
