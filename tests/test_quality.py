@@ -58,8 +58,9 @@ def test_mixed_unsupervised_compromise_floor(mixed: Path) -> None:
 def test_mixed_fault_floor(trained: dict) -> None:
     res = trained["faults"]
     # 0.810 before transplants, quiet VM rows ambiguous and reset_connections (rst_storm recall was 0); 0.929 before
-    # hop delay and loss on VM rows, udp_unanswered and hop_delay_hop_ratio
-    assert res.metrics["roc_auc"] >= 0.945  # measured 0.951
+    # hop delay and loss on VM rows, udp_unanswered and hop_delay_hop_ratio; 0.951 (seed 1: 0.937) before VNIs of
+    # packets seen outside the overlay
+    assert res.metrics["roc_auc"] >= 0.955  # measured 0.957 (seed 1: 0.946)
     assert res.recall_by_scenario["blackhole"] >= 0.5 and res.recall_by_scenario["microburst"] >= 0.5
     assert res.recall_by_scenario["rst_storm"] >= 0.9  # measured 1.0
 

@@ -94,6 +94,7 @@ _PACKET_COLUMNS = ("ts_ns", "capture_point", "frame_len", "vni", "src_ip", "dst_
 _EVENT_COLUMNS = ("ts_ns", "capture_point", "vni", "src_ip", "dst_ip", "payload_len", "analysis")
 _FLOW_COLUMNS = ("capture_point", "vni", "src_ip", "dst_ip", "protocol", "first_seen_ns", "conn_state",
                  "handshake_rtt_ms", "src2dst_syn_packets", "dst2src_packets")  # fmt: skip
+_PORT_COLUMNS = ("src_port", "dst_port")  # events and flows: to give rows seen outside an overlay their VNI
 _BINS_PER_DECADE = 200  # log histograms of delays: bins 1.2 % wide
 _MIN_MS = 1e-3
 _MAX_HOP_POINTS = 8
@@ -400,6 +401,111 @@ class _Scopes:
         return r, s
 
 
+# --------------------------------------------------------------------------- VNI of packets seen outside the overlay
+
+
+class _VniResolver:
+    """Gives a packet seen without a VNI (a VM tap, a gateway behind the overlay decapsulate) the VNI of its copy
+    at an overlay point: the observation with the same ``pkt_hash`` and a VNI nearest in time, less than the
+    horizon away. Tenants reuse private addresses, so a bare address is ambiguous; its copy on the wire is not.
+
+    Chunks wait until every named capture point has passed their last packet by the horizon (all when no
+    points are named), then leave in arrival order, so each point stays time-ordered and the result does
+    not depend on chunking. Each resolved (point, directed 5-tuple, window) is remembered, so that the same
+    point's ``tcp_events`` and flows rows (which carry no ``pkt_hash``) get the same VNI; feed them after
+    the packets.
+    """
+
+    def __init__(self, window_ns: int, horizon_ns: int, expected_points: int) -> None:
+        self.window_ns, self.horizon_ns, self.expected_points = window_ns, horizon_ns, expected_points
+        self._held: list[tuple[pa.Table, np.ndarray]] = []  # (chunk, its point codes)
+        self._last: dict[int, int] = {}
+        self._seen: list[pd.DataFrame] = []  # overlay observations: h, ts, v
+        self._keys: list[np.ndarray] = []
+        self._vals: list[np.ndarray] = []
+        self._map: tuple[np.ndarray, np.ndarray] | None = None
+
+    def push(self, t: pa.Table, pt: np.ndarray) -> list[pa.Table]:
+        """Take a chunk; return the chunks now resolved, in arrival order."""
+        ts, vni = t.column("ts_ns").to_numpy(), t.column("vni").to_numpy()
+        self._held.append((t, pt))
+        tagged = vni != 0
+        if tagged.any():
+            h = t.column("pkt_hash").to_numpy().view(np.int64)
+            self._seen.append(pd.DataFrame({"h": h[tagged], "ts": ts[tagged], "v": vni[tagged].astype(np.uint32)}))
+        codes, (pts,) = _group(pt)
+        last = np.full(len(pts), np.iinfo(np.int64).min)
+        np.maximum.at(last, codes, ts)
+        for p, x in zip(pts.tolist(), last.tolist(), strict=True):
+            self._last[p] = max(self._last.get(p, x), x)
+        if not self.expected_points or len(self._last) < self.expected_points:
+            return []
+        watermark = min(self._last.values()) - self.horizon_ns
+        out = []
+        while self._held and int(self._held[0][0].column("ts_ns").to_numpy().max()) < watermark:
+            out.append(self._resolve(*self._held.pop(0)))
+        return out
+
+    def finish(self) -> list[pa.Table]:
+        out = []
+        while self._held:
+            out.append(self._resolve(*self._held.pop(0)))
+        return out
+
+    def _resolve(self, t: pa.Table, pt: np.ndarray) -> pa.Table:
+        vni = t.column("vni").to_numpy().astype(np.uint32)
+        bare = np.flatnonzero(vni == 0)
+        ts = t.column("ts_ns").to_numpy()
+        if len(bare) and self._seen:
+            seen = pd.concat(self._seen, ignore_index=True).sort_values("ts", kind="stable")
+            # observations older than every chunk still to resolve are of no further use
+            lo = min([int(ts.min())] + [int(pc.min(c.column("ts_ns")).as_py()) for c, _ in self._held])
+            seen = seen[seen["ts"].to_numpy() >= lo - self.horizon_ns]
+            self._seen = [seen]
+            q = pd.DataFrame({"h": t.column("pkt_hash").to_numpy().view(np.int64)[bare], "ts": ts[bare],
+                              "row": bare}).sort_values("ts", kind="stable")  # fmt: skip
+            m = pd.merge_asof(q, seen, on="ts", by="h", tolerance=self.horizon_ns - 1, direction="nearest")
+            hit = m["v"].notna().to_numpy()
+            rows, v = m["row"].to_numpy()[hit], m["v"].to_numpy()[hit].astype(np.uint32)
+            if len(rows):
+                vni[rows] = v
+                r = t.take(pa.array(rows))
+                self._keys.append(self.key(r, pt[rows], r.column("ts_ns").to_numpy(), r.column("proto").to_numpy()))
+                self._vals.append(v)
+                self._map = None
+                t = t.set_column(t.column_names.index("vni"), "vni", pa.array(vni, pa.uint32()))
+        return t
+
+    def key(self, t: pa.Table, pt: np.ndarray, ts: np.ndarray, proto: np.ndarray) -> np.ndarray:
+        """A hash of (capture point, directed 5-tuple, window) per row."""
+        h = _flow_hash(pt.astype(np.uint32), ip16_numpy(t.column("src_ip")), ip16_numpy(t.column("dst_ip")),
+                       t.column("src_port").to_numpy(), t.column("dst_port").to_numpy(), proto)  # fmt: skip
+        w = (ts // self.window_ns).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            return (h ^ (w * np.uint64(0xC2B2AE3D27D4EB4F))).view(np.int64)
+
+    def fill(self, t: pa.Table, pt: np.ndarray, ts: np.ndarray, proto: np.ndarray) -> pa.Table:
+        """``tcp_events`` or flows rows without a VNI get the VNI their packets got (same point, 5-tuple and
+        window); a key that got two VNIs stays bare."""
+        if not self._keys:
+            return t
+        if self._map is None:
+            k, v = np.concatenate(self._keys), np.concatenate(self._vals)
+            self._keys, self._vals = [k], [v]
+            f = pd.DataFrame({"k": k, "v": v}).drop_duplicates()
+            f = f[~f["k"].duplicated(keep=False)].sort_values("k")
+            self._map = (f["k"].to_numpy(), f["v"].to_numpy(np.uint32))
+        vni = t.column("vni").to_numpy().astype(np.uint32)
+        bare = np.flatnonzero(vni == 0)
+        if len(bare) == 0:
+            return t
+        pos, found = _find(self._map[0], self.key(t.take(pa.array(bare)), pt[bare], ts[bare], proto[bare]))
+        if not found.any():
+            return t
+        vni[bare[found]] = self._map[1][pos[found]]
+        return t.set_column(t.column_names.index("vni"), "vni", pa.array(vni, pa.uint32()))
+
+
 # --------------------------------------------------------------------------- multi-point matching
 
 
@@ -627,6 +733,11 @@ class FaultWindowBuilder:
         if capture_points:
             self._scopes.point_codes(pa.array(list(capture_points), pa.string()))
         self._hops = _HopMatcher(window_ns, round(match_horizon_s * 1e9), len(capture_points or ()))
+        # with an overlay (VPCs with a VNI), packets seen outside it take the VNI of their copy inside it
+        overlay = any(v.vni for v in self.tmap.config.vpcs)
+        self._vnis = (
+            _VniResolver(window_ns, round(match_horizon_s * 1e9), len(capture_points or ())) if overlay else None
+        )
         self._carry: pa.Table | None = None
         self._packets = _Partials(["scope", "point", "window"], maxes=("max_ms",))
         self._events = _Partials(["scope", "window"])
@@ -641,6 +752,14 @@ class FaultWindowBuilder:
         wait for the next chunk, so 1 ms buckets are never split."""
         _need(packets, _PACKET_COLUMNS, "packets")
         t = packets.select(list(_PACKET_COLUMNS))
+        if self._vnis is None:
+            self._add_ordered(t)
+        elif t.num_rows:
+            for ready in self._vnis.push(t, self._scopes.point_codes(t.column("capture_point"))[0]):
+                self._add_ordered(ready)
+
+    def _add_ordered(self, t: pa.Table) -> None:
+        """Fold packets whose VNI is settled; the last millisecond of each point waits for the next chunk."""
         if self._carry is not None:
             t = pa.concat_tables([self._carry, t], promote_options="permissive")
             self._carry = None
@@ -707,11 +826,27 @@ class FaultWindowBuilder:
         r, s = self._scopes.memberships(cp, ends)
         return cp, ends, r, s
 
+    def _flush_vnis(self) -> None:
+        if self._vnis is not None:
+            for ready in self._vnis.finish():
+                self._add_ordered(ready)
+
+    def _fill_vni(self, t: pa.Table, ts: str, what: str, proto: np.ndarray | None = None) -> pa.Table:
+        """Rows without a VNI take the VNI their point's packets of the same flow and window got."""
+        if self._vnis is None or t.num_rows == 0:
+            return t
+        _need(t, _PORT_COLUMNS, what)
+        self._flush_vnis()  # the packets are in: resolve those still waiting for later copies
+        pt, _ = self._scopes.point_codes(t.column("capture_point"))
+        p = np.full(t.num_rows, 6, np.uint8) if proto is None else proto
+        return self._vnis.fill(t, pt, t.column(ts).to_numpy(), p)
+
     def add_tcp_events(self, events: pa.Table) -> None:
-        """Fold a chunk of the ``tcp_events`` table in (any order)."""
+        """Fold a chunk of the ``tcp_events`` table in (any order; with an overlay, after the packets)."""
         _need(events, _EVENT_COLUMNS, "tcp_events")
         if events.num_rows == 0:
             return
+        events = self._fill_vni(events, "ts_ns", "tcp_events")
         _, _, r, s = self._row_scopes(events)
         codes, (u_s, u_w) = _group(s, events.column("ts_ns").to_numpy()[r] // self.window_ns)
         m = len(u_s)
@@ -735,6 +870,7 @@ class FaultWindowBuilder:
         """Fold a chunk of the flows table in: its TCP connections and UDP exchanges, by the window of
         ``first_seen_ns``."""
         _need(flows, _FLOW_COLUMNS, "flows")
+        flows = self._fill_vni(flows, "first_seen_ns", "flows", flows.column("protocol").to_numpy())
         self._add_udp(flows.filter(pc.equal(flows.column("protocol"), 17)))
         flows = flows.filter(pc.equal(flows.column("protocol"), 6))
         if flows.num_rows == 0:
@@ -798,6 +934,7 @@ class FaultWindowBuilder:
 
     def finish(self) -> pd.DataFrame:
         """The fault windows: one row per (scope_type, scope, window_start_ns) with packets."""
+        self._flush_vnis()
         if self._carry is not None and self._carry.num_rows:
             carry, self._carry = self._carry, None
             self._fold_packets(carry)
@@ -1096,8 +1233,8 @@ def build_fault_windows(
         done += chunk.num_rows
         if on_progress is not None:
             on_progress(done, total)
-    for chunk in _table_batches(table_parts(ws / "tcp_events"), _EVENT_COLUMNS, batch_packets):
+    for chunk in _table_batches(table_parts(ws / "tcp_events"), _EVENT_COLUMNS + _PORT_COLUMNS, batch_packets):
         builder.add_tcp_events(chunk)
-    for chunk in _table_batches(table_parts(ws / "flows"), _FLOW_COLUMNS, batch_packets):
+    for chunk in _table_batches(table_parts(ws / "flows"), _FLOW_COLUMNS + _PORT_COLUMNS, batch_packets):
         builder.add_flows(chunk)
     return builder.finish()
