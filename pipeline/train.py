@@ -234,8 +234,8 @@ def context_transplants(
             parts.append(ctx)
             labels.append(np.ones(copies, y.dtype))
             made.append(np.ones(copies, bool))
-            own = np.flatnonzero((groups == groups[i]) & (y == 0)) if groups is not None else pool[:0]
-            if negatives > 0 and len(own):
+            own = np.flatnonzero((groups == groups[i]) & (y == 0)) if negatives > 0 and groups is not None else pool[:0]
+            if len(own):
                 stripped = np.tile(values[i], (negatives, 1))
                 donors = values[rng.choice(own, negatives)]
                 stripped[:, evidence] = donors[:, evidence]
