@@ -129,11 +129,6 @@ class AutoencoderDetector(Detector):
         members = getattr(self, "members_", None) or [(self.weights_, self.biases_)]
         return np.mean([_forward(X_scaled, w, b) for w, b in members], axis=0)
 
-    def inputs(self, X: np.ndarray) -> np.ndarray:
-        """The network's inputs for sanitized rows (robust-log-scaled for detectors fitted before ``surprise_``)."""
-        surprise = getattr(self, "surprise_", None)
-        return self.scaler_.transform(X) if surprise is None else surprise.transform(X)
-
     def _errors(self, X: np.ndarray) -> np.ndarray:
         """Per-feature evidence: excess surprise ``max(x - x̂, 0)``; squared error for pre-``surprise_`` fits."""
         inputs = self.inputs(X)

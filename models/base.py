@@ -153,6 +153,12 @@ class Detector(BaseEstimator):
     def _matrix(self, X: Features) -> np.ndarray:
         return as_feature_matrix(X, self.feature_names_in_)
 
+    def inputs(self, X: np.ndarray) -> np.ndarray:
+        """What the model sees of sanitized rows: their :class:`~models.scaling.TailSurprise` when the detector
+        keeps one (``surprise_``), else their robust-log scaling (``scaler_``)."""
+        surprise = getattr(self, "surprise_", None)
+        return self.scaler_.transform(X) if surprise is None else surprise.transform(X)
+
     def _set_threshold(self, benign: np.ndarray, method: str, n_train: int | None) -> None:
         self._threshold_from_scores(self._scores(benign), method, n_train)
 

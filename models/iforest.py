@@ -48,10 +48,5 @@ class IsolationForestDetector(Detector):
             random_state=self.random_state,
         ).fit(self.surprise_.transform(X[benign]))
 
-    def _inputs(self, X: np.ndarray) -> np.ndarray:
-        """The forest's inputs (robust-log-scaled for detectors fitted before ``surprise_`` existed)."""
-        surprise = getattr(self, "surprise_", None)
-        return self.scaler_.transform(X) if surprise is None else surprise.transform(X)
-
     def _score_matrix(self, X: np.ndarray) -> np.ndarray:
-        return -self.model_.score_samples(self._inputs(X))
+        return -self.model_.score_samples(self.inputs(X))

@@ -214,6 +214,10 @@ def context_transplants(
     if evidence_columns is not None:
         allowed = np.isin(np.asarray(X.columns, dtype=object), evidence_columns)
         lo, hi = np.where(allowed, lo, -np.inf), np.where(allowed, hi, np.inf)
+    own_benign: dict[object, np.ndarray] = {}
+    if negatives > 0 and groups is not None:
+        rows = np.flatnonzero(y == 0)
+        own_benign = {g: rows[at] for g, at in pd.Series(rows).groupby(np.asarray(groups)[rows]).indices.items()}
     rng = np.random.default_rng(seed)
     parts, labels, made = [], [], []
     for block in np.array_split(np.arange(len(y)), max(1, blocks)):
@@ -234,7 +238,7 @@ def context_transplants(
             parts.append(ctx)
             labels.append(np.ones(copies, y.dtype))
             made.append(np.ones(copies, bool))
-            own = np.flatnonzero((groups == groups[i]) & (y == 0)) if negatives > 0 and groups is not None else pool[:0]
+            own = own_benign.get(groups[i], pool[:0]) if own_benign else pool[:0]
             if len(own):
                 stripped = np.tile(values[i], (negatives, 1))
                 donors = values[rng.choice(own, negatives)]
@@ -325,12 +329,11 @@ def fit_and_evaluate(df: pd.DataFrame, options: TrainOptions) -> TrainOutcome:
     if detector.kind == "supervised" and not (y[train] == 1).any():
         raise NoUsableDataError("no labelled positive window before the time cut; use an unsupervised --model")
     X_fit, y_fit = X[train], y[train]
-    entities = entity_keys(df, options.kind)
+    entities = entity_keys(df, options.kind)[train] if CONTEXT_NEGATIVES[options.kind] else None
     if options.kind == "compromise" and detector.kind == "supervised":
         X_fit, y_fit = without_history_copies(X_fit, y_fit)
-        entities = np.repeat(entities[train], 2)  # the copies sit next to their originals
-    else:
-        entities = entities[train]
+        if entities is not None:
+            entities = np.repeat(entities, 2)  # the copies sit next to their originals
     if detector.kind == "supervised":
         X_fit, y_fit, synthetic = context_transplants(
             X_fit, y_fit, keep=TRANSPLANT_KEEP[options.kind], seed=options.seed,

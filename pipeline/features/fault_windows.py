@@ -404,6 +404,15 @@ class _Scopes:
 # --------------------------------------------------------------------------- VNI of packets seen outside the overlay
 
 
+def _advance(last_ts: dict[int, int], pt: np.ndarray, ts: np.ndarray) -> None:
+    """Move each capture point's latest timestamp seen (``last_ts``) on by a chunk's packets."""
+    codes, (pts,) = _group(pt)
+    last = np.full(len(pts), np.iinfo(np.int64).min)
+    np.maximum.at(last, codes, ts)
+    for p, t in zip(pts.tolist(), last.tolist(), strict=True):
+        last_ts[p] = max(last_ts.get(p, t), t)
+
+
 class _VniResolver:
     """Gives a packet seen without a VNI (a VM tap, a gateway behind the overlay decapsulate) the VNI of its copy
     at an overlay point: the observation with the same ``pkt_hash`` and a VNI nearest in time, less than the
@@ -433,11 +442,7 @@ class _VniResolver:
         if tagged.any():
             h = t.column("pkt_hash").to_numpy().view(np.int64)
             self._seen.append(pd.DataFrame({"h": h[tagged], "ts": ts[tagged], "v": vni[tagged].astype(np.uint32)}))
-        codes, (pts,) = _group(pt)
-        last = np.full(len(pts), np.iinfo(np.int64).min)
-        np.maximum.at(last, codes, ts)
-        for p, x in zip(pts.tolist(), last.tolist(), strict=True):
-            self._last[p] = max(self._last.get(p, x), x)
+        _advance(self._last, pt, ts)
         if not self.expected_points or len(self._last) < self.expected_points:
             return []
         watermark = min(self._last.values()) - self.horizon_ns
@@ -548,11 +553,7 @@ class _HopMatcher:
         self._rows += len(obs["ts"])
         lo = int(obs["ts"].min())
         self._oldest = lo if self._oldest is None else min(self._oldest, lo)
-        codes, (pts,) = _group(obs["pt"])
-        last = np.full(len(pts), np.iinfo(np.int64).min)
-        np.maximum.at(last, codes, obs["ts"])
-        for p, t in zip(pts.tolist(), last.tolist(), strict=True):
-            self.last_ts[p] = max(self.last_ts.get(p, t), t)
+        _advance(self.last_ts, obs["pt"], obs["ts"])
         if len(self.last_ts) < self.expected_points:
             return
         span = min(self.last_ts.values()) - self._oldest
