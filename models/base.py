@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from models.scaling import RobustLogScaler, as_feature_matrix, feature_names_of
-from models.thresholds import threshold_for_fpr
+from models.thresholds import smoothed_threshold_for_fpr, threshold_for_fpr
 from pipeline.errors import ConfigError, NoUsableDataError
 
 log = logging.getLogger(__name__)
@@ -162,9 +162,13 @@ class Detector(BaseEstimator):
     def _set_threshold(self, benign: np.ndarray, method: str, n_train: int | None) -> None:
         self._threshold_from_scores(self._scores(benign), method, n_train)
 
-    def _threshold_from_scores(self, scores: np.ndarray, method: str, n_train: int | None) -> None:
-        """``threshold_`` at ``target_fpr`` of these benign scores, their quantiles and the ``calibration_`` record."""
-        self.threshold_ = threshold_for_fpr(scores, self.target_fpr)
+    def _threshold_from_scores(
+        self, scores: np.ndarray, method: str, n_train: int | None, smoothed: bool = False
+    ) -> None:
+        """``threshold_`` at ``target_fpr`` of these benign scores, their quantiles and the ``calibration_`` record;
+        ``smoothed``: :func:`~models.thresholds.smoothed_threshold_for_fpr` (clustered scores)."""
+        choose = smoothed_threshold_for_fpr if smoothed else threshold_for_fpr
+        self.threshold_ = choose(scores, self.target_fpr)
         self.benign_quantiles_ = np.quantile(np.asarray(scores, np.float64), np.linspace(0.0, 1.0, _QUANTILES))
         self.calibration_ = {
             "method": method,

@@ -25,7 +25,8 @@ class BoostedDetector(Detector):
 
     Labels: 1 (or any positive) = attack/fault, 0 = benign, negative/NaN = ambiguous (dropped). Both classes
     must be present. ``calibration="oof"`` (default): the trees learn from every row and the threshold is a
-    quantile of out-of-fold scores of the benign rows (``oof_folds`` contiguous blocks of time);
+    quantile of out-of-fold scores of the benign rows (``oof_folds`` contiguous blocks of time; smoothed, see
+    :func:`~models.thresholds.smoothed_threshold_for_fpr`: out-of-fold scores of overlapping windows cluster);
     ``"holdout"``: they learn from all but the last ``calibration_fraction`` of rows, whose benign part sets the
     threshold. ``monotonic``: feature name → +1/-1, the score may only rise/fall with that feature (domain
     knowledge that also holds far outside the training range, e.g. more retransmissions are never healthier).
@@ -121,8 +122,8 @@ class BoostedDetector(Detector):
         benign = (labels == 0) & ~np.isnan(oof) & calibration_rows
         if not benign.any():
             raise NoUsableDataError("no benign row could be scored out of fold to calibrate the threshold")
-        method = f"quantile of out-of-fold scores of benign rows ({folds} contiguous time blocks)"
-        self._threshold_from_scores(oof[benign], method, n_train=len(labels))
+        method = f"smoothed quantile of out-of-fold scores of benign rows ({folds} contiguous time blocks)"
+        self._threshold_from_scores(oof[benign], method, n_train=len(labels), smoothed=True)
         return self
 
     def predict_proba(self, X: Features) -> np.ndarray:

@@ -2,8 +2,8 @@
 it to real captures from ../shared/data (attacker hosts flagged, no host of a benign trace flagged).
 
 The ``mixed`` floors below sit just under what the detectors reach (measured values in the comments). Issue 5's
-targets: supervised ROC-AUC 0.99 (met) with TPR 0.9 at 1 % FPR (not met: 0.768), unsupervised 0.95 (met by the
-autoencoder), faults 0.95 (met). The transfer assertions are the issue's own.
+targets: supervised ROC-AUC 0.99 with TPR 0.9 at 1 % FPR, unsupervised 0.95 (met by the autoencoder), faults 0.95;
+all met. The transfer assertions are the issue's own.
 """
 
 from __future__ import annotations
@@ -32,15 +32,18 @@ def test_mixed_supervised_compromise_floor(trained: dict) -> None:
     res = trained["compromise"]
     assert res.model_name == "boosted"
     # before context transplants and the idle-connection and relayed-DNS features: 0.938 and 0.48; before context
-    # negatives 0.989 and 0.718 (seeds 0-4: ROC-AUC 0.9896-0.9918, TPR 0.641-0.873)
-    assert res.metrics["roc_auc"] >= 0.99  # measured 0.9916
-    assert res.metrics["tpr_at_0.01_fpr"] >= 0.75  # measured 0.768
-    assert res.metrics["fpr"] <= 0.03  # measured 0.009
-    for scenario in ("ssh_bruteforce", "lateral_movement", "port_scan_horizontal", "c2_beacon"):
-        assert res.recall_by_scenario[scenario] >= 0.5, scenario
-    for scenario in ("ddos_syn", "ddos_udp"):  # measured 1.0 (ddos_syn 0.46 and ddos_udp 0 before transplants)
-        assert res.recall_by_scenario[scenario] >= 0.9, scenario
-    assert res.recall_by_scenario["dns_tunnel"] >= 0.7  # measured 0.76 (0.82 before context negatives)
+    # negatives 0.989 and 0.718; before anchored transplants, unqualified negatives, 8 calibration folds and idle
+    # connections needing a handshake: 0.9916 and 0.768 (seeds 0-4 now: ROC-AUC 0.9964-0.9976, TPR 0.944-0.972)
+    assert res.metrics["roc_auc"] >= 0.995  # measured 0.9971
+    assert res.metrics["tpr_at_0.01_fpr"] >= 0.95  # measured 0.972
+    assert res.metrics["fpr"] <= 0.02  # measured 0.009
+    every = ("ssh_bruteforce", "lateral_movement", "port_scan_horizontal", "ddos_syn", "ddos_udp", "dns_tunnel")
+    for scenario in every:
+        assert res.recall_by_scenario[scenario] >= 0.99, scenario  # measured 1.0 each (dns_tunnel 0.76 before)
+    assert res.recall_by_scenario["c2_beacon"] >= 0.9  # measured 0.96
+    # measured 0.91 (0 before idle connections needed a handshake): the first two windows, before the pool
+    # connection has lasted a window, show nothing
+    assert res.recall_by_scenario["crypto_mining"] >= 0.9
 
 
 @pytest.mark.slow
@@ -48,10 +51,10 @@ def test_mixed_unsupervised_compromise_floor(mixed: Path) -> None:
     df = pd.read_parquet(mixed / "features" / "tenant_windows")
     ev = fit_and_evaluate(df, TrainOptions(kind="compromise", model="iforest")).evaluation
     # tail-surprise inputs (and, for the autoencoder, the largest excess surprise as score); before: 0.789 and 0.890
-    assert ev is not None and ev.metrics["roc_auc"] >= 0.84  # measured 0.846 (seed 1: 0.848)
+    assert ev is not None and ev.metrics["roc_auc"] >= 0.835  # measured 0.842 (seed 1: 0.840)
     ev = fit_and_evaluate(df, TrainOptions(kind="compromise", model="autoencoder")).evaluation
-    # five networks averaged: measured 0.957 (seeds 1-4: 0.955 0.968 0.953 0.967; one network: 0.935-0.966)
-    assert ev is not None and ev.metrics["roc_auc"] >= 0.95
+    # five networks averaged: measured 0.965 (seed 1: 0.962; 0.957 before idle connections needed a handshake)
+    assert ev is not None and ev.metrics["roc_auc"] >= 0.955
 
 
 @pytest.mark.slow

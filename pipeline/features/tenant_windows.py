@@ -78,9 +78,10 @@ TENANT_FEATURES: dict[str, str] = {
     "sensitive_share_in": "incoming flows to those ports / incoming flows (ratio)",
     "sensitive_out_per_min": "outgoing flows to those ports that started in the window (per minute)",
     "sensitive_in_per_min": "incoming flows to those ports that started in the window (per minute)",
-    "short_sensitive_out_per_min": f"of those outgoing flows, the ones shorter than {SHORT_S:g} s: guesses and "
-    "probes, not sessions (per minute)",
-    "short_sensitive_in_per_min": f"of those incoming flows, the ones shorter than {SHORT_S:g} s (per minute)",
+    "short_sensitive_out_per_min": f"of those outgoing flows, the ones that ended within {SHORT_S:g} s: guesses "
+    "and probes, not sessions; a connection still open when the capture ended is a session of unknown length, "
+    "not short (per minute)",
+    "short_sensitive_in_per_min": f"of those incoming flows, the ones that ended within {SHORT_S:g} s (per minute)",
     "flows_per_service_out": "outgoing flows / distinct (remote address, port) pairs: repeated connections (ratio)",
     "max_flows_per_service_out": "most outgoing flows to one (remote address, port) (count)",
     "max_flows_per_service_in": "most incoming flows from one remote address to one local port (count)",
@@ -103,9 +104,9 @@ TENANT_FEATURES: dict[str, str] = {
     "a timer with 10% jitter ~0.8; max over services (0..1)",
     "persistent_flows_out": "outgoing flows active in the window that have lasted at least a window so far (count)",
     "persistent_bytes_per_s_out": "bytes per second of those persistent flows, both directions (bytes/s)",
-    "idle_persistent_flows_out": "of those persistent flows, TCP ones whose packets are on average at least "
-    f"{IDLE_GAP_S:g} s apart: a connection held open for occasional messages, as a mining pool's job channel or "
-    "a C2 session (count)",
+    "idle_persistent_flows_out": "of those persistent flows, established TCP ones (handshake completed) whose "
+    f"packets are on average at least {IDLE_GAP_S:g} s apart: a connection held open for occasional messages, as "
+    "a mining pool's job channel or a C2 session; SYNs retried to a silent host are no such connection (count)",
     "dns_queries_per_min": f"outgoing flows to port {DNS_PORT} that started in the window (per minute)",
     "dns_query_mean_bytes": "mean size of the entity's DNS request packets; long tunnelled names are big (bytes)",
     "dns_large_queries_per_min": f"DNS flows whose request packets average more than {DNS_LARGE_REQUEST_B} bytes "
@@ -168,7 +169,7 @@ _BASELINED = {
 FLOW_COLUMNS = (
     "capture_point", "vni", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "src_tenant", "src_vm",
     "dst_tenant", "dst_vm", "first_seen_ns", "last_seen_ns", "src2dst_packets", "dst2src_packets", "src2dst_bytes",
-    "dst2src_bytes", "conn_state",
+    "dst2src_bytes", "conn_state", "end_reason",
 )  # fmt: skip
 
 
@@ -199,11 +200,13 @@ def _sides(flows: pa.Table) -> pd.DataFrame:
     src, dst = ip_text(t.column("src_ip")), ip_text(t.column("dst_ip"))
     st, sv = _strings(t.column("src_tenant")), _strings(t.column("src_vm"))
     dt, dv = _strings(t.column("dst_tenant")), _strings(t.column("dst_vm"))
-    num = {c: t.column(c).to_numpy() for c in FLOW_COLUMNS if c not in ("src_ip", "dst_ip", "capture_point",
-                                                                          "src_tenant", "src_vm", "dst_tenant",
-                                                                          "dst_vm", "conn_state")}  # fmt: skip
+    text = ("src_ip", "dst_ip", "capture_point", "src_tenant", "src_vm", "dst_tenant", "dst_vm", "conn_state",
+            "end_reason")  # fmt: skip
+    num = {c: t.column(c).to_numpy() for c in FLOW_COLUMNS if c not in text}
     state = _strings(t.column("conn_state"))
     failed = np.isin(state, FAILED_STATES) & (num["protocol"] == 6)
+    # a connection the capture ended while it was open: a session of unknown length, never "short"
+    cut = (_strings(t.column("end_reason")) == "eof") & ~failed
     point = _strings(t.column("capture_point"))
     n = t.num_rows
     flow_idx = np.arange(n)
@@ -228,6 +231,7 @@ def _sides(flows: pa.Table) -> pd.DataFrame:
                 "vni": num["vni"],
                 "out": np.full(n, out),
                 "failed": failed,
+                "cut": cut,
                 "start": num["first_seen_ns"],
                 "end": num["last_seen_ns"],
                 "sent_p": sent_p.astype(np.float64),
@@ -359,6 +363,7 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
     started = x["started"].to_numpy()
     tcp = x["proto"].to_numpy() == 6
     port = x["port"].to_numpy()
+    short = ((x["end"] - x["start"]).to_numpy() < SHORT_NS) & ~x["cut"].to_numpy()
     x = x.assign(
         so=started & out, si=started & inn,
         tcp_o=tcp & out, tcp_i=tcp & inn,
@@ -368,8 +373,8 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
         dns=started & out & (port == DNS_PORT),
         ssens_o=started & out & np.isin(port, SENSITIVE_PORTS),
         ssens_i=started & inn & np.isin(port, SENSITIVE_PORTS),
-        short_o=started & out & np.isin(port, SENSITIVE_PORTS) & ((x["end"] - x["start"]).to_numpy() < SHORT_NS),
-        short_i=started & inn & np.isin(port, SENSITIVE_PORTS) & ((x["end"] - x["start"]).to_numpy() < SHORT_NS),
+        short_o=started & out & np.isin(port, SENSITIVE_PORTS) & short,
+        short_i=started & inn & np.isin(port, SENSITIVE_PORTS) & short,
         vup=x["frac"] * x["sent_b"] * out,
         vsent_b=x["frac"] * x["sent_b"], vrecv_b=x["frac"] * x["recv_b"],
         vsent_p=x["frac"] * x["sent_p"], vrecv_p=x["frac"] * x["recv_p"],
@@ -454,7 +459,8 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
         fill(long_.assign(v=long_["frac"] * (long_["sent_b"] + long_["recv_b"])).groupby(keys)["v"].sum()) / agg["obs"]
     )
     gap_s = long_["dur_s"] / np.maximum(long_["tot_p"] - 1, 1)
-    f["idle_persistent_flows_out"] = fill(long_[(long_["proto"] == 6) & (gap_s >= IDLE_GAP_S)].groupby(keys).size())
+    idle = (long_["proto"] == 6) & ~long_["failed"] & (gap_s >= IDLE_GAP_S)  # held open: the handshake completed
+    f["idle_persistent_flows_out"] = fill(long_[idle].groupby(keys).size())
     f["dns_queries_per_min"] = agg["dns"] * per_min
     xd = x[x["dns"].to_numpy()]
     f["dns_query_mean_bytes"] = fill(xd.groupby(keys)["req_size"].mean())

@@ -19,6 +19,25 @@ SUSTAINED_WINDOWS = 3
 
 EVIDENCE_FEATURES = {k: v for k, v in TENANT_FEATURES.items() if k not in ("observed_s", "history_s")}
 
+MIN_CONNECTIONS = 3
+"""Connections (``active_flows``) a window needs before a compromise verdict on it. An address whose only traffic
+is one SYN, as each of a spoofed flood's 37,000 sources, shows no behaviour to judge: the simulated cloud a model
+learns from has no benign failed connections, so one failed connection alone reads as out of range."""
+
+
+def require_support(scored: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The scored windows with flags removed from windows of fewer than :data:`MIN_CONNECTIONS` connections, and
+    how many scopes lost every flag that way (reported as not judged, not as findings)."""
+    if scored.empty or "active_flows" not in scored.columns:
+        return scored, 0
+    thin = (scored["flag"] == 1) & (scored["active_flows"] < MIN_CONNECTIONS)
+    if not thin.any():
+        return scored, 0
+    before = set(scored.loc[scored["flag"] == 1, "scope"])
+    out = scored.copy()
+    out.loc[thin, "flag"] = 0
+    return out, len(before - set(out.loc[out["flag"] == 1, "scope"]))
+
 
 def finding_id(*parts: object) -> str:
     """A stable id from what identifies a finding."""

@@ -29,6 +29,16 @@ def capture_facts(meta: dict[str, Any]) -> str:
                        ("fault_windows", "Fault windows")):  # fmt: skip
         if meta.get(key) is not None:
             items.append((title, esc(fmt.num(meta[key]))))
+    if meta.get("unjudged_scopes"):
+        items.append(
+            (
+                "Not judged",
+                esc(
+                    f"{fmt.num(meta['unjudged_scopes'])} addresses above the compromise threshold "
+                    "only in windows of fewer than 3 connections (too little to judge)"
+                ),
+            )
+        )
     if meta.get("workspace"):
         items.append(("Workspace", f"<code>{esc(meta['workspace'])}</code>"))
     scale = fmt.as_float(meta.get("threshold_scale"))

@@ -45,19 +45,20 @@ def flows_table(rows: list[dict]) -> pa.Table:
             "src2dst_bytes": pa.array(df["sb"], pa.uint64()),
             "dst2src_bytes": pa.array(df["db"], pa.uint64()),
             "conn_state": dict_col("state"),
+            "end_reason": dict_col("end"),
         }
     )
 
 
 def flow(src: str, dst: str, dport: int, start_s: float, dur_s: float = 1.0, *, proto: int = 6, state: str = "SF",
-         sb: int = 100, db: int = 1000, sp: int = 2, dp: int = 3, point: str = "vm",
+         sb: int = 100, db: int = 1000, sp: int = 2, dp: int = 3, point: str = "vm", end: str = "fin",
          tenants: dict[str, tuple[str, str]] | None = None) -> dict:  # fmt: skip
     tenants = tenants or TENANTS
     st, sv = tenants.get(src, ("external", "external"))  # what the tenant map gives unknown addresses
     dt, dv = tenants.get(dst, ("external", "external"))
     return dict(capture_point=point, vni=0, src=src, dst=dst, sport=40000, dport=dport, proto=proto,
                 src_tenant=st, src_vm=sv, dst_tenant=dt, dst_vm=dv, first=T0 + int(start_s * NS),
-                last=T0 + int((start_s + dur_s) * NS), sp=sp, dp=dp, sb=sb, db=db, state=state)  # fmt: skip
+                last=T0 + int((start_s + dur_s) * NS), sp=sp, dp=dp, sb=sb, db=db, state=state, end=end)  # fmt: skip
 
 
 TENANTS = {"10.0.0.1": ("acme", "acme-web-1"), "10.0.0.2": ("acme", "acme-db-1")}
@@ -113,6 +114,29 @@ def test_large_dns_a_resolver_relays_is_not_originated() -> None:
     assert client["dns_large_originated_per_min"] == pytest.approx(10.0)
     assert resolver["dns_large_queries_per_min"] == pytest.approx(11.0)
     assert resolver["dns_large_originated_per_min"] == pytest.approx(1.0)
+
+
+def test_short_sensitive_flows_ended_on_their_own() -> None:
+    """Guesses are connections that ended within 30 s; one the capture cut while open is a session of unknown length
+    (smb2.pcap: one SMB session in a 0.4 s capture), and an unanswered SYN at the capture's end is still a probe."""
+    rows = [flow("10.0.0.1", "10.0.0.2", 22, s, dur_s=3.0) for s in (0, 5, 10)]  # three guesses
+    rows.append(flow("10.0.0.1", "10.0.0.2", 22, 20.0, dur_s=40.0))  # a session
+    rows.append(flow("10.0.0.1", "10.0.0.2", 445, 50.0, dur_s=0.4, state="S1", end="eof"))  # cut by the capture
+    rows.append(flow("10.0.0.1", "10.0.0.2", 22, 59.0, dur_s=1.0, state="S0", end="eof"))  # a probe never answered
+    a = row(tenant_windows(flows_table(rows), WindowSpec(60, 60)), "acme-web-1")
+    assert a["sensitive_out_per_min"] == pytest.approx(6.0)
+    assert a["short_sensitive_out_per_min"] == pytest.approx(4.0)
+
+
+def test_idle_persistent_needs_an_established_connection() -> None:
+    """A held-open connection with a message every 10 s counts; SYNs retried for 70 s to a silent host do not."""
+    rows = [
+        flow("10.0.0.1", "8.8.4.4", 3333, 0.0, dur_s=130.0, sp=7, dp=7, end="eof"),  # 14 packets, ~10 s apart
+        flow("10.0.0.1", "8.8.8.8", 443, 0.0, dur_s=70.0, state="S0", sp=7, dp=0, end="idle"),
+        flow("10.0.0.1", "10.0.0.2", 80, 125.0, dur_s=5.0),  # ends the capture after the window of interest
+    ]
+    a = row(tenant_windows(flows_table(rows), WindowSpec(60, 60)), "acme-web-1", 60.0)
+    assert a["persistent_flows_out"] == 2 and a["idle_persistent_flows_out"] == 1
 
 
 def test_sliding_windows_and_volume_spread() -> None:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from models.thresholds import fpr_tpr_at, threshold_for_fpr
+from models.thresholds import fpr_tpr_at, smoothed_threshold_for_fpr, threshold_for_fpr
 from pipeline.errors import ConfigError, NoUsableDataError
 
 
@@ -82,3 +82,18 @@ def test_fpr_tpr_at_known_answer() -> None:
     assert math.isnan(tpr)
     with pytest.raises(ValueError, match="length"):
         fpr_tpr_at(scores, y[:3], 0.5)
+
+
+def test_smoothed_threshold_lands_inside_a_gap_between_clusters() -> None:
+    """14 scores of one episode at 2.5-4, the rest below 0: the empirical 1 % threshold of 1,516 sits just above
+    the 16th highest (the gap's floor); the smoothed one inside the gap, and neither lets more than 15 through."""
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.uniform(2.5, 4.0, 14), rng.uniform(-3.0, -0.3, 1502)])
+    empirical = threshold_for_fpr(scores, 0.01)
+    smoothed = smoothed_threshold_for_fpr(scores, 0.01)
+    assert empirical < -0.2 and -0.3 < smoothed < 2.5
+    assert np.sum(scores >= smoothed) == 14 <= np.sum(scores >= empirical) <= 15
+    dense = rng.normal(size=20_000)  # no gap: both agree to within a sliver of the spread
+    assert smoothed_threshold_for_fpr(dense, 0.01) == pytest.approx(threshold_for_fpr(dense, 0.01), abs=0.05)
+    assert smoothed_threshold_for_fpr(dense, 0.01) >= threshold_for_fpr(dense, 0.01)
+    assert smoothed_threshold_for_fpr(np.array([1.0]), 0.01) == threshold_for_fpr(np.array([1.0]), 0.01)

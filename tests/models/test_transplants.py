@@ -57,3 +57,43 @@ def test_context_negatives_are_the_entity_without_the_evidence() -> None:
     assert (negatives["role"] == X.loc[5, "role"]).all()  # the positive's own context, evidence replaced
     plain, _ = context_transplants(X, y, copies=1, keep=1.0, blocks=2, seed=0, negatives=3)
     assert len(plain) == len(X) + 2  # without entities, no context negatives
+
+
+def test_anchored_copies_always_carry_the_strongest_evidence() -> None:
+    """A side effect (share just past the benign range) never stands alone; the defining evidence (scan) does."""
+    X, y = table()
+    Xa, ya = context_transplants(X, y, copies=40, keep=0.5, blocks=1, seed=0, anchored=True)
+    extra, labels = Xa.iloc[len(X) :], ya[len(X) :]
+    assert len(extra) == 80 and (labels == 1).all()
+    assert (extra["scan"] >= 400).all()  # the strongest evidence is in every copy
+    assert (extra["share"] == 1.0).any() and (extra["share"] < 1.0).any()  # the rest still drops out
+    firsts = extra.iloc[[0, 40]]  # each positive's first copy: the strongest evidence alone
+    assert (firsts["share"] <= 0.3).all() and (firsts["scan"] >= 400).all()
+    plain, _ = context_transplants(X, y, copies=40, keep=0.5, blocks=1, seed=0)
+    assert (plain.iloc[len(X) :]["scan"] < 400).any()  # unanchored: any piece may be dropped
+
+
+def test_unqualified_negatives_carry_the_count_without_its_qualifier() -> None:
+    """Connections to a login port are evidence of guessing when short: the count alone, in the VM's own benign
+    context, is a benign row."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"logins": rng.uniform(0, 2, 40), "short": rng.uniform(0, 1, 40), "role": rng.uniform(0, 9, 40)})
+    y = np.zeros(40, np.int64)
+    X.loc[7, ["logins", "short"]] = [60.0, 58.0]
+    y[7] = 1
+    groups = np.where(np.arange(40) % 2 == 0, "even", "odd")  # row 7 is "odd"
+    Xa, ya, made = context_transplants(
+        X, y, copies=1, keep=1.0, blocks=1, seed=0, negatives=2, groups=groups, return_synthetic=True,
+        qualified=((("logins",), ("short",)),),
+    )  # fmt: skip
+    assert len(Xa) == len(X) + 1 + 2 + 2 and made[len(X) :].all() and ya.sum() == 2
+    unqualified = Xa.iloc[len(X) + 1 : len(X) + 3]
+    assert (ya[len(X) + 1 : len(X) + 3] == 0).all()
+    assert (unqualified["logins"] == 60.0).all() and (unqualified["short"] < 1).all()  # the count, not the guesses
+    odd_benign = X[(y == 0) & (np.arange(40) % 2 == 1)]
+    assert set(unqualified["role"]) <= set(odd_benign["role"])  # the VM's own benign context
+    no_qualifier = X.copy()
+    no_qualifier.loc[7, "short"] = 0.5  # the logins are sessions: no unqualified negatives to make
+    Xb, _ = context_transplants(no_qualifier, y, copies=1, keep=1.0, blocks=1, seed=0, negatives=2, groups=groups,
+                                qualified=((("logins",), ("short",)),))  # fmt: skip
+    assert len(Xb) == len(X) + 1 + 2
