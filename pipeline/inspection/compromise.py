@@ -57,16 +57,18 @@ def compromise_findings(scored: pd.DataFrame, flows: FlowIndex | None, model: Mo
     flagged_scopes = scored.loc[scored["flag"] == 1, "scope"].unique()
     catalogue = {k: v for k, v in EVIDENCE_FEATURES.items() if k in scored.columns}
     spread = spreads(scored[scored["flag"] == 0], list(catalogue))
+    by_scope = scored.groupby("scope", sort=False)
+    quiet_by_start = scored[scored["flag"] == 0].groupby("window_start_ns", sort=False)
     for scope in sorted(flagged_scopes):
-        rows = scored[scored["scope"] == scope].sort_values("window_start_ns", kind="stable")
-        found.append(_finding(scored, rows, flows, model, catalogue, spread))
+        rows = by_scope.get_group(scope).sort_values("window_start_ns", kind="stable")
+        found.append(_finding(quiet_by_start, rows, flows, model, catalogue, spread))
     rank = {"high": 0, "medium": 1, "low": 2}
     found.sort(key=lambda f: (rank[f.severity], -f.score, f.scope))
     return found
 
 
 def _finding(
-    scored: pd.DataFrame,
+    quiet_by_start: Any,
     rows: pd.DataFrame,
     flows: FlowIndex | None,
     model: ModelRef,
@@ -84,11 +86,12 @@ def _finding(
     names = list(catalogue)
     baseline = quiet[names].median() if len(quiet) else None
     tenant = str(peak["tenant"])
-    peer_rows = scored[
-        (scored["window_start_ns"] == peak["window_start_ns"])
-        & (scored["scope"] != peak["scope"])
-        & (scored["flag"] == 0)
-        & ((scored["tenant"] == tenant) if tenant not in ("", "external", "unknown") else True)
+    # unflagged windows of other scopes (of the same tenant, when it is one) at the peak window's start
+    at_peak = quiet_by_start.indices.get(peak["window_start_ns"])
+    same = quiet_by_start.obj.iloc[at_peak] if at_peak is not None else quiet_by_start.obj.iloc[:0]
+    peer_rows = same[
+        (same["scope"] != peak["scope"])
+        & ((same["tenant"] == tenant) if tenant not in ("", "external", "unknown") else True)
     ]
     peers = peer_rows[names].median() if len(peer_rows) else None
     ips = [a for a in str(peak["ip"]).split(";") if a]
