@@ -277,16 +277,15 @@ def context_transplants(
             parts.append(ctx)
             labels.append(np.ones(copies, y.dtype))
             made.append(np.ones(copies, bool))
+            own = own_benign.get(groups[i]) if own_benign else None  # this entity's benign rows
             for counts, quals in groups_of:
                 if negatives > 0 and evidence[counts].any() and evidence[quals].any():
-                    donors = own_benign.get(groups[i], pool) if own_benign else pool
-                    unqualified = values[rng.choice(donors if len(donors) else pool, negatives)]
+                    unqualified = values[rng.choice(pool if own is None else own, negatives)]
                     unqualified[:, counts] = values[i, counts]
                     parts.append(unqualified)
                     labels.append(np.zeros(negatives, y.dtype))
                     made.append(np.ones(negatives, bool))
-            own = own_benign.get(groups[i], pool[:0]) if own_benign else pool[:0]
-            if len(own):
+            if own is not None:
                 stripped = np.tile(values[i], (negatives, 1))
                 donors = values[rng.choice(own, negatives)]
                 stripped[:, evidence] = donors[:, evidence]

@@ -363,7 +363,8 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
     started = x["started"].to_numpy()
     tcp = x["proto"].to_numpy() == 6
     port = x["port"].to_numpy()
-    short = ((x["end"] - x["start"]).to_numpy() < SHORT_NS) & ~x["cut"].to_numpy()
+    dur = (x["end"] - x["start"]).to_numpy()
+    short = (dur < SHORT_NS) & ~x["cut"].to_numpy()
     x = x.assign(
         so=started & out, si=started & inn,
         tcp_o=tcp & out, tcp_i=tcp & inn,
@@ -379,7 +380,7 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
         vsent_b=x["frac"] * x["sent_b"], vrecv_b=x["frac"] * x["recv_b"],
         vsent_p=x["frac"] * x["sent_p"], vrecv_p=x["frac"] * x["recv_p"],
         tot_b=x["sent_b"] + x["recv_b"], tot_p=x["sent_p"] + x["recv_p"],
-        dur_s=(x["end"] - x["start"]) / NS,
+        dur_s=dur / NS,
     )  # fmt: skip
     g = x.groupby(keys, sort=True)
     agg = g.agg(

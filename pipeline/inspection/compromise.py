@@ -56,19 +56,21 @@ def compromise_findings(scored: pd.DataFrame, flows: FlowIndex | None, model: Mo
         return found
     flagged_scopes = scored.loc[scored["flag"] == 1, "scope"].unique()
     catalogue = {k: v for k, v in EVIDENCE_FEATURES.items() if k in scored.columns}
-    spread = spreads(scored[scored["flag"] == 0], list(catalogue))
-    by_scope = scored.groupby("scope", sort=False)
-    quiet_by_start = scored[scored["flag"] == 0].groupby("window_start_ns", sort=False)
+    unflagged = scored[scored["flag"] == 0]
+    spread = spreads(unflagged, list(catalogue))
+    by_scope = scored.groupby("scope", sort=False).indices
+    unflagged_at = unflagged.groupby("window_start_ns", sort=False).indices  # row positions by window start
     for scope in sorted(flagged_scopes):
-        rows = by_scope.get_group(scope).sort_values("window_start_ns", kind="stable")
-        found.append(_finding(quiet_by_start, rows, flows, model, catalogue, spread))
+        rows = scored.iloc[by_scope[scope]].sort_values("window_start_ns", kind="stable")
+        found.append(_finding(unflagged, unflagged_at, rows, flows, model, catalogue, spread))
     rank = {"high": 0, "medium": 1, "low": 2}
     found.sort(key=lambda f: (rank[f.severity], -f.score, f.scope))
     return found
 
 
 def _finding(
-    quiet_by_start: Any,
+    unflagged: pd.DataFrame,
+    unflagged_at: dict[Any, np.ndarray],
     rows: pd.DataFrame,
     flows: FlowIndex | None,
     model: ModelRef,
@@ -87,8 +89,7 @@ def _finding(
     baseline = quiet[names].median() if len(quiet) else None
     tenant = str(peak["tenant"])
     # unflagged windows of other scopes (of the same tenant, when it is one) at the peak window's start
-    at_peak = quiet_by_start.indices.get(peak["window_start_ns"])
-    same = quiet_by_start.obj.iloc[at_peak] if at_peak is not None else quiet_by_start.obj.iloc[:0]
+    same = unflagged.iloc[unflagged_at.get(peak["window_start_ns"], [])]
     peer_rows = same[
         (same["scope"] != peak["scope"])
         & ((same["tenant"] == tenant) if tenant not in ("", "external", "unknown") else True)

@@ -20,7 +20,7 @@ from pipeline.errors import ConfigError, TrackingError
 from pipeline.features.stage import FAULT_WINDOWS, FEATURES_DIR, TENANT_WINDOWS, read_feature_table
 from pipeline.findings import Finding, findings_document, findings_from_table, findings_table
 from pipeline.flow_stage import FLOWS_DIR
-from pipeline.inspection.compromise import compromise_findings, require_support
+from pipeline.inspection.compromise import MIN_CONNECTIONS, compromise_findings, require_support
 from pipeline.inspection.faults import fault_findings
 from pipeline.inspection.flow_evidence import FlowIndex
 from pipeline.inspection.scoring import score_windows
@@ -143,7 +143,7 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
         tw, _ = read_feature_table(ws, TENANT_WINDOWS)
         model = tracker.load_model(refs["compromise"].uri)
         scored, unjudged = require_support(score_windows(tw, model, options.threshold_scale, "features/tenant_windows"))
-        meta["unjudged_scopes"] = unjudged
+        meta["unjudged_scopes"], meta["min_connections"] = unjudged, MIN_CONNECTIONS
         flows = FlowIndex(ws / FLOWS_DIR) if (scored["flag"] == 1).any() else None
         found += compromise_findings(scored, flows, refs["compromise"])
         thresholds["compromise"] = float(scored["threshold"].iloc[0]) if len(scored) else None

@@ -30,15 +30,9 @@ def capture_facts(meta: dict[str, Any]) -> str:
         if meta.get(key) is not None:
             items.append((title, esc(fmt.num(meta[key]))))
     if meta.get("unjudged_scopes"):
-        items.append(
-            (
-                "Not judged",
-                esc(
-                    f"{fmt.num(meta['unjudged_scopes'])} addresses above the compromise threshold "
-                    "only in windows of fewer than 3 connections (too little to judge)"
-                ),
-            )
-        )
+        n, least = fmt.num(meta["unjudged_scopes"]), meta.get("min_connections", "?")
+        why = f"{n} addresses above the compromise threshold only in windows of fewer than {least} connections"
+        items.append(("Not judged", esc(why + " (too little to judge)")))
     if meta.get("workspace"):
         items.append(("Workspace", f"<code>{esc(meta['workspace'])}</code>"))
     scale = fmt.as_float(meta.get("threshold_scale"))
