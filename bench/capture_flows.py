@@ -71,7 +71,7 @@ def _peak_rss_bytes() -> tuple[int, int]:
 
 
 def _w_ns_capture(a: argparse.Namespace, t0: float) -> dict[str, Any]:
-    from pipeline.capture.stage import CaptureOptions, run_capture
+    from netsentry.pipeline.capture.stage import CaptureOptions, run_capture
 
     opts = CaptureOptions(force=True, chunk_bytes=a.chunk_bytes) if a.chunk_bytes else CaptureOptions(force=True)
     with tempfile.TemporaryDirectory(dir=a.scratch) as d:
@@ -89,9 +89,9 @@ def _w_ns_capture(a: argparse.Namespace, t0: float) -> dict[str, Any]:
 
 
 def _w_ns_capture_flows(a: argparse.Namespace, t0: float) -> dict[str, Any]:
-    from pipeline.capture.stage import CaptureOptions, run_capture
-    from pipeline.flow_stage import run_flows
-    from pipeline.flows import FlowConfig
+    from netsentry.pipeline.capture.stage import CaptureOptions, run_capture
+    from netsentry.pipeline.flows.assemble import FlowConfig
+    from netsentry.pipeline.flows.stage import run_flows
 
     opts = CaptureOptions(force=True, chunk_bytes=a.chunk_bytes) if a.chunk_bytes else CaptureOptions(force=True)
     fkw = {"batch_packets": a.batch_packets} if a.batch_packets else {}
@@ -119,8 +119,8 @@ def _w_ns_capture_flows(a: argparse.Namespace, t0: float) -> dict[str, Any]:
 
 def _w_ns_cold(a: argparse.Namespace, t0: float) -> dict[str, Any]:
     """Import + first capture+flows of a tiny file, as a fresh process sees it (NUMBA_CACHE_DIR set by caller)."""
-    from pipeline.capture.stage import CaptureOptions, run_capture
-    from pipeline.flow_stage import run_flows
+    from netsentry.pipeline.capture.stage import CaptureOptions, run_capture
+    from netsentry.pipeline.flows.stage import run_flows
 
     t_imp = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(dir=a.scratch) as d:
@@ -175,8 +175,8 @@ def _w_pyshark(a: argparse.Namespace, t0: float) -> dict[str, Any]:
 
 def _w_pyshark_engine(a: argparse.Namespace, t0: float) -> dict[str, Any]:
     """netsentry's own cross-check engine (``--engine pyshark``): pyshark EK → packets tables."""
-    from pipeline.capture.pyshark_reader import read_packets_pyshark
-    from pipeline.capture.reader import CaptureStats
+    from netsentry.pipeline.capture.pyshark_reader import read_packets_pyshark
+    from netsentry.pipeline.capture.reader import CaptureStats
 
     stats = CaptureStats(path=str(a.input))
     t = time.perf_counter()

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.capture.stage import CaptureOptions, run_capture
-from pipeline.features.stage import run_features
-from pipeline.flow_stage import run_flows
-from pipeline.simulate.run import simulate_to_dir
-from pipeline.train import TrainOptions, TrainResult, run_train
+from netsentry.pipeline.capture.stage import CaptureOptions, run_capture
+from netsentry.pipeline.features.stage import run_features
+from netsentry.pipeline.flows.stage import run_flows
+from netsentry.pipeline.simulate.run import simulate_to_dir
+from netsentry.pipeline.train.stage import TrainOptions, TrainResult, run_train
+from tests.paths import REPO as ROOT
+from tests.paths import SHARED_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = SHARED_DATA
 
 # real captures from ../shared/data (its README names who attacks whom and which fault)
 ATTACKERS = {

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-DATA = Path(__file__).resolve().parent / "data"
+from tests.paths import TEST_DATA
+
+DATA = TEST_DATA
 GOLDEN = DATA / "golden"
 GOLDEN_TRACES = (
     "ssh-dups.pcap",

@@ -10,11 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.capture.reader import CaptureStats, read_packets
-from pipeline.schemas import PACKETS
+from netsentry.pipeline.capture.reader import CaptureStats, read_packets
+from netsentry.pipeline.core.schemas import PACKETS
+from tests.paths import SHARED_DATA
 
-# Shared captures live beside the repository: <repo>/../shared/data (/work/shared/data here).
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 TSHARK = shutil.which("tshark")
 
 TsharkRows = list[dict[str, list[str]]]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.capture.live import CapturePermissionError, _classify, capture_live, list_interfaces
-from pipeline.capture.reader import read_packets
-from pipeline.errors import ConfigError, InputNotFoundError, ToolMissingError
+from netsentry.pipeline.capture.live import CapturePermissionError, _classify, capture_live, list_interfaces
+from netsentry.pipeline.capture.reader import read_packets
+from netsentry.pipeline.core.errors import ConfigError, InputNotFoundError, ToolMissingError
 
 DUMPCAP = shutil.which("dumpcap")
 needs_dumpcap = pytest.mark.skipif(DUMPCAP is None, reason="dumpcap is not installed")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.capture.reader import CaptureStats, read_packets
-from pipeline.errors import CaptureFormatError, InputNotFoundError
+from netsentry.pipeline.capture.reader import CaptureStats, read_packets
+from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError
 from tests.pcapbuild import (
     ETH_ARP,
     ETH_IPV4,

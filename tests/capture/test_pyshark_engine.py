@@ -10,13 +10,13 @@ import psutil
 import pyarrow as pa
 import pytest
 
-from pipeline.capture.pyshark_reader import read_packets_pyshark
-from pipeline.capture.reader import CaptureStats, read_packets
-from pipeline.errors import CaptureFormatError, InputNotFoundError, ToolMissingError
-from pipeline.schemas import PACKETS
+from netsentry.pipeline.capture.pyshark_reader import read_packets_pyshark
+from netsentry.pipeline.capture.reader import CaptureStats, read_packets
+from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, ToolMissingError
+from netsentry.pipeline.core.schemas import PACKETS
 from tests import pcapbuild as pb
+from tests.paths import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 REAL_TRACES = ["zeek/traces/tcp/ssh-dups.pcap", "chrissanders/tcp_ports.pcapng", "zeek/traces/wikipedia.pcap"]
 STATS_FIELDS = ("format", "records", "packets", "bytes", "non_ip", "malformed", "fragments", "linktypes",
                 "first_ts_ns", "last_ts_ns")  # fmt: skip

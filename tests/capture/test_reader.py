@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.capture.reader import CaptureStats
-from pipeline.schemas import ip_text
+from netsentry.pipeline.capture.reader import CaptureStats
+from netsentry.pipeline.core.schemas import ip_text
 from tests.pcapbuild import (
     ACK,
     AF_INET,

@@ -8,13 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.capture.tenants import TenantMap, dump_tenant_map, load_tenant_map, tenant_map_from_dict
-from pipeline.errors import ConfigError
-from pipeline.schemas import ip16_from_text
-from pipeline.simulate.cloud import GATEWAY_NAME, build_cloud
-from pipeline.simulate.scenario import load_scenario
+from netsentry.pipeline.capture.tenants import TenantMap, dump_tenant_map, load_tenant_map, tenant_map_from_dict
+from netsentry.pipeline.core.errors import ConfigError
+from netsentry.pipeline.core.schemas import ip16_from_text
+from netsentry.pipeline.simulate.cloud import GATEWAY_NAME, build_cloud
+from netsentry.pipeline.simulate.scenario import load_scenario
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "configs" / "tenants.example.yaml"
 
 

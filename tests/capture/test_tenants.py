@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.capture.reader import columns_to_table
-from pipeline.capture.tenants import (
+from netsentry.pipeline.capture.reader import columns_to_table
+from netsentry.pipeline.capture.tenants import (
     EXTERNAL,
     UNKNOWN,
     TenantMap,
@@ -21,10 +21,11 @@ from pipeline.capture.tenants import (
     load_tenant_map,
     tenant_map_from_dict,
 )
-from pipeline.errors import ConfigError, InputNotFoundError
-from pipeline.schemas import PACKETS, TENANT_TYPE, ip16_array, ip16_from_text
+from netsentry.pipeline.core.errors import ConfigError, InputNotFoundError
+from netsentry.pipeline.core.schemas import PACKETS, TENANT_TYPE, ip16_array, ip16_from_text
+from tests.paths import REPO
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tenants.example.yaml"
+EXAMPLE = REPO / "configs" / "tenants.example.yaml"
 
 
 @pytest.fixture(scope="module")

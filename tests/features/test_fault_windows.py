@@ -13,24 +13,24 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipeline.capture.stage import CaptureOptions, run_capture
-from pipeline.capture.tenants import load_tenant_map, tenant_map_from_dict
-from pipeline.errors import ConfigError, SchemaError
-from pipeline.features.fault_windows import (
+from netsentry.pipeline.capture.stage import CaptureOptions, run_capture
+from netsentry.pipeline.capture.tenants import load_tenant_map, tenant_map_from_dict
+from netsentry.pipeline.core.errors import ConfigError, SchemaError
+from netsentry.pipeline.core.schemas import ACK, PACKETS, RST, SYN, TCP_EVENTS, ip16_array, ip16_from_text
+from netsentry.pipeline.features.faults.builder import (
     FAULT_FEATURES,
     KEY_COLUMNS,
     FaultWindowBuilder,
     build_fault_windows,
     label_fault_windows,
 )
-from pipeline.features.labels import read_labels
-from pipeline.flow_stage import run_flows
-from pipeline.schemas import ACK, PACKETS, RST, SYN, TCP_EVENTS, ip16_array, ip16_from_text
-from pipeline.simulate.run import simulate, write_outputs
-from pipeline.simulate.scenario import load_scenario
+from netsentry.pipeline.features.labels import read_labels
+from netsentry.pipeline.flows.stage import run_flows
+from netsentry.pipeline.simulate.run import simulate, write_outputs
+from netsentry.pipeline.simulate.scenario import load_scenario
+from tests.paths import REPO
 from tests.tshark_conv import DATA, has_tshark
 
-REPO = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
 MS = 1_000_000
 T0 = 1_700_000_000 * S  # a window boundary
@@ -60,7 +60,7 @@ A, B, C, EXT = "10.0.1.1", "10.0.1.2", "10.0.1.3", "8.8.8.8"
 
 
 def packets_table(rows: list[dict]) -> pa.Table:
-    """A packets table (pipeline.schemas.PACKETS) from a few dicts; unspecified fields are 0."""
+    """A packets table (netsentry.pipeline.core.schemas.PACKETS) from a few dicts; unspecified fields are 0."""
     n = len(rows)
     cols: dict[str, object] = {}
     for f in PACKETS:

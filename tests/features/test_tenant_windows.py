@@ -9,10 +9,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipeline.errors import InputNotFoundError, SchemaError
-from pipeline.features.labels import label_tenant_windows, read_labels
-from pipeline.features.tenant_windows import TENANT_FEATURES, WindowSpec, tenant_windows
-from pipeline.schemas import ip16_array, ip16_from_text
+from netsentry.pipeline.core.errors import InputNotFoundError, SchemaError
+from netsentry.pipeline.core.schemas import ip16_array, ip16_from_text
+from netsentry.pipeline.features.labels import label_tenant_windows, read_labels
+from netsentry.pipeline.features.tenant.windows import TENANT_FEATURES, WindowSpec, tenant_windows
 
 NS = 1_000_000_000
 T0 = 1_767_621_600 * NS  # a multiple of 60 s
@@ -202,10 +202,10 @@ def test_empty_and_bad_input() -> None:
 
 
 def test_every_feature_is_documented() -> None:
-    from pipeline.features.docs import DOC, render
+    from netsentry.pipeline.features.docs import DOC, render
 
     doc = DOC.read_text()
-    assert doc == render(), "docs/features.md is stale: run `python -m pipeline.features.docs`"
+    assert doc == render(), "docs/features.md is stale: run `python -m netsentry.pipeline.features.docs`"
     for name, meaning in TENANT_FEATURES.items():
         assert f"`{name}`" in doc, name
         assert "(" in meaning and meaning.rstrip().endswith(")"), f"{name}: unit missing in {meaning!r}"

@@ -17,15 +17,15 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
-from models.base import Detector
-from models.boosted import BoostedDetector
-from models.iforest import IsolationForestDetector
-from models.registry import make_detector
-from models.thresholds import threshold_for_fpr
-from pipeline.errors import ConfigError, NoUsableDataError, SchemaError
+from netsentry.models.base import Detector
+from netsentry.models.boosted import BoostedDetector
+from netsentry.models.iforest import IsolationForestDetector
+from netsentry.models.registry import make_detector
+from netsentry.models.thresholds import threshold_for_fpr
+from netsentry.pipeline.core.errors import ConfigError, NoUsableDataError, SchemaError
+from tests.paths import REPO
 
 NAMES = ["iforest", "autoencoder", "boosted"]
-REPO = Path(__file__).resolve().parents[2]
 
 # Features each planted behaviour shifts (see make_windows).
 SHIFTED = {

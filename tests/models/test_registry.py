@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-import models
-from models.autoencoder import AutoencoderDetector
-from models.boosted import BoostedDetector
-from models.iforest import IsolationForestDetector
-from models.registry import DETECTORS, choose_auto, make_detector
-from pipeline.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[2]
+from netsentry import models
+from netsentry.models.autoencoder import AutoencoderDetector
+from netsentry.models.boosted import BoostedDetector
+from netsentry.models.iforest import IsolationForestDetector
+from netsentry.models.registry import DETECTORS, choose_auto, make_detector
+from netsentry.pipeline.core.errors import ConfigError
+from tests.paths import REPO
 
 
 def test_registry_maps_names_to_classes() -> None:
@@ -58,8 +56,8 @@ def test_package_exports_resolve_lazily() -> None:
 
 def test_importing_models_does_not_import_torch() -> None:
     code = (
-        "import sys, models, models.iforest, models.boosted, models.registry, models.base, models.scaling;"
-        "from models import DETECTORS, IsolationForestDetector, make_detector;"
+        "import sys, models, netsentry.models.iforest, netsentry.models.boosted, netsentry.models.registry, netsentry.models.base, netsentry.models.scaling;"
+        "from netsentry.models import DETECTORS, IsolationForestDetector, make_detector;"
         "DETECTORS['iforest']; make_detector('boosted');"
         "print('torch' in sys.modules)"
     )

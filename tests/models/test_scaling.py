@@ -10,8 +10,8 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models.scaling import RobustLogScaler, TailSurprise, as_feature_matrix, sanitize, signed_log1p
-from pipeline.errors import SchemaError
+from netsentry.models.scaling import RobustLogScaler, TailSurprise, as_feature_matrix, sanitize, signed_log1p
+from netsentry.pipeline.core.errors import SchemaError
 
 E = math.e
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from models.thresholds import fpr_tpr_at, smoothed_threshold_for_fpr, threshold_for_fpr
-from pipeline.errors import ConfigError, NoUsableDataError
+from netsentry.models.thresholds import fpr_tpr_at, smoothed_threshold_for_fpr, threshold_for_fpr
+from netsentry.pipeline.core.errors import ConfigError, NoUsableDataError
 
 
 def test_hundred_scores_five_percent_flags_exactly_five() -> None:

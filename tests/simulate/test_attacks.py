@@ -14,15 +14,15 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from pipeline.capture.reader import read_packets
-from pipeline.errors import ConfigError
-from pipeline.schemas import ip16_numpy
-from pipeline.simulate import attacks as A
-from pipeline.simulate import conns as C
-from pipeline.simulate.cloud import build_cloud
-from pipeline.simulate.events import COMPROMISES, Label, S, SimContext
-from pipeline.simulate.run import simulate_to_dir
-from pipeline.simulate.scenario import Scenario
+from netsentry.pipeline.capture.reader import read_packets
+from netsentry.pipeline.core.errors import ConfigError
+from netsentry.pipeline.core.schemas import ip16_numpy
+from netsentry.pipeline.simulate import attacks as A
+from netsentry.pipeline.simulate import conns as C
+from netsentry.pipeline.simulate.cloud import build_cloud
+from netsentry.pipeline.simulate.events import COMPROMISES, Label, S, SimContext
+from netsentry.pipeline.simulate.run import simulate_to_dir
+from netsentry.pipeline.simulate.scenario import Scenario
 
 BEHAVIOURS = ["port_scan_vertical", "port_scan_horizontal", "ssh_bruteforce", "c2_beacon", "exfiltration", "ddos_syn",
               "ddos_udp", "dns_tunnel", "lateral_movement", "crypto_mining"]  # fmt: skip

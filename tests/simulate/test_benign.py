@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.simulate.benign import RATES, benign_connections
-from pipeline.simulate.cloud import build_cloud
-from pipeline.simulate.conns import APP_DNS, APP_HTTP, APP_SQL, APP_SSH, APP_TLS, ConnTable
-from pipeline.simulate.events import S, SimContext
-from pipeline.simulate.scenario import Scenario
+from netsentry.pipeline.simulate.benign import RATES, benign_connections
+from netsentry.pipeline.simulate.cloud import build_cloud
+from netsentry.pipeline.simulate.conns import APP_DNS, APP_HTTP, APP_SQL, APP_SSH, APP_TLS, ConnTable
+from netsentry.pipeline.simulate.events import S, SimContext
+from netsentry.pipeline.simulate.scenario import Scenario
 
 MIXED = {"web": 2, "app": 2, "db": 1, "dns": 1, "batch": 1, "admin": 1}
 
@@ -212,7 +212,7 @@ def test_roles_without_peers_make_no_internal_traffic() -> None:
 
 def test_packet_budget_of_a_small_cloud() -> None:
     """A 60 s, 10-VM cloud makes ~20–60k packets (tcpgen's count inside the scenario)."""
-    from pipeline.simulate.tcpgen import P_TSEND, generate_packets
+    from netsentry.pipeline.simulate.tcpgen import P_TSEND, generate_packets
 
     roles = {"web": 2, "app": 2, "db": 2, "dns": 1, "admin": 1}
     ctx = make_ctx([tenant("a", "10.0.0.0/24", roles), tenant("b", "10.1.0.0/24", {"web": 1, "app": 1})], 60)

@@ -11,15 +11,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.capture.reader import read_packets
-from pipeline.flows import flows_from_packets
-from pipeline.simulate import conns as C
-from pipeline.simulate import events as ev
-from pipeline.simulate.cloud import build_cloud
-from pipeline.simulate.observe import observe
-from pipeline.simulate.pcapwrite import write_pcap
-from pipeline.simulate.scenario import Scenario
-from pipeline.simulate.tcpgen import P_LOST, generate_packets
+from netsentry.pipeline.capture.reader import read_packets
+from netsentry.pipeline.flows.assemble import flows_from_packets
+from netsentry.pipeline.simulate import conns as C
+from netsentry.pipeline.simulate import events as ev
+from netsentry.pipeline.simulate.cloud import build_cloud
+from netsentry.pipeline.simulate.observe import observe
+from netsentry.pipeline.simulate.pcapwrite import write_pcap
+from netsentry.pipeline.simulate.scenario import Scenario
+from netsentry.pipeline.simulate.tcpgen import P_LOST, generate_packets
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 SCENARIO = {
@@ -173,7 +173,7 @@ def test_a_packet_seen_at_a_later_point_was_seen_at_the_earlier_ones(tmp_path: P
 
 def _pos(o: dict[str, np.ndarray], point: str) -> np.ndarray:
     """Path position (0 client … 1 server) of each observation, as observe places it."""
-    from pipeline.simulate.observe import POSITION
+    from netsentry.pipeline.simulate.observe import POSITION
 
     near, far = POSITION[point]
     return np.where(o["client_is_vm"], near, far)

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from pipeline.errors import ConfigError
-from pipeline.simulate import faults as F
-from pipeline.simulate.benign import benign_connections
-from pipeline.simulate.conns import OUTCOME_REJECT, OUTCOME_RST_SERVER, ConnTable
-from pipeline.simulate.events import FAULTS, MS, S, SimContext
+from netsentry.pipeline.core.errors import ConfigError
+from netsentry.pipeline.simulate import faults as F
+from netsentry.pipeline.simulate.benign import benign_connections
+from netsentry.pipeline.simulate.conns import OUTCOME_REJECT, OUTCOME_RST_SERVER, ConnTable
+from netsentry.pipeline.simulate.events import FAULTS, MS, S, SimContext
 from tests.simulate.test_benign import make_ctx, tenant
 
 TSHARK = shutil.which("tshark") or ("/usr/bin/tshark" if Path("/usr/bin/tshark").exists() else None)
@@ -360,7 +360,7 @@ needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
 
 @needs_tshark
 def test_pcap_loss_burst_shows_retransmissions_only_on_the_path(tmp_path: Path) -> None:
-    from pipeline.simulate.run import simulate_to_dir
+    from netsentry.pipeline.simulate.run import simulate_to_dir
 
     clean = simulate_to_dir(_scenario(tmp_path, [], "clean"), tmp_path / "clean")
     flags = _tshark_flags(tmp_path / "clean" / "vm.pcap")
@@ -385,9 +385,9 @@ def test_pcap_loss_burst_shows_retransmissions_only_on_the_path(tmp_path: Path) 
 
 @needs_tshark
 def test_pcap_blackhole_backs_off(tmp_path: Path) -> None:
-    from pipeline.capture.reader import read_packets
-    from pipeline.schemas import ip16_numpy
-    from pipeline.simulate.run import simulate_to_dir
+    from netsentry.pipeline.capture.reader import read_packets
+    from netsentry.pipeline.core.schemas import ip16_numpy
+    from netsentry.pipeline.simulate.run import simulate_to_dir
 
     ev = {
         "kind": "fault",
@@ -422,9 +422,9 @@ def test_pcap_blackhole_backs_off(tmp_path: Path) -> None:
 @needs_tshark
 def test_pcap_latency_spike_slows_handshakes(tmp_path: Path) -> None:
     """At a VM's tap, SYN → SYN-ACK to an internet server takes the RTT (8–121 ms), +160 ms in the spike."""
-    from pipeline.capture.reader import read_packets
-    from pipeline.schemas import ip16_numpy
-    from pipeline.simulate.run import simulate_to_dir
+    from netsentry.pipeline.capture.reader import read_packets
+    from netsentry.pipeline.core.schemas import ip16_numpy
+    from netsentry.pipeline.simulate.run import simulate_to_dir
 
     ev = {"kind": "fault", "type": "latency_spike", "target": "gateway", "start_s": 10, "duration_s": 10}
     res = simulate_to_dir(_scenario(tmp_path, [ev], "slow"), tmp_path / "slow")

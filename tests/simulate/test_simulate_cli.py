@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.capture.tenants import load_tenant_map
-from pipeline.cli import app
-from pipeline.simulate.events import LABEL_COLUMNS
-from pipeline.simulate.scenario import load_scenario
+from netsentry.pipeline.capture.tenants import load_tenant_map
+from netsentry.pipeline.cli import app
+from netsentry.pipeline.simulate.events import LABEL_COLUMNS
+from netsentry.pipeline.simulate.scenario import load_scenario
+from tests.paths import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((ROOT / "configs" / "scenarios").rglob("*.yaml"))
 runner = CliRunner()
 

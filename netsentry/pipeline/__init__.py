@@ -1,0 +1,1 @@
+"""The staged pipeline: capture → flows → features → train / inspect → report, one folder per stage."""

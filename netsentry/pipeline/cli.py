@@ -1,0 +1,837 @@
+"""The ``netsentry`` command line: thin Typer commands over the library stages.
+
+Library code raises typed :class:`~netsentry.pipeline.core.errors.NetsentryError`s; :func:`_fail_cleanly`
+is the one place that turns them into a one-line message and an exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from netsentry import __version__
+from netsentry.pipeline.core.errors import ConfigError, NetsentryError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success (inspect: nothing flagged); 1 unexpected error; 2 bad usage, config or missing input; "
+    "3 inspect: findings reported; "
+    "4 nothing usable read; 5 table does not match its contract; 6 tshark/dumpcap missing; "
+    "7 live capture not permitted; 8 MLflow tracking store or registry unusable; 9 MLflow UI could not start; "
+    "10 another retraining job holds the lock; 130 interrupted."
+)
+
+app = typer.Typer(
+    name="netsentry",
+    help="Packet captures from a multi-tenant cloud in; compromised tenants and transient faults out.",
+    epilog=EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 1000)
+log = logging.getLogger("netsentry")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", help="Workspace directory holding the stage tables [default: ./workspace]."),
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config layered over configs/default.yaml.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Rerun even when inputs and config are unchanged.")]
+
+
+def _fail_cleanly(fn: F) -> F:
+    """Turn library errors into one line on stderr and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NetsentryError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; outputs of the interrupted stage were not replaced", highlight=False)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"netsentry {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+@app.command()
+@_fail_cleanly
+def capture(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="pcap/pcapng files (optionally .gz), directories (searched recursively) or globs."),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    iface: Annotated[str | None, typer.Option("--iface", "-i", help="Capture live from this interface.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Live: stop after this many seconds.")] = None,
+    count: Annotated[int | None, typer.Option(help="Live: stop after this many packets.")] = None,
+    ring_mb: Annotated[int, typer.Option(help="Live: start a new ring-buffer file every N MB.")] = 100,
+    ring_files: Annotated[int, typer.Option(help="Live: keep at most N ring files (0: keep all).")] = 0,
+    bpf: Annotated[str | None, typer.Option(help="Live: capture filter (BPF syntax).")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="fast (compiled reader) or pyshark (tshark dissectors; slow cross-check).")
+    ] = None,
+    tenants: Annotated[Path | None, typer.Option(help="Tenant map YAML (see configs/tenants.example.yaml).")] = None,
+    capture_point: Annotated[
+        str | None, typer.Option(help="Name of the tap for every input [default: each file's name].")
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Read captures into WORKSPACE/packets (one row per packet, headers only, no payload).
+
+    Bad records are counted and skipped; the command fails only when nothing usable was read.
+    """
+    from netsentry.pipeline.capture.stage import run_capture
+    from netsentry.pipeline.core.config import load_settings
+    from netsentry.pipeline.core.progress import progress_bar
+    from netsentry.pipeline.core.stage_options import capture_options
+
+    settings = load_settings(config, {"workspace": workspace, "capture": {"engine": engine, "tenants": tenants}})
+    ws = settings.workspace
+    sources: list[str | Path] = list(inputs or [])
+    if iface is not None:
+        from netsentry.pipeline.capture.live import capture_live, check_stop_condition
+
+        check_stop_condition(duration, count)
+        spool = ws / "spool" / time.strftime("live-%Y%m%dT%H%M%S")
+        err.print(f"capturing on {iface} into {spool} …", highlight=False)
+        sources += capture_live(
+            iface, spool, duration=duration, count=count, ring_file_mb=ring_mb, ring_files=ring_files, bpf=bpf
+        )
+    opts = capture_options(settings, capture_point=capture_point, force=force)
+    with progress_bar("capture") as advance:
+        summary = run_capture(sources, ws, opts, on_progress=advance)
+    for line in summary.problems():
+        err.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+    if summary.skipped_unchanged:
+        out.print(f"packets up to date in {summary.out_dir} ({summary.packets:,} packets); use --force to rerun")
+        return
+    table = Table(title=f"capture → {summary.out_dir}", title_justify="left")
+    for col in ("file", "format", "packets", "bytes", "non-IP", "malformed", "fragments"):
+        table.add_column(col, justify="left" if col in ("file", "format") else "right")
+    for s in summary.files:
+        table.add_row(
+            Path(s.path).name,
+            s.format or "-",
+            f"{s.packets:,}",
+            _human_bytes(s.bytes),
+            f"{s.non_ip:,}",
+            f"{s.malformed:,}",
+            f"{s.fragments:,}",
+        )
+    out.print(table)
+    rate = summary.packets / summary.seconds if summary.seconds else 0.0
+    out.print(f"{summary.packets:,} packets in {summary.seconds:.2f} s ({rate:,.0f} packets/s)")
+
+
+@app.command()
+@_fail_cleanly
+def flows(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Seconds without packets after which a flow ends [default: 120].")
+    ] = None,
+    active_timeout: Annotated[
+        float | None, typer.Option(help="Longest a flow may last before it is cut [default: 1800].")
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Assemble WORKSPACE/packets into bidirectional flows (WORKSPACE/flows).
+
+    Columns follow NFStream's naming (src2dst_/dst2src_/bidirectional_ + statistic + unit), plus a
+    Zeek-like conn_state, handshake RTT and Wireshark-compatible retransmission / dup-ACK counts.
+    """
+    from netsentry.pipeline.core.config import load_settings
+    from netsentry.pipeline.core.progress import progress_bar
+    from netsentry.pipeline.core.stage_options import flow_config
+    from netsentry.pipeline.flows.stage import run_flows
+
+    settings = load_settings(
+        config,
+        {"workspace": workspace, "flows": {"idle_timeout_s": idle_timeout, "active_timeout_s": active_timeout}},
+    )
+    fc = flow_config(settings)
+    with progress_bar("flows", unit="items") as advance:
+        summary = run_flows(
+            settings.workspace, fc, batch_packets=settings.flows.batch_packets, force=force, on_progress=advance
+        )
+    if summary.skipped_unchanged:
+        out.print(f"flows up to date in {summary.out_dir} ({summary.flows:,} flows); use --force to rerun")
+        return
+    _print_flow_digest(summary)
+    rate = summary.packets / summary.seconds if summary.seconds else 0.0
+    out.print(
+        f"{summary.flows:,} flows from {summary.packets:,} packets ({summary.capture_points} capture point(s)) "
+        f"in {summary.seconds:.2f} s ({rate:,.0f} packets/s) → {summary.out_dir}"
+    )
+
+
+@app.command()
+@_fail_cleanly
+def simulate(
+    scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario YAML (see configs/scenarios/).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the pcaps, tenants.yaml, labels.csv.")],
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed [default: the scenario's]; same seed, same bytes.")
+    ] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds of traffic [default: the scenario's].")] = None,
+    snaplen: Annotated[int, typer.Option(help="Bytes kept per packet in the pcaps (0: whole frames).")] = 0,
+) -> None:
+    """Simulate a multi-tenant cloud and write labelled captures.
+
+    Writes one pcap per capture point, the tenant map (tenants.yaml, for `capture --tenants`) and
+    the ground truth (labels.csv). The same scenario and seed give the same bytes.
+    """
+    from netsentry.pipeline.simulate.run import simulate as run_simulation
+    from netsentry.pipeline.simulate.run import write_outputs
+    from netsentry.pipeline.simulate.scenario import load_scenario
+
+    sc = load_scenario(scenario, duration_s=duration, seed=seed)
+    started = time.perf_counter()
+    try:
+        res = run_simulation(sc)
+    except ConfigError as e:
+        raise ConfigError(str(e), path=str(scenario)) from None
+    counts = write_outputs(res, out_dir, snaplen=snaplen)
+    seconds = time.perf_counter() - started
+    table = Table(title=f"simulate {sc.name} (seed {sc.seed}, {sc.duration_s:g} s) → {out_dir}", title_justify="left")
+    for col in ("capture point", "packets", "file"):
+        table.add_column(col, justify="right" if col == "packets" else "left")
+    for point, n in counts.items():
+        table.add_row(point, f"{n:,}", str(out_dir / f"{point}.pcap"))
+    out.print(table)
+    for lab in res.labels:
+        out.print(f"  {lab.kind:10} {lab.scenario:22} {lab.scope_type}:{lab.scope} {lab.row()['start']} → "
+                  f"{lab.row()['end']}", highlight=False)  # fmt: skip
+    total = sum(counts.values())
+    out.print(
+        f"{len(res.cloud)} VMs, {len(res.conns):,} connections, {total:,} packets written in {seconds:.2f} s "
+        f"({total / seconds:,.0f} packets/s); labels: {out_dir / 'labels.csv'}",
+        highlight=False,
+    )
+
+
+def _seconds(text: str | None, what: str) -> float | None:
+    """'60', '60s', '1m', '500ms' → seconds."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    for suffix, mult in (("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(t[: -len(suffix)]) * mult
+    if t.replace(".", "", 1).isdigit():
+        return float(t)
+    raise ConfigError(f"{what}: expected a duration like 60s, 1m or 500ms, got {text!r}")
+
+
+@app.command()
+@_fail_cleanly
+def features(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Ground truth (labels.csv as `simulate` writes) joined by scope and time.")
+    ] = None,
+    window: Annotated[str | None, typer.Option(help="Tenant-window length, e.g. 60s or 1m [default: 60s].")] = None,
+    hop: Annotated[str | None, typer.Option(help="A tenant window starts every HOP [default: 10s].")] = None,
+    fault_window: Annotated[str | None, typer.Option(help="Fault-window length [default: 1s].")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Build model-ready tables: WORKSPACE/features/tenant_windows (per VM and window: compromise) and
+    WORKSPACE/features/fault_windows (per host, host pair, VM and capture point and window: faults).
+
+    Every feature, its meaning and unit: docs/features.md.
+    """
+    from netsentry.pipeline.core.config import load_settings
+    from netsentry.pipeline.core.progress import progress_bar
+    from netsentry.pipeline.core.stage_options import window_spec
+    from netsentry.pipeline.features.stage import run_features
+
+    settings = load_settings(
+        config,
+        {
+            "workspace": workspace,
+            "features": {
+                "window_s": _seconds(window, "--window"), "hop_s": _seconds(hop, "--hop"),
+                "fault_window_s": _seconds(fault_window, "--fault-window"), "labels": labels,
+            },
+        },
+    )  # fmt: skip
+    fs = settings.features
+    spec = window_spec(settings)
+    with progress_bar("features", unit="packets") as advance:
+        summary = run_features(
+            settings.workspace, labels=fs.labels, spec=spec, fault_window_s=fs.fault_window_s, force=force,
+            on_progress=advance,
+        )  # fmt: skip
+    if summary.skipped_unchanged:
+        out.print(f"features up to date in {summary.out_dir}; use --force to rebuild", highlight=False)
+    else:
+        out.print(
+            f"{summary.tenant_rows:,} tenant windows and {summary.fault_rows:,} fault windows in "
+            f"{summary.seconds:.2f} s → {summary.out_dir}",
+            highlight=False,
+        )
+    for what, pos in (("compromise", summary.tenant_positive), ("fault", summary.fault_positive)):
+        if pos:
+            out.print(f"labelled {what} windows: " + ", ".join(f"{k} {v}" for k, v in sorted(pos.items())),
+                      highlight=False)  # fmt: skip
+
+
+@app.command()
+@_fail_cleanly
+def train(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    kind: Annotated[str, typer.Option(help="compromise (tenant windows) or faults (fault windows).")] = "compromise",
+    model: Annotated[
+        str | None, typer.Option(help="auto (boosted with labels, else autoencoder), iforest, autoencoder or boosted.")
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI [default: $NETSENTRY_TRACKING_URI, else sqlite in the workspace]."),
+    ] = None,
+    target_fpr: Annotated[
+        float | None, typer.Option(help="False-positive rate the threshold is calibrated to [default: 0.01].")
+    ] = None,
+    test_fraction: Annotated[
+        float | None, typer.Option(help="With labels: latest share of the time span used as test [default: 0.4].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same model) [default: 0].")] = None,
+    device: Annotated[str | None, typer.Option(help="Autoencoder device: cpu, cuda or auto [default: cpu].")] = None,
+    cicflowmeter_csv: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--cicflowmeter-csv",
+            help="Instead: cross-validate on CICFlowMeter CSVs (files or directories; repeatable), e.g. CICIDS2017.",
+        ),
+    ] = None,
+    folds: Annotated[int, typer.Option(help="--cicflowmeter-csv: cross-validation folds.")] = 5,
+) -> None:
+    """Train a detector on the workspace's feature windows, evaluate it, and register it in MLflow.
+
+    With labels (features --labels): time-based split, metrics (ROC-AUC, PR-AUC, precision, recall, F1 and FPR
+    at the threshold, recall per scenario) and plots are logged; the model becomes a new version of
+    netsentry-compromise / netsentry-faults with alias challenger (and champion when there is none yet).
+    """
+    from netsentry.pipeline.core.config import load_settings
+
+    settings = load_settings(
+        config,
+        {
+            "workspace": workspace,
+            "train": {
+                "model": model, "target_fpr": target_fpr, "test_fraction": test_fraction, "seed": seed,
+                "device": device, "tracking_uri": tracking_uri,
+            },
+        },
+    )  # fmt: skip
+    ts = settings.train
+    if cicflowmeter_csv:
+        _train_cicflowmeter(settings.workspace, cicflowmeter_csv, folds, ts.seed, ts.tracking_uri)
+        return
+    from netsentry.pipeline.core.stage_options import train_options
+    from netsentry.pipeline.train.stage import run_train
+
+    options = train_options(settings, kind)
+    with err.status(f"training the {kind} detector"):
+        res = run_train(settings.workspace, options, tracking_uri=ts.tracking_uri)
+    table = Table(title=f"{res.registered_name} v{res.version} ({res.model_name})", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in ("roc_auc", "pr_auc", f"tpr_at_{options.target_fpr:g}_fpr", "precision", "recall", "f1", "fpr"):
+        if k in res.metrics:
+            table.add_row(k, f"{res.metrics[k]:.4f}")
+    table.add_row("threshold", f"{res.threshold:.6g}")
+    table.add_row("train / test windows", f"{res.n_train:,} / {res.n_test:,}")
+    for k, v in res.recall_by_scenario.items():
+        table.add_row(f"recall {k}", f"{v:.3f}")
+    out.print(table)
+    out.print(
+        f"run {res.run_id} in {res.tracking_uri}; model {res.registered_name} version {res.version} "
+        f"aliases: {', '.join(res.aliases)} ({res.seconds:.1f} s)",
+        highlight=False,
+    )
+
+
+def _train_cicflowmeter(workspace: Path, paths: list[Path], folds: int, seed: int, uri: str | None) -> None:
+    from netsentry.pipeline.core import tracking
+    from netsentry.pipeline.train.cicflowmeter import cross_validate_cicids, format_cv_report, read_cicflowmeter_csv
+
+    files: list[Path] = []
+    for p in paths:
+        files.extend(sorted(p.glob("*.csv")) if p.is_dir() else [p])
+    data = read_cicflowmeter_csv(files)
+    with err.status(f"{folds}-fold cross-validation on {len(data.y):,} flows"):
+        res = cross_validate_cicids(data, folds=folds, seed=seed)
+    out.print(format_cv_report(res), highlight=False)
+    tracker = tracking.Tracker(workspace, uri)
+    with tracker.run("cicflowmeter", "cicflowmeter-cv") as run:
+        tracking.log_params({"folds": folds, "seed": seed, "files": ",".join(str(p) for p in paths),
+                             "rows": len(data.y)})  # fmt: skip
+        tracking.log_metrics(res.metrics())
+    out.print(f"macro-F1 {res.macro_f1_mean:.4f} ± {res.macro_f1_std:.4f}; run {run.info.run_id} in {tracker.uri}",
+              highlight=False)  # fmt: skip
+
+
+TrackingUriOpt = Annotated[
+    str | None,
+    typer.Option(help="MLflow tracking URI [default: $NETSENTRY_TRACKING_URI, else sqlite in the workspace]."),
+]
+
+
+@app.command()
+@_fail_cleanly
+def inspect(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    compromise_model: Annotated[
+        str | None, typer.Option(help="Model URI [default: models:/netsentry-compromise@champion].")
+    ] = None,
+    fault_model: Annotated[
+        str | None, typer.Option(help="Model URI [default: models:/netsentry-faults@champion].")
+    ] = None,
+    threshold_scale: Annotated[
+        float | None,
+        typer.Option(
+            help="Scale the models' false-positive rate down by X (2: thresholds where half as many benign "
+            "windows pass; fewer, surer findings) [default: 1]."
+        ),
+    ] = None,
+    tracking_uri: TrackingUriOpt = None,
+    pseudonymize: Annotated[
+        bool | None,
+        typer.Option(
+            "--pseudonymize/--no-pseudonymize",
+            help="Render every IP address in findings and report as a stable keyed pseudonym.",
+        ),
+    ] = None,
+    pseudonym_key: Annotated[
+        Path | None, typer.Option(help="Pseudonym key file (>= 16 bytes) [default: $NETSENTRY_PSEUDONYM_KEY].")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON (for scripts).")] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Score the workspace's feature windows with the registered champions and report what they find.
+
+    Writes WORKSPACE/findings/ (findings.parquet, findings.json) and WORKSPACE/report.html, and logs an
+    inspection run (findings and report as artifacts) in the netsentry-inspections experiment. Compromise
+    findings are per VM (or address) with evidence; fault findings are incidents (flagged windows merged,
+    related scopes clustered) with a type and magnitude. Exit code 0: nothing flagged; 3: findings.
+    """
+    from netsentry.pipeline.core.config import load_settings
+
+    settings = load_settings(config, {
+        "workspace": workspace, "train": {"tracking_uri": tracking_uri},
+        "inspect": {"compromise_model": compromise_model, "fault_model": fault_model,
+                    "threshold_scale": threshold_scale, "pseudonymize": pseudonymize,
+                    "pseudonym_key_file": pseudonym_key},
+    })  # fmt: skip
+    result = _inspect(settings, force=force, quiet=as_json)
+    if as_json:
+        from netsentry.pipeline.inspect.findings import findings_document
+
+        sys.stdout.write(findings_document(result.findings, {"report": str(result.report), "run_id": result.run_id}))
+    if result.findings:
+        raise typer.Exit(3)
+
+
+def _inspect(settings: Any, *, force: bool, quiet: bool = False) -> Any:
+    """Run the inspect stage from resolved settings; print the findings table unless ``quiet``."""
+    from netsentry.pipeline.core.stage_options import inspect_options
+    from netsentry.pipeline.inspect import run_inspect
+
+    options = inspect_options(settings, force)
+    with err.status("inspecting"):
+        result = run_inspect(settings.workspace, options, tracking_uri=settings.train.tracking_uri)
+    if not quiet:
+        _print_findings(result)
+    return result
+
+
+def _print_findings(result: Any) -> None:
+    from netsentry.pipeline.inspect.compromise import hhmmss
+
+    for kind, why in result.skipped_kinds.items():
+        err.print(f"[yellow]{kind}: skipped[/]: {why}", highlight=False, soft_wrap=True)
+    models = ", ".join(f"{r.name or r.uri} v{r.version}" if r.version else r.uri for r in result.models.values())
+    shown = [f for f in result.findings if f.severity != "low"]
+    low = len(result.findings) - len(shown)
+    if shown:
+        table = Table(title=f"findings ({models})", title_justify="left", show_lines=False)
+        for col in ("severity", "kind", "scope", "from", "to", "windows", "score / thr", "what"):
+            table.add_column(col, justify="right" if col in ("windows", "score / thr") else "left",
+                             overflow="fold")  # fmt: skip
+        colour = {"high": "bold red", "medium": "yellow"}
+        for f in shown:
+            table.add_row(
+                f"[{colour[f.severity]}]{f.severity}[/]",
+                f.kind if f.kind == "compromise" else f"fault: {f.type}",
+                f.scope + (f" ({f.ip})" if f.ip and f.ip != f.scope else ""),
+                hhmmss(f.start_ns), hhmmss(f.end_ns), f"{f.windows:,}", f"{f.score:.3g} / {f.threshold:.3g}",
+                f.summary,
+            )  # fmt: skip
+        out.print(table)
+    elif not result.findings:
+        out.print(f"nothing flagged ({models})", highlight=False)
+    if low:
+        out.print(f"{low} low-severity finding{'s' if low != 1 else ''} (single windows near the threshold) "
+                  "are in the report", highlight=False)  # fmt: skip
+    state = " (up to date; --force reruns)" if result.skipped_unchanged else ""
+    out.print(f"findings: {result.findings_dir}; report: {result.report}{state}", highlight=False)
+    if result.run_id:
+        out.print(f"inspection run {result.run_id}; browse runs and models with "
+                  f"`netsentry ui --tracking-uri {result.tracking_uri}`", highlight=False)  # fmt: skip
+
+
+@app.command()
+@_fail_cleanly
+def run(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Captures (files, directories, globs) [default: run.inputs of the config]."),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    tenants: Annotated[Path | None, typer.Option(help="Tenant map YAML (capture.tenants).")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Ground truth labels.csv (features.labels); with labels, train runs.")
+    ] = None,
+    tracking_uri: TrackingUriOpt = None,
+    train: Annotated[
+        str | None, typer.Option(help="auto (train when labels are given), always or never [default: auto].")
+    ] = None,
+    do_inspect: Annotated[
+        bool | None, typer.Option("--inspect/--no-inspect", help="Finish with inspect [default: yes].")
+    ] = None,
+    pseudonymize: Annotated[
+        bool | None,
+        typer.Option("--pseudonymize/--no-pseudonymize", help="Pseudonymize addresses in findings and report."),
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Run every stage in order: capture → flows → features → train (each kind, when labels are given) →
+    inspect. A stage whose inputs and config are unchanged (per the workspace manifests) is skipped.
+
+    Settings come from configs/default.yaml, then --config, then these flags. Exit code 3 when the
+    inspection reports findings, as `netsentry inspect`.
+    """
+    from netsentry.pipeline.core.config import load_settings
+    from netsentry.pipeline.runner import run_pipeline
+
+    settings = load_settings(config, {
+        "workspace": workspace, "capture": {"tenants": tenants}, "features": {"labels": labels},
+        "train": {"tracking_uri": tracking_uri}, "inspect": {"pseudonymize": pseudonymize},
+        "run": {"train": train, "inspect": do_inspect},
+    })  # fmt: skip
+    started = time.perf_counter()
+    with err.status("starting") as status:
+        report = run_pipeline(settings, inputs or [], force=force,
+                              on_stage=lambda stage: status.update(f"{stage} …"))  # fmt: skip
+    table = Table(title=f"netsentry run → {settings.workspace}", title_justify="left")
+    for col in ("stage", "status", "what", "seconds"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    for st in report.stages:
+        style = {"ran": "green", "up to date": "cyan"}.get(st.status, "yellow")
+        table.add_row(st.stage, f"[{style}]{st.status}[/]", st.detail, f"{st.seconds:.1f}" if st.seconds else "")
+    out.print(table)
+    out.print(f"all stages in {time.perf_counter() - started:.1f} s", highlight=False)
+    result = report.inspect
+    if result is not None:
+        _print_findings(result)
+        if result.findings:
+            raise typer.Exit(3)
+
+
+@app.command()
+@_fail_cleanly
+def ui(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    port: Annotated[int, typer.Option(help="Port to serve on (bound to 127.0.0.1).")] = 5000,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; anything but loopback exposes the UI to the network.")
+    ] = "127.0.0.1",
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Start the MLflow UI on the tracking store training and inspection use (until Ctrl-C).
+
+    One worker and no job runner: two processes and about 0.5 GB, not MLflow's default 15 processes and 3 GB.
+    When the tracking store already is an MLflow server, there is nothing to start: open its URL.
+    """
+    from netsentry.pipeline.core.config import load_settings
+    from netsentry.pipeline.core.tracking import resolve_tracking_uri
+    from netsentry.pipeline.ui import remote_ui_url, serve_forever
+
+    settings = load_settings(config, {"workspace": workspace, "train": {"tracking_uri": tracking_uri}})
+    uri = resolve_tracking_uri(settings.train.tracking_uri, settings.workspace)
+    remote = remote_ui_url(uri)
+    if remote:
+        out.print(f"the tracking store is an MLflow server: open {remote}", highlight=False)
+        return
+
+    def ready(server: Any) -> None:
+        out.print(f"MLflow UI for {uri} at {server.url} (Ctrl-C stops it)", highlight=False)
+
+    serve_forever(uri, settings.workspace, host, port, on_ready=ready)
+
+
+@app.command()
+@_fail_cleanly
+def export(
+    table: Annotated[
+        str,
+        typer.Argument(help="packets, flows, tcp_events, tenant_windows, fault_windows or findings."),
+    ],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="File to write (replaced atomically).")],
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet (schema kept) or csv (addresses as text).")] = "parquet",
+    pseudonymize: Annotated[
+        bool, typer.Option("--pseudonymize/--no-pseudonymize", help="Every IP address as a stable keyed pseudonym.")
+    ] = False,
+    pseudonym_key: Annotated[
+        Path | None, typer.Option(help="Pseudonym key file (>= 16 bytes) [default: $NETSENTRY_PSEUDONYM_KEY].")
+    ] = None,
+) -> None:
+    """Export a workspace table to share it, with IP addresses pseudonymized on request (prefix-preserving:
+    a /24 stays a /24; the same key gives the same pseudonyms as inspect --pseudonymize)."""
+    from netsentry.pipeline.core.config import load_settings
+    from netsentry.pipeline.core.progress import progress_bar
+    from netsentry.pipeline.core.pseudonym import Pseudonymizer, load_key
+    from netsentry.pipeline.export.stage import export_table
+
+    settings = load_settings(config, {"workspace": workspace})
+    p = Pseudonymizer(load_key(pseudonym_key)) if pseudonymize or pseudonym_key is not None else None
+    with progress_bar("export", unit="rows") as advance:
+        summary = export_table(settings.workspace, table, out_file, fmt=fmt, pseudonymizer=p, on_progress=advance)
+    what = " (addresses pseudonymized)" if summary.pseudonymized else ""
+    out.print(f"{summary.rows:,} rows of {table} → {summary.out}{what}", highlight=False)
+
+
+@app.command()
+@_fail_cleanly
+def retrain(
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+    spool: Annotated[Path | None, typer.Option(help="Directory new captures arrive in (retrain.spool).")] = None,
+    tracking_uri: TrackingUriOpt = None,
+    every: Annotated[
+        str | None,
+        typer.Option(help="Loop: run again every INTERVAL (e.g. 1h, 15m) until Ctrl-C, for hosts without cron."),
+    ] = None,
+) -> None:
+    """The scheduled retraining job: captures that arrived in the spool since the last run → capture → flows →
+    features → a challenger per kind, compared with the champion on the same held-out latest windows.
+
+    The champion alias moves only when the challenger passes the floors (retrain.floors) and beats the
+    champion by retrain.margin on retrain.metric (unlabelled captures: benign false-positive rate and recall of
+    retrain.planted cases). Decisions are logged to the netsentry-retrain experiment. A lock keeps two runs
+    apart (exit 10); a failure leaves champions and the watermark untouched; no new captures: nothing to do.
+    Schedule it with cron or systemd (configs/schedule/) or --every.
+    """
+    from netsentry.pipeline.core.config import load_settings
+
+    settings = load_settings(config, {"workspace": workspace, "train": {"tracking_uri": tracking_uri},
+                                      "retrain": {"spool": spool}})  # fmt: skip
+    if every is None:
+        _retrain_once(settings)
+        return
+    interval = _seconds(every, "--every") or 0.0
+    if interval <= 0:
+        raise ConfigError(f"--every must be a positive interval like 1h or 15m, got {every!r}")
+    while True:
+        started = time.monotonic()
+        try:
+            _retrain_once(settings)
+        except NetsentryError as e:  # one failed run must not end the loop; the next one retries
+            err.print(f"[bold red]error:[/] {e} (exit code {e.exit_code}); next run in {every}", highlight=False)
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def _retrain_once(settings: Any) -> None:
+    from netsentry.pipeline.retrain.stage import run_retrain
+
+    with err.status("retraining") as status:
+        res = run_retrain(settings, on_step=lambda step: status.update(f"retrain: {step} …"))
+    if res.status == "no new data":
+        wm = res.watermark.updated or "never"
+        out.print(f"no new captures in {settings.retrain.spool} since the last run ({wm}); nothing to do",
+                  highlight=False)  # fmt: skip
+        return
+    table = Table(title=f"retrain: {len(res.files)} new capture(s), batch {res.batch.name if res.batch else ''}",
+                  title_justify="left")  # fmt: skip
+    for col in ("kind", "champion", "challenger", "challenger metrics", "champion metrics", "decision", "reason"):
+        table.add_column(col, overflow="fold")
+    for d in res.decisions:
+        shown = ("roc_auc", "pr_auc", "fpr", "recall") if d.mode == "labelled" else ("fpr", "planted_recall")
+
+        def fmt(m: dict | None, keys: tuple[str, ...] = shown) -> str:
+            return "-" if not m else ", ".join(f"{k} {m[k]:.3f}" for k in keys if k in m)
+
+        verdict = "[bold green]promoted[/]" if d.promote else "[yellow]kept champion[/]"
+        table.add_row(d.kind, f"v{d.champion_before}" if d.champion_before else "-", f"v{d.challenger}",
+                      fmt(d.metrics.get("challenger")), fmt(d.metrics.get("champion")), verdict, d.reason)  # fmt: skip
+    out.print(table)
+    for d in res.decisions:  # one plain line per decision, for logs and scripts
+        kept = f"kept champion v{d.champion_before}" if d.champion_before else "no champion"
+        verdict = f"promoted v{d.challenger} to champion" if d.promote else f"{kept}, refused v{d.challenger}"
+        out.print(f"{d.kind}: {verdict}: {d.reason}", highlight=False, soft_wrap=True)
+    out.print(f"decision run {res.run_id}; watermark advanced ({res.watermark.batches} batches so far; "
+              f"{res.seconds:.1f} s)", highlight=False)  # fmt: skip
+
+
+models_app = typer.Typer(
+    help="The registry's versions per kind: list them, promote one to champion, roll back to the previous one.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(models_app, name="models")
+KindOpt = Annotated[str, typer.Option(help="compromise or faults.")]
+
+
+def _tracker(workspace: Path | None, config: Path | None, tracking_uri: str | None) -> Any:
+    from netsentry.pipeline.core.config import load_settings
+    from netsentry.pipeline.core.tracking import Tracker
+
+    settings = load_settings(config, {"workspace": workspace, "train": {"tracking_uri": tracking_uri}})
+    return Tracker(settings.workspace, settings.train.tracking_uri)
+
+
+def _kind(kind: str) -> str:
+    if kind not in ("compromise", "faults"):
+        raise ConfigError(f"--kind must be compromise or faults, got {kind!r}")
+    return kind
+
+
+@models_app.command("list")
+@_fail_cleanly
+def models_list(
+    kind: Annotated[str | None, typer.Option(help="compromise or faults [default: both].")] = None,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Every registered version with its aliases, training metrics and promotion record."""
+    tracker = _tracker(workspace, config, tracking_uri)
+    for k in [_kind(kind)] if kind else ["compromise", "faults"]:
+        table = Table(title=f"netsentry-{k} ({tracker.uri})", title_justify="left")
+        for col in ("version", "aliases", "model", "roc_auc", "fpr", "created (UTC)", "promoted", "replaced"):
+            table.add_column(col)
+        for v in tracker.versions(k):
+            created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.created_ms / 1000))
+            table.add_row(v.version, ", ".join(sorted(v.aliases)) or "-", v.model or "-",
+                          f"{v.metrics['roc_auc']:.4f}" if "roc_auc" in v.metrics else "-",
+                          f"{v.metrics['fpr']:.4f}" if "fpr" in v.metrics else "-", created,
+                          v.promoted_at or "-", f"v{v.previous_champion}" if v.previous_champion else "-")  # fmt: skip
+        out.print(table)
+
+
+@models_app.command("promote")
+@_fail_cleanly
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The version to make champion.")],
+    kind: KindOpt = "compromise",
+    reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "manual promotion",
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Make VERSION the champion (the one it replaces is recorded for rollback)."""
+    p = _tracker(workspace, config, tracking_uri).promote(_kind(kind), version, reason)
+    was = f" (was v{p.previous})" if p.previous and p.previous != p.version else ""
+    out.print(f"netsentry-{kind}: champion is v{p.version}{was}", highlight=False)
+
+
+@models_app.command("rollback")
+@_fail_cleanly
+def models_rollback(
+    kind: KindOpt = "compromise",
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Move champion back to the version the current champion replaced."""
+    p = _tracker(workspace, config, tracking_uri).rollback(_kind(kind))
+    out.print(f"netsentry-{kind}: champion is v{p.version} again (rolled back from v{p.previous})", highlight=False)
+
+
+def _print_flow_digest(summary: Any) -> None:
+    states = ", ".join(f"{k} {v:,}" for k, v in summary.conn_states.most_common(6))
+    out.print(f"connection states: {states}", highlight=False)
+    out.print(
+        f"TCP health: {summary.retransmissions:,} retransmissions, {summary.dup_acks:,} duplicate ACKs, "
+        f"{summary.zero_windows:,} zero-window advertisements",
+        highlight=False,
+    )
+    if not summary.top_retransmitting:
+        return
+    table = Table(title="flows with the most retransmissions", title_justify="left")
+    for col in ("capture point", "flow", "packets", "retransmissions", "dup ACKs", "handshake RTT ms", "state"):
+        table.add_column(col, justify="left" if col in ("capture point", "flow", "state") else "right")
+    for r in summary.top_retransmitting:
+        rtt = r["handshake_rtt_ms"]
+        table.add_row(
+            r["capture_point"],
+            f"{r['src_ip']}:{r['src_port']} → {r['dst_ip']}:{r['dst_port']} ({r['protocol']})",
+            f"{r['bidirectional_packets']:,}",
+            f"{r['retransmissions']:,}",
+            f"{r['dup_acks']:,}",
+            "-" if rtt is None else f"{rtt:.1f}",
+            r["conn_state"],
+        )
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    # Transparent huge pages make the first large allocations of a short-lived process slow
+    # (measured: flows 2.1-2.6 s vs 1.1 s warm on 1M packets). Set before numpy is imported.
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+    app()

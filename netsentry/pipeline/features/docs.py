@@ -1,0 +1,64 @@
+"""Render ``docs/features.md`` from the catalogue (``python -m netsentry.pipeline.features.docs`` rewrites it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from netsentry.pipeline.features.tenant.windows import DESCRIPTIVE_FEATURES, KEY_COLUMNS, TENANT_FEATURES
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "features.md"
+
+_INTRO = """# Feature catalogue
+
+`netsentry features` writes two model-ready tables into `WORKSPACE/features/`:
+
+- `tenant_windows`: one row per VM (entity) per sliding window (default 60 s, every 10 s), the compromise
+  detector's input.
+- `fault_windows`: one row per host, host pair, VM and capture point per window (default 1 s), the fault detector's
+  input. Its catalogue is in [features-faults.md](features-faults.md).
+
+Both carry `label` (1 labelled, 0 not, -1 ambiguous: left out of training and metrics) and `label_scenario` when
+`--labels` is given.
+
+## tenant_windows
+
+How rows are made (`pipeline/features/tenant_windows.py`):
+
+- Every flow counts for both endpoints: as an *outgoing* flow of the initiator and an *incoming* flow of the
+  responder.
+- Entities are the endpoints the tenant map knows (VMs). With no tenant map (a real capture of unknown hosts) every
+  address is an entity, named by its address.
+- Windows are `window_s` long and start every `hop_s` seconds on epoch-aligned boundaries. A flow belongs to every
+  window it overlaps; its bytes and packets are spread over them in proportion to the overlap. Counts of *started*
+  flows use the flow's first packet.
+- Rates are per second or per minute of the *observed* part of the window (`observed_s`), so a 20 s capture and a
+  10-minute one give comparable values.
+- Each entity is read at one capture point: the one where its flows carry an overlay VNI (tenants reusing a CIDR are
+  told apart only there), then the one with most of its flows (a VM tap, host uplink and gateway would otherwise
+  count one connection thrice).
+- History features (`new_*`, `*_vs_baseline`) look only at the entity's earlier windows (no look-ahead).
+- Features marked *descriptive* are kept for evidence and baselines but are not inputs of the compromise detector:
+  they say which role a VM has more than whether it misbehaves.
+
+Labels: a window is 1 when a compromise label of its entity (tenant + VM name, else address) overlaps it by at least
+min(hop, label duration), -1 when it overlaps by less, 0 otherwise.
+"""
+
+
+def render() -> str:
+    """The whole of docs/features.md."""
+    lines = [_INTRO, "Key columns: " + ", ".join(f"`{c}`" for c in KEY_COLUMNS) + ".", "",
+             "| feature | meaning (unit) | model input |", "|---|---|---|"]  # fmt: skip
+    for name, meaning in TENANT_FEATURES.items():
+        role = "descriptive" if name in DESCRIPTIVE_FEATURES else "yes"
+        lines.append(f"| `{name}` | {meaning.replace('|', '/')} | {role} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Rewrite docs/features.md."""
+    DOC.write_text(render())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""Fault findings: flagged fault windows merged into incidents, related scopes clustered, each typed and sized.
+
+A loss burst on one host uplink flags that host's rows, the host pairs through it, its VMs and the capture
+points that saw the traffic. Per scope, consecutive flagged windows (gaps up to ``gap_windows``) form a
+scope incident; scope incidents overlapping in time that share a host form one incident, reported at the
+scope that explains the others (:func:`primary_scope`). Capture-point incidents join the cluster they
+overlap most, or stand alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from netsentry.pipeline.core.tracking import ModelRef
+from netsentry.pipeline.features.faults.builder import FAULT_FEATURES
+from netsentry.pipeline.inspect.compromise import finding_id, hhmmss
+from netsentry.pipeline.inspect.findings import Finding
+from netsentry.pipeline.inspect.scoring import deviations, fold, severity, spreads, timeline
+
+SUSTAINED_WINDOWS = 2
+MICROBURST_PACKETS_PER_MS = 20
+SCOPE_ORDER = {"host": 0, "host_pair": 1, "vm": 2, "capture_point": 3}
+
+
+@dataclass
+class ScopeIncident:
+    """Consecutive flagged windows of one scope."""
+
+    scope_type: str
+    scope: str
+    start_ns: int
+    end_ns: int
+    rows: pd.DataFrame
+    hosts: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def score(self) -> float:
+        return float(self.rows["score"].max())
+
+
+def scope_incidents(scored: pd.DataFrame, gap_windows: int = 1) -> list[ScopeIncident]:
+    """Runs of flagged windows per scope, allowing ``gap_windows`` unflagged windows inside a run."""
+    out: list[ScopeIncident] = []
+    hit = scored[scored["flag"] == 1].sort_values(["scope_type", "scope", "window_start_ns"], kind="stable")
+    for (stype, scope), rows in hit.groupby(["scope_type", "scope"], sort=False):
+        start = rows["window_start_ns"].to_numpy(np.int64)
+        width = (rows["window_s"].to_numpy(np.float64) * 1e9).astype(np.int64)
+        end = start + width
+        breaks = np.flatnonzero(start[1:] > end[:-1] + gap_windows * width[:-1]) + 1
+        for part in np.split(np.arange(len(rows)), breaks):
+            out.append(ScopeIncident(str(stype), str(scope), int(start[part[0]]), int(end[part[-1]]),
+                                     rows.iloc[part]))  # fmt: skip
+    return out
+
+
+def _hosts_of(inc: ScopeIncident, known_hosts: set[str], vm_hosts: dict[str, str]) -> frozenset[str]:
+    if inc.scope_type == "host":
+        return frozenset([inc.scope])
+    if inc.scope_type == "host_pair":  # "A-B" with A and B host names that may contain "-" themselves
+        for i, ch in enumerate(inc.scope):
+            if ch == "-" and inc.scope[:i] in known_hosts and inc.scope[i + 1 :] in known_hosts:
+                return frozenset([inc.scope[:i], inc.scope[i + 1 :]])
+        return frozenset(inc.scope.split("-", 1))
+    if inc.scope_type == "vm" and inc.scope in vm_hosts:
+        return frozenset([vm_hosts[inc.scope]])
+    return frozenset()
+
+
+def _overlap(a: ScopeIncident, b: ScopeIncident, slack_ns: int) -> int:
+    return min(a.end_ns, b.end_ns) + slack_ns - max(a.start_ns, b.start_ns)
+
+
+def cluster(incidents: list[ScopeIncident], vm_hosts: dict[str, str]) -> list[list[ScopeIncident]]:
+    """Scope incidents grouped: overlapping in time (one window of slack) and sharing a host."""
+    known = {i.scope for i in incidents if i.scope_type == "host"} | set(vm_hosts.values())
+    for inc in incidents:
+        inc.hosts = _hosts_of(inc, known, vm_hosts)
+    located = [i for i, inc in enumerate(incidents) if inc.scope_type != "capture_point"]
+    parent = list(range(len(incidents)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    order = sorted(located, key=lambda i: incidents[i].start_ns)
+    for n, i in enumerate(order):
+        a = incidents[i]
+        slack = int(a.rows["window_s"].iloc[0] * 1e9)
+        for j in order[n + 1 :]:
+            b = incidents[j]
+            if b.start_ns > a.end_ns + slack:
+                break
+            if a.hosts & b.hosts and _overlap(a, b, slack) > 0:
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in located:
+        groups.setdefault(root(i), []).append(i)
+    for i, inc in enumerate(incidents):
+        if inc.scope_type != "capture_point":
+            continue
+        slack = int(inc.rows["window_s"].iloc[0] * 1e9)
+        best, best_overlap = None, 0
+        for g, members in groups.items():
+            ov = max(_overlap(inc, incidents[m], slack) for m in members)
+            if ov > best_overlap:
+                best, best_overlap = g, ov
+        groups.setdefault(best if best is not None else i, []).append(i)
+    return [[incidents[i] for i in members] for members in groups.values()]
+
+
+def primary_scope(members: list[ScopeIncident]) -> ScopeIncident:
+    """The scope that explains the cluster: a host when several of its paths or VMs are hit, else the one
+    host pair or VM, else the strongest member."""
+    by_type: dict[str, list[ScopeIncident]] = {}
+    for m in members:
+        by_type.setdefault(m.scope_type, []).append(m)
+    tokens = Counter(h for m in members if m.scope_type in ("host_pair", "vm") for h in m.hosts)
+    for host, _ in tokens.most_common():
+        pairs = {m.scope for m in by_type.get("host_pair", []) if host in m.hosts}
+        vms = {m.scope for m in by_type.get("vm", []) if host in m.hosts}
+        host_rows = [m for m in by_type.get("host", []) if m.scope == host]
+        if host_rows and (len(pairs) >= 2 or len(vms) >= 2):
+            return max(host_rows, key=lambda m: m.score)
+        break
+    for stype in ("host_pair", "vm", "host", "capture_point"):
+        if len(by_type.get(stype, [])) == 1:
+            return by_type[stype][0]
+    return max(members, key=lambda m: (m.score, -SCOPE_ORDER.get(m.scope_type, 9)))
+
+
+def magnitude(rows: pd.DataFrame, quiet: pd.DataFrame) -> dict[str, float]:
+    """Size of the fault over its flagged windows, against the scope's unflagged windows."""
+    s = rows.sum(numeric_only=True)
+    data = float(s.get("tcp_data_packets", 0.0))
+    out: dict[str, float] = {
+        "seconds": float(rows["window_s"].sum()),
+        "packets": float(s.get("packets", 0.0)),
+        "retransmissions": float(s.get("retransmissions", 0.0)),
+        "retransmission_rate": float(s.get("retransmissions", 0.0)) / data if data else 0.0,
+        "dup_acks": float(s.get("dup_acks", 0.0)),
+        "lost_packets": float(s.get("matched_loss", 0.0)) or float(s.get("lost_segments", 0.0)),
+        "rst_packets": float(s.get("rst_packets", 0.0)),
+        "reset_connections": float(s.get("reset_connections", 0.0)),
+        "connections": float(s.get("connections", 0.0)),
+        "handshake_failures": float(s.get("handshake_failures", 0.0)),
+        "syn_unanswered": float(s.get("syn_unanswered", 0.0)),
+        "zero_windows": float(s.get("zero_windows", 0.0)),
+        "icmp_unreachable": float(s.get("icmp_unreachable", 0.0)),
+        "burstiness_max": float(rows["burstiness"].max()),
+        "max_packets_per_ms": float(rows["max_packets_per_ms"].max()),
+    }
+    matched = float(s.get("matched_packets", 0.0))
+    out["matched_loss_rate"] = float(s.get("matched_loss", 0.0)) / matched if matched else 0.0
+    out["rtt_p99_ms"] = float(rows["handshake_rtt_p99_ms"].max())
+    base_rtt = float(quiet["handshake_rtt_p99_ms"].median()) if len(quiet) else np.nan
+    out["rtt_p99_vs_baseline"] = fold(out["rtt_p99_ms"], base_rtt) or 1.0
+    out["handshake_rtt_ratio_max"] = float(rows["handshake_rtt_ratio"].max())
+    out["hop_delay_ratio_max"] = float(rows["hop_delay_ratio"].max())
+    base_pps = float(quiet["packets_per_s"].median()) if len(quiet) else np.nan
+    out["packets_vs_baseline"] = fold(float(rows["packets_per_s"].mean()), base_pps) or 1.0
+    return out
+
+
+def fault_type(m: dict[str, float]) -> str:
+    """The kind of fault its magnitude points to (checked from the most to the least specific)."""
+    if (m["matched_loss_rate"] >= 0.5 and m["lost_packets"] >= 5) or (
+        m["syn_unanswered"] >= 3 and m["packets_vs_baseline"] < 0.5
+    ):
+        return "black_hole"
+    resets = m.get("reset_connections", 0.0)  # benign teardowns reset some connections: a storm resets most
+    if (resets >= 10 and resets >= 0.5 * max(m.get("connections", 0.0), 1.0)) or (
+        m["rst_packets"] >= 10 and m["rst_packets"] >= 0.1 * max(m["packets"], 1.0)
+    ):
+        return "reset_storm"
+    if max(m["rtt_p99_vs_baseline"], m["handshake_rtt_ratio_max"], m["hop_delay_ratio_max"]) >= 3 and (
+        m["retransmission_rate"] < 0.02
+    ):
+        return "latency"
+    if m["retransmissions"] > 0 or m["dup_acks"] > 0 or m["lost_packets"] > 0:
+        return "loss"
+    if m["burstiness_max"] >= 20 and m["max_packets_per_ms"] >= MICROBURST_PACKETS_PER_MS:
+        return "microburst"
+    if m["zero_windows"] > 0:
+        return "zero_window"
+    return "other"
+
+
+def fault_findings(scored: pd.DataFrame, vm_hosts: dict[str, str], model: ModelRef) -> list[Finding]:
+    """Fault incidents as findings (most severe, then highest score, first)."""
+    if scored.empty or not (scored["flag"] == 1).any():
+        return []
+    incidents = scope_incidents(scored)
+    found = [_finding(scored, members, model) for members in cluster(incidents, vm_hosts)]
+    rank = {"high": 0, "medium": 1, "low": 2}
+    found.sort(key=lambda f: (rank[f.severity], -f.score, f.start_ns, f.scope))
+    return found
+
+
+def _finding(scored: pd.DataFrame, members: list[ScopeIncident], model: ModelRef) -> Finding:
+    p = primary_scope(members)
+    rows = p.rows
+    all_rows = scored[(scored["scope_type"] == p.scope_type) & (scored["scope"] == p.scope)]
+    all_rows = all_rows.sort_values("window_start_ns", kind="stable")
+    quiet = all_rows[all_rows["flag"] == 0]
+    mag = magnitude(rows, quiet)
+    peak = rows.loc[rows["score"].idxmax()]
+    tail_values = pd.concat([m.rows["benign_tail"] for m in members]).to_numpy(np.float64)
+    tail = float(np.nanmin(tail_values)) if np.isfinite(tail_values).any() else np.nan
+    catalogue = {k: v for k, v in FAULT_FEATURES.items() if k in scored.columns}
+    baseline = quiet[list(catalogue)].median() if len(quiet) else None
+    spread = spreads(quiet, list(catalogue))
+    related = [
+        {"scope_type": m.scope_type, "scope": m.scope, "start_ns": m.start_ns, "end_ns": m.end_ns,
+         "windows": len(m.rows), "score": m.score}
+        for m in members if m is not p
+    ]  # fmt: skip
+    related.sort(key=lambda r: (SCOPE_ORDER.get(str(r["scope_type"]), 9), str(r["scope"])))
+    evidence: dict[str, Any] = {
+        "magnitude": mag,
+        "summary_features": deviations(peak, baseline, None, catalogue, spread),
+        "related_scopes": related,
+        "benign_tail": None if not np.isfinite(tail) else tail,
+        "timeline": timeline(all_rows),
+    }
+    windows = len(rows)
+    sev = severity(windows, tail, sustained=SUSTAINED_WINDOWS)
+    f = Finding(
+        finding_id=finding_id("fault", p.scope_type, p.scope, p.start_ns),
+        kind="fault",
+        type=fault_type(mag),
+        scope_type=p.scope_type,
+        scope=p.scope,
+        tenant=p.scope.split("/", 1)[0] if p.scope_type == "vm" and "/" in p.scope else "",
+        vm=p.scope.split("/", 1)[1] if p.scope_type == "vm" and "/" in p.scope else "",
+        ip="",
+        capture_point=p.scope if p.scope_type == "capture_point" else "",
+        start_ns=p.start_ns,
+        end_ns=p.end_ns,
+        windows=windows,
+        score=float(rows["score"].max()),
+        threshold=float(peak["threshold"]),
+        severity=sev,
+        model_uri=model.uri,
+        model_version=model.version,
+        summary="",
+        evidence=evidence,
+    )
+    f.summary = fault_summary(f)
+    return f
+
+
+_WHAT = {
+    "loss": "dropped packets",
+    "latency": "delayed packets",
+    "microburst": "saw a microburst",
+    "reset_storm": "saw a reset storm",
+    "black_hole": "black-holed traffic",
+    "zero_window": "stalled on zero windows",
+    "other": "behaved abnormally",
+}
+_WHERE = {"host": "link {} (host uplink)", "host_pair": "path {}", "vm": "VM {}", "capture_point": "capture point {}"}
+
+
+def fault_summary(f: Finding) -> str:
+    """One sentence: where, when, what, how much."""
+    m = f.evidence.get("magnitude", {})
+    where = _WHERE.get(f.scope_type, "{}").format(f.scope)
+    text = f"{where} {_WHAT.get(f.type, 'behaved abnormally')} from {hhmmss(f.start_ns)} to {hhmmss(f.end_ns)} UTC"
+    parts = []
+    if m.get("retransmissions"):
+        parts.append(f"{m['retransmission_rate']:.1%} retransmissions ({m['retransmissions']:,.0f})")
+    if m.get("lost_packets"):
+        parts.append(f"{m['lost_packets']:,.0f} packets lost")
+    if m.get("rtt_p99_vs_baseline", 1.0) >= 1.5:
+        parts.append(f"RTT p99 {m['rtt_p99_vs_baseline']:.1f}x baseline")
+    if f.type == "reset_storm":
+        parts.append(
+            f"{m.get('rst_packets', 0):,.0f} RSTs, {m.get('reset_connections', 0):,.0f} live connections reset"
+        )
+    if f.type == "black_hole":
+        parts.append(f"{m.get('syn_unanswered', 0):,.0f} unanswered SYNs")
+    if f.type == "microburst":
+        parts.append(f"{m.get('max_packets_per_ms', 0):,.0f} packets in 1 ms ({m.get('burstiness_max', 0):,.0f}x mean)")
+    related = f.evidence.get("related_scopes", [])
+    if related:
+        parts.append(f"also seen on {len(related)} related scope{'s' if len(related) != 1 else ''}")
+    return text + (": " + ", ".join(parts) if parts else "") + "."

@@ -1,0 +1,233 @@
+"""Observed packets → a nanosecond pcap file, frames assembled by a compiled writer.
+
+Ethernet / IPv4 (correct header checksum, DF on TCP) / TCP, UDP or ICMP echo (correct checksums)
+/ payload from :mod:`payloads`, optionally inside VXLAN (outer Ethernet/IPv4/UDP 4789). Written
+in chunks so memory stays bounded; the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+
+from netsentry.pipeline.simulate import conns as C
+from netsentry.pipeline.simulate.payloads import build_pool
+
+PCAP_NS_HEADER = np.array([0x4D, 0x3C, 0xB2, 0xA1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0, 1, 0, 0, 0],
+                          dtype=np.uint8)  # fmt: skip
+OUTER = 14 + 20 + 8 + 8
+LONG_LABEL = 16  # DNS query labels at least this long are made unique per packet
+SCRATCH_LABEL = 128  # where in the scratch buffer the rewritten label is kept
+_B32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
+CHUNK = 1 << 18
+
+
+@nb.njit(inline="always", cache=True)
+def _put16(b, p, v):
+    b[p] = (v >> 8) & 0xFF
+    b[p + 1] = v & 0xFF
+
+
+@nb.njit(inline="always", cache=True)
+def _put32(b, p, v):
+    b[p] = (v >> 24) & 0xFF
+    b[p + 1] = (v >> 16) & 0xFF
+    b[p + 2] = (v >> 8) & 0xFF
+    b[p + 3] = v & 0xFF
+
+
+@nb.njit(cache=True)
+def _sum16(b, p, n):
+    s = 0
+    for i in range(0, n - 1, 2):
+        s += (np.int64(b[p + i]) << 8) | np.int64(b[p + i + 1])
+    if n % 2:
+        s += np.int64(b[p + n - 1]) << 8
+    return s
+
+
+@nb.njit(inline="always", cache=True)
+def _fold(s):
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+@nb.njit(cache=True)
+def _mac(b, p, ip):
+    b[p] = 0x02
+    b[p + 1] = 0x00
+    _put32(b, p + 2, ip)
+
+
+@nb.njit(cache=True)
+def _ipv4(b, p, total, ipid, df, ttl, proto, src, dst):
+    b[p] = 0x45
+    b[p + 1] = 0
+    _put16(b, p + 2, total)
+    _put16(b, p + 4, ipid)
+    _put16(b, p + 6, 0x4000 if df else 0)
+    b[p + 8] = ttl
+    b[p + 9] = proto
+    _put16(b, p + 10, 0)
+    _put32(b, p + 12, src)
+    _put32(b, p + 16, dst)
+    _put16(b, p + 10, _fold(_sum16(b, p, 20)))
+
+
+@nb.njit(cache=True)
+def write_frames(out, rec_off, ts, caplen, wirelen, src, dst, sport, dport, proto, flags, seq, ack, plen, ipid,
+                 ttl, dir_, dns_id, outer_src, outer_dst, vni, pool, pay_off, pay_sum, scratch):  # fmt: skip
+    """Write one pcap record per packet at ``rec_off``: headers are built in ``scratch`` (checksums
+    use each payload's precomputed sum), then the captured part of headers and payload is copied."""
+    for i in range(ts.shape[0]):
+        r = rec_off[i]
+        b = scratch
+        p = 0
+        if vni[i] != 0:
+            _mac(b, p, outer_dst[i])
+            _mac(b, p + 6, outer_src[i])
+            _put16(b, p + 12, 0x0800)
+            inner_len = wirelen[i] - OUTER
+            _ipv4(b, p + 14, 20 + 8 + 8 + inner_len, 0, False, 64, 17, outer_src[i], outer_dst[i])
+            _put16(b, p + 34, 49152 + ((src[i] ^ dst[i] ^ sport[i] ^ dport[i]) & 0x3FFF))
+            _put16(b, p + 36, 4789)
+            _put16(b, p + 38, 8 + 8 + inner_len)
+            _put16(b, p + 40, 0)
+            _put32(b, p + 42, 0x08000000)
+            _put32(b, p + 46, vni[i] << 8)
+            p += OUTER
+        _mac(b, p, dst[i])
+        _mac(b, p + 6, src[i])
+        _put16(b, p + 12, 0x0800)
+        ip = p + 14
+        pr = proto[i]
+        l4 = 20 if pr == 6 else 8
+        n = plen[i]
+        _ipv4(b, ip, 20 + l4 + n, ipid[i], pr == 6, ttl[i], pr, src[i], dst[i])
+        q = ip + 20
+        hlen = q + l4
+        po = pay_off[i]
+        psum = pay_sum[i]
+        patch = dns_id[i] >= 0 and n >= 2
+        if patch:
+            psum += dns_id[i] - ((np.int64(pool[po]) << 8) | np.int64(pool[po + 1]))
+        # long first labels of DNS queries get per-packet characters (tunnels make unique names)
+        lab = np.int64(pool[po + 12]) if patch and dir_[i] == 0 and n > 13 else 0
+        if lab < LONG_LABEL or 13 + lab > n:
+            lab = 0
+        for k in range(lab):
+            old = np.int64(pool[po + 13 + k])
+            x = (dns_id[i] * 2654435761 + (k + 1) * 0x9E3779B1 + src[i] * 97) & 0xFFFFFFFF
+            x ^= x >> 13
+            x = (x * 0x5BD1E995) & 0xFFFFFFFF
+            x ^= x >> 15
+            new = np.int64(_B32[x % 32])
+            scratch[SCRATCH_LABEL + k] = new
+            psum += (new - old) << 8 if (13 + k) % 2 == 0 else new - old
+        if pr == 6:
+            _put16(b, q, sport[i])
+            _put16(b, q + 2, dport[i])
+            _put32(b, q + 4, seq[i])
+            _put32(b, q + 8, ack[i])
+            b[q + 12] = 0x50
+            b[q + 13] = flags[i]
+            _put16(b, q + 14, 65535)
+            _put32(b, q + 16, 0)
+            cso = q + 16
+        elif pr == 17:
+            _put16(b, q, sport[i])
+            _put16(b, q + 2, dport[i])
+            _put16(b, q + 4, 8 + n)
+            _put16(b, q + 6, 0)
+            cso = q + 6
+        else:  # ICMP echo: request from the client, reply from the server
+            b[q] = 8 if dir_[i] == 0 else 0
+            b[q + 1] = 0
+            _put16(b, q + 2, 0)
+            _put16(b, q + 4, sport[i] if dir_[i] == 0 else dport[i])
+            _put16(b, q + 6, seq[i] & 0xFFFF)
+            _put16(b, q + 2, _fold(_sum16(b, q, 8) + psum))
+            cso = -1
+        if cso >= 0:
+            s = _sum16(b, q, l4) + psum + ((src[i] >> 16) & 0xFFFF) + (src[i] & 0xFFFF)
+            s += ((dst[i] >> 16) & 0xFFFF) + (dst[i] & 0xFFFF) + pr + l4 + n
+            c = _fold(s)
+            if pr == 17 and c == 0:
+                c = 0xFFFF
+            _put16(b, cso, c)
+        sec = ts[i] // 1_000_000_000
+        nsec = ts[i] - sec * 1_000_000_000
+        cap = caplen[i]
+        for k in range(4):
+            out[r + k] = (sec >> (8 * k)) & 0xFF
+            out[r + 4 + k] = (nsec >> (8 * k)) & 0xFF
+            out[r + 8 + k] = (cap >> (8 * k)) & 0xFF
+            out[r + 12 + k] = (wirelen[i] >> (8 * k)) & 0xFF
+        d = r + 16
+        hc = min(hlen, cap)
+        out[d : d + hc] = scratch[:hc]
+        pc = min(n, cap - hc)
+        if pc > 0:
+            out[d + hlen : d + hlen + pc] = pool[po : po + pc]
+            if patch:
+                out[d + hlen] = (dns_id[i] >> 8) & 0xFF
+                if pc > 1:
+                    out[d + hlen + 1] = dns_id[i] & 0xFF
+                for k in range(min(lab, pc - 13)):
+                    out[d + hlen + 13 + k] = scratch[SCRATCH_LABEL + k]
+
+
+def frame_lengths(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """Wire length of each observed packet's frame."""
+    l4 = np.where(obs["proto"] == 6, 20, 8)
+    return (14 + 20 + l4 + obs["len"] + np.where(obs["vni"] != 0, OUTER, 0)).astype(np.int64)
+
+
+def write_pcap(path: Path, obs: dict[str, np.ndarray], snaplen: int = 0) -> int:
+    """Write the observed packets (time-ordered) to ``path``; return the bytes written.
+
+    Callers write into a temporary directory that replaces the output as a whole."""
+    first_all = _first_segment(obs)
+    is_dns_all = (obs["app"] == C.APP_DNS) & (obs["proto"] == 17)
+    dns_all = np.where(is_dns_all, (obs["conn"] * 7919 + obs["seq"]) & 0xFFFF, -1).astype(np.int64)
+    scratch = np.zeros(256, dtype=np.uint8)  # the longest header stack: VXLAN + Ethernet + IPv4 + TCP
+    total = len(PCAP_NS_HEADER)
+    buf = np.empty(0, dtype=np.uint8)
+    with Path(path).open("wb") as f:
+        f.write(PCAP_NS_HEADER.tobytes())
+        n = len(obs["ts_ns"])
+        for a in range(0, n, CHUNK):
+            sl = slice(a, min(n, a + CHUNK))
+            o = {k: v[sl] for k, v in obs.items()}
+            wire = frame_lengths(o)
+            cap = np.minimum(wire, snaplen) if snaplen else wire
+            rec_off = np.concatenate([[0], np.cumsum(16 + cap)[:-1]]).astype(np.int64)
+            need = int((16 + cap).sum())
+            if len(buf) < need:
+                buf = np.empty(need, dtype=np.uint8)  # reused across chunks: fresh pages cost faults
+            out = buf[:need]
+            pool, pay_off, pay_sum = build_pool(o["app"], o["dir"], first_all[sl], o["len"])
+            write_frames(
+                out, rec_off, o["ts_ns"], cap, wire, o["src"].astype(np.int64), o["dst"].astype(np.int64),
+                o["sport"].astype(np.int64), o["dport"].astype(np.int64), o["proto"].astype(np.int64),
+                o["flags"], o["seq"], o["ack"], o["len"], o["ipid"], o["ttl"], o["dir"], dns_all[sl],
+                o["outer_src"].astype(np.int64), o["outer_dst"].astype(np.int64), o["vni"].astype(np.int64),
+                pool, pay_off, pay_sum, scratch,
+            )  # fmt: skip
+            f.write(memoryview(out))
+            total += len(out)
+    return total
+
+
+def _first_segment(o: dict[str, np.ndarray]) -> np.ndarray:
+    """True for the first payload-carrying packet of each (connection, direction)."""
+    has = o["len"] > 0
+    key = o["conn"] * 2 + o["dir"]
+    first = np.zeros(len(key), dtype=bool)
+    idx = np.flatnonzero(has)
+    _, pos = np.unique(key[idx], return_index=True)
+    first[idx[pos]] = True
+    return first

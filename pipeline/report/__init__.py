@@ -1,5 +1,0 @@
-"""``report.html`` for ``netsentry inspect``: findings rendered as one self-contained page (no network requests)."""
-
-from pipeline.report.html import render_report
-
-__all__ = ["render_report"]

@@ -1,0 +1,146 @@
+"""Fault incidents from scored fault windows: merging runs, clustering related scopes, type and severity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from netsentry.pipeline.core.tracking import ModelRef
+from netsentry.pipeline.features.faults.builder import FAULT_FEATURES
+from netsentry.pipeline.inspect.faults import cluster, fault_findings, fault_type, primary_scope, scope_incidents
+from netsentry.pipeline.inspect.scoring import severity
+
+T0 = 1_767_621_600_000_000_000
+S = 10**9
+VM_HOSTS = {"acme/web-1": "host2", "acme/web-2": "host2", "acme/db-1": "host3"}
+MODEL = ModelRef("models:/netsentry-faults@champion", "netsentry-faults", "4")
+
+
+def windows(flagged: dict[tuple[str, str], list[int]], seconds: int = 30, **features: float) -> pd.DataFrame:
+    """Every scope × second of a 30 s capture; ``flagged`` scopes score 5 (over a threshold of 1) there."""
+    scopes = [("host", "host2"), ("host", "host3"), ("host", "gateway"), ("host_pair", "gateway-host2"),
+              ("host_pair", "host2-host3"), ("host_pair", "gateway-host3"), ("vm", "acme/web-1"),
+              ("vm", "acme/web-2"), ("vm", "acme/db-1"), ("capture_point", "host.pcap")]  # fmt: skip
+    rows = []
+    for stype, scope in scopes:
+        for t in range(seconds):
+            hit = t in flagged.get((stype, scope), [])
+            row = {name: 0.0 for name in FAULT_FEATURES}
+            row.update(packets=100.0, packets_per_s=100.0, tcp_packets=100.0, tcp_data_packets=80.0,
+                       handshake_rtt_p99_ms=2.0, handshake_rtt_ratio=1.0, hop_delay_ratio=1.0, burstiness=3.0,
+                       max_packets_per_ms=2.0)  # fmt: skip
+            if hit:
+                row.update(features)
+            row.update(scope_type=stype, scope=scope, window_start_ns=T0 + t * S, window_s=1.0,
+                       score=5.0 if hit else 0.1, flag=int(hit), threshold=1.0,
+                       benign_tail=0.0 if hit else 0.5)  # fmt: skip
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_runs_of_flagged_windows_merge_across_one_quiet_window() -> None:
+    df = windows({("host", "host2"): [3, 4, 6, 7, 12]})
+    incs = scope_incidents(df)
+    assert [(i.start_ns - T0) // S for i in incs] == [3, 12]
+    assert [(i.end_ns - T0) // S for i in incs] == [8, 13]
+
+
+def test_a_lossy_uplink_is_one_incident_at_the_host() -> None:
+    span = [10, 11, 12, 13]
+    hit = {
+        (t, s): span
+        for t, s in [
+            ("host", "host2"),
+            ("host_pair", "gateway-host2"),
+            ("host_pair", "host2-host3"),
+            ("vm", "acme/web-1"),
+            ("vm", "acme/web-2"),
+            ("capture_point", "host.pcap"),
+        ]
+    }
+    df = windows(hit, retransmissions=12.0, dup_acks=20.0)
+    found = fault_findings(df, VM_HOSTS, MODEL)
+    assert len(found) == 1
+    f = found[0]
+    assert (f.scope_type, f.scope, f.type, f.severity) == ("host", "host2", "loss", "high")
+    assert (f.start_ns - T0) // S == 10 and (f.end_ns - T0) // S == 14 and f.windows == 4
+    related = {r["scope"] for r in f.evidence["related_scopes"]}
+    assert related == {"gateway-host2", "host2-host3", "acme/web-1", "acme/web-2", "host.pcap"}
+    assert f.evidence["magnitude"]["retransmission_rate"] == pytest.approx(48 / 320)
+    assert "link host2" in f.summary and "retransmissions" in f.summary
+    assert f.model_version == "4"
+
+
+def test_one_vm_with_its_host_is_reported_at_the_vm_and_unrelated_faults_stay_apart() -> None:
+    hit = {("vm", "acme/db-1"): [5, 6], ("host", "host3"): [5, 6], ("host_pair", "gateway-host2"): [5, 6, 7]}
+    found = fault_findings(windows(hit, rst_packets=60.0), VM_HOSTS, MODEL)
+    assert sorted((f.scope_type, f.scope) for f in found) == [("host_pair", "gateway-host2"), ("vm", "acme/db-1")]
+    assert {f.type for f in found} == {"reset_storm"}
+
+
+def test_a_capture_point_incident_joins_the_cluster_it_overlaps_or_stands_alone() -> None:
+    df = windows({("host", "host2"): [3, 4], ("host_pair", "gateway-host2"): [3, 4],
+                  ("host_pair", "host2-host3"): [3, 4], ("capture_point", "host.pcap"): [4, 20]})  # fmt: skip
+    groups = cluster(scope_incidents(df), VM_HOSTS)
+    shapes = sorted(sorted(m.scope for m in g) for g in groups)
+    assert shapes == [["gateway-host2", "host.pcap", "host2", "host2-host3"], ["host.pcap"]]
+    big = next(g for g in groups if len(g) == 4)
+    assert primary_scope(big).scope == "host2"
+
+
+def test_host_names_with_dashes_are_split_correctly() -> None:
+    hosts = {"acme/web-1": "rack-1"}
+    df = windows({("host_pair", "gateway-host2"): [2]})
+    df.loc[df["scope"] == "gateway-host2", "scope"] = "rack-1-rack-2"
+    inc = scope_incidents(df)
+    cluster(inc, hosts | {"x": "rack-2"})
+    assert inc[0].hosts == frozenset({"rack-1", "rack-2"})
+
+
+BASE = {"matched_loss_rate": 0.0, "lost_packets": 0.0, "syn_unanswered": 0.0, "packets_vs_baseline": 1.0,
+        "rst_packets": 0.0, "packets": 1000.0, "rtt_p99_vs_baseline": 1.0, "handshake_rtt_ratio_max": 1.0,
+        "hop_delay_ratio_max": 1.0, "retransmission_rate": 0.0, "retransmissions": 0.0, "dup_acks": 0.0,
+        "burstiness_max": 2.0, "max_packets_per_ms": 3.0, "zero_windows": 0.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"matched_loss_rate": 0.9, "lost_packets": 40.0}, "black_hole"),
+        ({"syn_unanswered": 12.0, "packets_vs_baseline": 0.1}, "black_hole"),
+        ({"rst_packets": 300.0}, "reset_storm"),
+        ({"reset_connections": 12.0, "connections": 15.0, "retransmissions": 3.0}, "reset_storm"),
+        ({"reset_connections": 6.0, "connections": 130.0, "retransmissions": 79.0}, "loss"),
+        ({"rtt_p99_vs_baseline": 8.0}, "latency"),
+        ({"hop_delay_ratio_max": 5.0, "retransmissions": 1.0, "retransmission_rate": 0.001}, "latency"),
+        ({"retransmissions": 30.0, "retransmission_rate": 0.05, "rtt_p99_vs_baseline": 8.0}, "loss"),
+        ({"dup_acks": 12.0}, "loss"),
+        ({"burstiness_max": 200.0, "max_packets_per_ms": 80.0}, "microburst"),
+        ({"burstiness_max": 300.0, "max_packets_per_ms": 3.0}, "other"),
+        ({"zero_windows": 4.0}, "zero_window"),
+        ({}, "other"),
+    ],
+)
+def test_fault_type_from_magnitude(change: dict[str, float], expected: str) -> None:
+    assert fault_type(BASE | change) == expected
+
+
+@pytest.mark.parametrize(
+    ("windows_", "tail", "expected"),
+    [
+        (1, 0.5, "low"),
+        (1, 0.001, "medium"),
+        (2, 0.5, "medium"),
+        (2, 0.0, "high"),
+        (4, 0.5, "high"),
+        (1, np.nan, "low"),
+        (4, np.nan, "high"),
+    ],
+)
+def test_severity(windows_: int, tail: float, expected: str) -> None:
+    assert severity(windows_, tail, sustained=2) == expected
+
+
+def test_nothing_flagged_is_no_finding() -> None:
+    assert fault_findings(windows({}), VM_HOSTS, MODEL) == []

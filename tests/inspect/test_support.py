@@ -1,0 +1,23 @@
+"""Compromise verdicts need behaviour to judge: windows of fewer than MIN_CONNECTIONS connections lose their flag."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from netsentry.pipeline.inspect.compromise import MIN_CONNECTIONS, require_support
+
+
+def test_one_syn_sources_are_not_judged_and_counted() -> None:
+    scored = pd.DataFrame(
+        {
+            "scope": ["target", "spoof-1", "spoof-2", "busy", "busy"],
+            "active_flows": [37_000, 1, 1, 40, MIN_CONNECTIONS - 1],
+            "flag": [1, 1, 1, 0, 1],
+        }
+    )
+    out, unjudged = require_support(scored)
+    assert out["flag"].tolist() == [1, 0, 0, 0, 0]
+    assert unjudged == 3  # spoof-1, spoof-2, and busy (flagged only in its thin window)
+    assert scored["flag"].tolist() == [1, 1, 1, 0, 1]  # the input is not modified
+    same, none = require_support(scored[scored["active_flows"] >= MIN_CONNECTIONS])
+    assert none == 0 and same["flag"].tolist() == [1, 0]
