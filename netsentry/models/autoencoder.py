@@ -33,21 +33,20 @@ class AutoencoderDetector(Detector):
     """Fully connected autoencoder (ReLU between layers, linear output) trained with Adam on benign rows.
 
     ``hidden`` lists the hidden layer widths (encoder, bottleneck, decoder). Inputs are the
-    :class:`~netsentry.models.scaling.TailSurprise` of each feature against the benign training rows (nats: how rare upward);
-    training uses MSE on them, mini-batches of ``batch_size``, ``weight_decay``, and early
+    :class:`~netsentry.models.scaling.TailSurprise` of each feature against the benign training rows (nats: how rare
+    upward); training uses MSE on them, mini-batches of ``batch_size``, ``weight_decay``, and early
     stopping on a seeded random ``validation_fraction`` of the training rows (best epoch kept; ``patience`` epochs).
     ``device``: "cpu", "cuda" (or "cuda:N") or "auto" (cuda when available); scoring always runs on CPU in numpy.
     ``n_threads``: torch CPU threads while training (restored afterwards); ``None`` leaves torch's setting.
     Training is seeded from ``random_state`` without touching torch's global RNG state. ``n_members`` networks are
     trained, each from its own seed and validation split, and reconstruct together as their mean (``members_``;
-    ``weights_``/``biases_`` and the loss curves are the first one's): one network's ROC-AUC on ``mixed`` varied
-    0.935-0.966 with the seed, five averaged 0.953-0.968, at 0.7 s for the five.
+    ``weights_``/``biases_`` and the loss curves are the first one's). Why: one network's quality varies with the
+    seed, the mean of five much less; see docs/experiments.md#autoencoder-ensemble.
 
     Score: the largest *excess surprise* of a row, ``max_j (x_j - x̂_j)``, floored at 0: how much rarer than the
     benign model expects, given the other features, the most unexpected feature is. One-sided (being less rare than
     expected is no evidence) and a max rather than a mean, so one decisive feature (a timer-regular beacon, an idle
-    held-open connection) is not averaged away over dozens of normal ones. Measured on ``mixed`` (seed 0): ROC-AUC
-    0.890 (robust-log inputs, mean squared error) → 0.945 (surprise inputs, MSE) → 0.98 (surprise, max excess).
+    held-open connection) is not averaged away over dozens of normal ones; see docs/experiments.md#tail-surprise-inputs.
     ``explain``: per-feature excess surprise; ``feature_importances``: each feature's share of it.
     Detectors fitted before ``surprise_`` existed keep scoring as they were fitted (scaled inputs, MSE).
     """

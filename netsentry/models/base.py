@@ -24,10 +24,14 @@ _QUANTILES = 1001
 class Detector(BaseEstimator):
     """Base class for anomaly/attack detectors (scikit-learn estimator API).
 
+    Score polarity is pyod's: higher = more anomalous, for every detector; ``predict`` flags
+    ``score >= threshold_`` (a score equal to the threshold is flagged).
+
     ``fit(X, y=None)`` takes rows in time order. Rows with a negative label (ambiguous) are dropped; an
     unsupervised detector then keeps only benign rows (``y == 0``). The last ``calibration_fraction`` of the
     remaining rows is held out (no shuffling), the model is fitted on the rest, and ``threshold_`` is set so that
-    at most ``target_fpr`` of the held-out benign scores reach it (:func:`netsentry.models.thresholds.threshold_for_fpr`).
+    at most ``target_fpr`` of the held-out benign scores reach it
+    (:func:`netsentry.models.thresholds.threshold_for_fpr`).
     With ``calibration_fraction=0`` the threshold comes from the (in-sample) training scores instead.
 
     Every detector keeps a :class:`RobustLogScaler` (``scaler_``) fitted on its benign training rows, so a
@@ -154,8 +158,8 @@ class Detector(BaseEstimator):
         return as_feature_matrix(X, self.feature_names_in_)
 
     def inputs(self, X: np.ndarray) -> np.ndarray:
-        """What the model sees of sanitized rows: their :class:`~netsentry.models.scaling.TailSurprise` when the detector
-        keeps one (``surprise_``), else their robust-log scaling (``scaler_``)."""
+        """What the model sees of sanitized rows: their :class:`~netsentry.models.scaling.TailSurprise` when the
+        detector keeps one (``surprise_``), else their robust-log scaling (``scaler_``)."""
         surprise = getattr(self, "surprise_", None)
         return self.scaler_.transform(X) if surprise is None else surprise.transform(X)
 

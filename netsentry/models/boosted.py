@@ -38,8 +38,7 @@ class BoostedDetector(Detector):
     feature is shuffled across rows. ``explain``: |scaled deviation| from the benign training median.
 
     ``n_threads``: OpenMP threads for the trees while fitting and scoring (``None`` = all cores). It defaults to 1:
-    feature tables are small, and OpenMP threads thrash on a busy machine (measured on 2 busy cores: 0.5 s with
-    1 thread against 18-35 s with 2 for the default 300 iterations on 1,600 rows).
+    feature tables are small, and OpenMP threads thrash on a busy machine; see docs/experiments.md#boosted-threads.
     """
 
     kind = "supervised"

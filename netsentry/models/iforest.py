@@ -15,7 +15,7 @@ class IsolationForestDetector(Detector):
     """scikit-learn ``IsolationForest`` on :class:`~netsentry.models.scaling.TailSurprise` of the benign training rows.
 
     Every input is "how rare upward" in nats, so sparse counts and bounded ratios weigh alike and a quiet window is
-    not isolated for being quiet (measured on ``mixed``: ROC-AUC 0.789 on robust-log-scaled inputs → 0.846).
+    not isolated for being quiet; see docs/experiments.md#tail-surprise-inputs.
     Score: ``-IsolationForest.score_samples`` (the mean-path-length anomaly score, in (0, 1]; higher = more
     anomalous). ``explain``/``feature_importances``: |scaled deviation| from the benign training median.
     """

@@ -1,26 +1,26 @@
 """The ``netsentry`` command line: thin Typer commands over the library stages.
 
-Library code raises typed :class:`~netsentry.pipeline.core.errors.NetsentryError`s; :func:`_fail_cleanly`
-is the one place that turns them into a one-line message and an exit code.
+Options every command shares and the error handling live in :mod:`netsentry.pipeline.cli_options`, what the
+commands print in :mod:`netsentry.pipeline.cli_render`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from netsentry import __version__
+from netsentry.pipeline import cli_render as render
+from netsentry.pipeline.cli_options import ConfigOpt, ForceOpt, KindOpt, TrackingUriOpt, WorkspaceOpt, fail_cleanly
+from netsentry.pipeline.cli_render import err, out
 from netsentry.pipeline.core.errors import ConfigError, NetsentryError
+from netsentry.pipeline.core.units import parse_duration_s
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success (inspect: nothing flagged); 1 unexpected error; 2 bad usage, config or missing input; "
@@ -39,37 +39,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 1000)
-log = logging.getLogger("netsentry")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-WorkspaceOpt = Annotated[
-    Path | None,
-    typer.Option("--workspace", "-w", help="Workspace directory holding the stage tables [default: ./workspace]."),
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config layered over configs/default.yaml.")
-]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Rerun even when inputs and config are unchanged.")]
-
-
-def _fail_cleanly(fn: F) -> F:
-    """Turn library errors into one line on stderr and the error's exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except NetsentryError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted; outputs of the interrupted stage were not replaced", highlight=False)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -90,16 +59,8 @@ def _root(
     )
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def capture(
     inputs: Annotated[
         list[str] | None,
@@ -148,29 +109,11 @@ def capture(
         summary = run_capture(sources, ws, opts, on_progress=advance)
     for line in summary.problems():
         err.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
-    if summary.skipped_unchanged:
-        out.print(f"packets up to date in {summary.out_dir} ({summary.packets:,} packets); use --force to rerun")
-        return
-    table = Table(title=f"capture → {summary.out_dir}", title_justify="left")
-    for col in ("file", "format", "packets", "bytes", "non-IP", "malformed", "fragments"):
-        table.add_column(col, justify="left" if col in ("file", "format") else "right")
-    for s in summary.files:
-        table.add_row(
-            Path(s.path).name,
-            s.format or "-",
-            f"{s.packets:,}",
-            _human_bytes(s.bytes),
-            f"{s.non_ip:,}",
-            f"{s.malformed:,}",
-            f"{s.fragments:,}",
-        )
-    out.print(table)
-    rate = summary.packets / summary.seconds if summary.seconds else 0.0
-    out.print(f"{summary.packets:,} packets in {summary.seconds:.2f} s ({rate:,.0f} packets/s)")
+    render.print_capture(summary)
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def flows(
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
@@ -201,19 +144,11 @@ def flows(
         summary = run_flows(
             settings.workspace, fc, batch_packets=settings.flows.batch_packets, force=force, on_progress=advance
         )
-    if summary.skipped_unchanged:
-        out.print(f"flows up to date in {summary.out_dir} ({summary.flows:,} flows); use --force to rerun")
-        return
-    _print_flow_digest(summary)
-    rate = summary.packets / summary.seconds if summary.seconds else 0.0
-    out.print(
-        f"{summary.flows:,} flows from {summary.packets:,} packets ({summary.capture_points} capture point(s)) "
-        f"in {summary.seconds:.2f} s ({rate:,.0f} packets/s) → {summary.out_dir}"
-    )
+    render.print_flows(summary)
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def simulate(
     scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario YAML (see configs/scenarios/).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the pcaps, tenants.yaml, labels.csv.")],
@@ -240,38 +175,11 @@ def simulate(
         raise ConfigError(str(e), path=str(scenario)) from None
     counts = write_outputs(res, out_dir, snaplen=snaplen)
     seconds = time.perf_counter() - started
-    table = Table(title=f"simulate {sc.name} (seed {sc.seed}, {sc.duration_s:g} s) → {out_dir}", title_justify="left")
-    for col in ("capture point", "packets", "file"):
-        table.add_column(col, justify="right" if col == "packets" else "left")
-    for point, n in counts.items():
-        table.add_row(point, f"{n:,}", str(out_dir / f"{point}.pcap"))
-    out.print(table)
-    for lab in res.labels:
-        out.print(f"  {lab.kind:10} {lab.scenario:22} {lab.scope_type}:{lab.scope} {lab.row()['start']} → "
-                  f"{lab.row()['end']}", highlight=False)  # fmt: skip
-    total = sum(counts.values())
-    out.print(
-        f"{len(res.cloud)} VMs, {len(res.conns):,} connections, {total:,} packets written in {seconds:.2f} s "
-        f"({total / seconds:,.0f} packets/s); labels: {out_dir / 'labels.csv'}",
-        highlight=False,
-    )
-
-
-def _seconds(text: str | None, what: str) -> float | None:
-    """'60', '60s', '1m', '500ms' → seconds."""
-    if text is None:
-        return None
-    t = text.strip().lower()
-    for suffix, mult in (("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
-            return float(t[: -len(suffix)]) * mult
-    if t.replace(".", "", 1).isdigit():
-        return float(t)
-    raise ConfigError(f"{what}: expected a duration like 60s, 1m or 500ms, got {text!r}")
+    render.print_simulation(sc, res, counts, out_dir, seconds)
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def features(
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
@@ -298,8 +206,8 @@ def features(
         {
             "workspace": workspace,
             "features": {
-                "window_s": _seconds(window, "--window"), "hop_s": _seconds(hop, "--hop"),
-                "fault_window_s": _seconds(fault_window, "--fault-window"), "labels": labels,
+                "window_s": parse_duration_s(window, "--window"), "hop_s": parse_duration_s(hop, "--hop"),
+                "fault_window_s": parse_duration_s(fault_window, "--fault-window"), "labels": labels,
             },
         },
     )  # fmt: skip
@@ -310,22 +218,11 @@ def features(
             settings.workspace, labels=fs.labels, spec=spec, fault_window_s=fs.fault_window_s, force=force,
             on_progress=advance,
         )  # fmt: skip
-    if summary.skipped_unchanged:
-        out.print(f"features up to date in {summary.out_dir}; use --force to rebuild", highlight=False)
-    else:
-        out.print(
-            f"{summary.tenant_rows:,} tenant windows and {summary.fault_rows:,} fault windows in "
-            f"{summary.seconds:.2f} s → {summary.out_dir}",
-            highlight=False,
-        )
-    for what, pos in (("compromise", summary.tenant_positive), ("fault", summary.fault_positive)):
-        if pos:
-            out.print(f"labelled {what} windows: " + ", ".join(f"{k} {v}" for k, v in sorted(pos.items())),
-                      highlight=False)  # fmt: skip
+    render.print_features(summary)
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def train(
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
@@ -333,10 +230,7 @@ def train(
     model: Annotated[
         str | None, typer.Option(help="auto (boosted with labels, else autoencoder), iforest, autoencoder or boosted.")
     ] = None,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(help="MLflow tracking URI [default: $NETSENTRY_TRACKING_URI, else sqlite in the workspace]."),
-    ] = None,
+    tracking_uri: TrackingUriOpt = None,
     target_fpr: Annotated[
         float | None, typer.Option(help="False-positive rate the threshold is calibrated to [default: 0.01].")
     ] = None,
@@ -382,22 +276,7 @@ def train(
     options = train_options(settings, kind)
     with err.status(f"training the {kind} detector"):
         res = run_train(settings.workspace, options, tracking_uri=ts.tracking_uri)
-    table = Table(title=f"{res.registered_name} v{res.version} ({res.model_name})", title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k in ("roc_auc", "pr_auc", f"tpr_at_{options.target_fpr:g}_fpr", "precision", "recall", "f1", "fpr"):
-        if k in res.metrics:
-            table.add_row(k, f"{res.metrics[k]:.4f}")
-    table.add_row("threshold", f"{res.threshold:.6g}")
-    table.add_row("train / test windows", f"{res.n_train:,} / {res.n_test:,}")
-    for k, v in res.recall_by_scenario.items():
-        table.add_row(f"recall {k}", f"{v:.3f}")
-    out.print(table)
-    out.print(
-        f"run {res.run_id} in {res.tracking_uri}; model {res.registered_name} version {res.version} "
-        f"aliases: {', '.join(res.aliases)} ({res.seconds:.1f} s)",
-        highlight=False,
-    )
+    render.print_training(res, options.target_fpr)
 
 
 def _train_cicflowmeter(workspace: Path, paths: list[Path], folds: int, seed: int, uri: str | None) -> None:
@@ -420,14 +299,8 @@ def _train_cicflowmeter(workspace: Path, paths: list[Path], folds: int, seed: in
               highlight=False)  # fmt: skip
 
 
-TrackingUriOpt = Annotated[
-    str | None,
-    typer.Option(help="MLflow tracking URI [default: $NETSENTRY_TRACKING_URI, else sqlite in the workspace]."),
-]
-
-
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def inspect(
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
@@ -466,6 +339,8 @@ def inspect(
     related scopes clustered) with a type and magnitude. Exit code 0: nothing flagged; 3: findings.
     """
     from netsentry.pipeline.core.config import load_settings
+    from netsentry.pipeline.core.stage_options import inspect_options
+    from netsentry.pipeline.inspect import run_inspect
 
     settings = load_settings(config, {
         "workspace": workspace, "train": {"tracking_uri": tracking_uri},
@@ -473,65 +348,22 @@ def inspect(
                     "threshold_scale": threshold_scale, "pseudonymize": pseudonymize,
                     "pseudonym_key_file": pseudonym_key},
     })  # fmt: skip
-    result = _inspect(settings, force=force, quiet=as_json)
+    with err.status("inspecting"):
+        result = run_inspect(
+            settings.workspace, inspect_options(settings, force), tracking_uri=settings.train.tracking_uri
+        )
     if as_json:
         from netsentry.pipeline.inspect.findings import findings_document
 
         sys.stdout.write(findings_document(result.findings, {"report": str(result.report), "run_id": result.run_id}))
+    else:
+        render.print_findings(result)
     if result.findings:
         raise typer.Exit(3)
 
 
-def _inspect(settings: Any, *, force: bool, quiet: bool = False) -> Any:
-    """Run the inspect stage from resolved settings; print the findings table unless ``quiet``."""
-    from netsentry.pipeline.core.stage_options import inspect_options
-    from netsentry.pipeline.inspect import run_inspect
-
-    options = inspect_options(settings, force)
-    with err.status("inspecting"):
-        result = run_inspect(settings.workspace, options, tracking_uri=settings.train.tracking_uri)
-    if not quiet:
-        _print_findings(result)
-    return result
-
-
-def _print_findings(result: Any) -> None:
-    from netsentry.pipeline.inspect.compromise import hhmmss
-
-    for kind, why in result.skipped_kinds.items():
-        err.print(f"[yellow]{kind}: skipped[/]: {why}", highlight=False, soft_wrap=True)
-    models = ", ".join(f"{r.name or r.uri} v{r.version}" if r.version else r.uri for r in result.models.values())
-    shown = [f for f in result.findings if f.severity != "low"]
-    low = len(result.findings) - len(shown)
-    if shown:
-        table = Table(title=f"findings ({models})", title_justify="left", show_lines=False)
-        for col in ("severity", "kind", "scope", "from", "to", "windows", "score / thr", "what"):
-            table.add_column(col, justify="right" if col in ("windows", "score / thr") else "left",
-                             overflow="fold")  # fmt: skip
-        colour = {"high": "bold red", "medium": "yellow"}
-        for f in shown:
-            table.add_row(
-                f"[{colour[f.severity]}]{f.severity}[/]",
-                f.kind if f.kind == "compromise" else f"fault: {f.type}",
-                f.scope + (f" ({f.ip})" if f.ip and f.ip != f.scope else ""),
-                hhmmss(f.start_ns), hhmmss(f.end_ns), f"{f.windows:,}", f"{f.score:.3g} / {f.threshold:.3g}",
-                f.summary,
-            )  # fmt: skip
-        out.print(table)
-    elif not result.findings:
-        out.print(f"nothing flagged ({models})", highlight=False)
-    if low:
-        out.print(f"{low} low-severity finding{'s' if low != 1 else ''} (single windows near the threshold) "
-                  "are in the report", highlight=False)  # fmt: skip
-    state = " (up to date; --force reruns)" if result.skipped_unchanged else ""
-    out.print(f"findings: {result.findings_dir}; report: {result.report}{state}", highlight=False)
-    if result.run_id:
-        out.print(f"inspection run {result.run_id}; browse runs and models with "
-                  f"`netsentry ui --tracking-uri {result.tracking_uri}`", highlight=False)  # fmt: skip
-
-
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def run(
     inputs: Annotated[
         list[str] | None,
@@ -574,23 +406,16 @@ def run(
     with err.status("starting") as status:
         report = run_pipeline(settings, inputs or [], force=force,
                               on_stage=lambda stage: status.update(f"{stage} …"))  # fmt: skip
-    table = Table(title=f"netsentry run → {settings.workspace}", title_justify="left")
-    for col in ("stage", "status", "what", "seconds"):
-        table.add_column(col, justify="right" if col == "seconds" else "left")
-    for st in report.stages:
-        style = {"ran": "green", "up to date": "cyan"}.get(st.status, "yellow")
-        table.add_row(st.stage, f"[{style}]{st.status}[/]", st.detail, f"{st.seconds:.1f}" if st.seconds else "")
-    out.print(table)
-    out.print(f"all stages in {time.perf_counter() - started:.1f} s", highlight=False)
+    render.print_run(settings.workspace, report, time.perf_counter() - started)
     result = report.inspect
     if result is not None:
-        _print_findings(result)
+        render.print_findings(result)
         if result.findings:
             raise typer.Exit(3)
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def ui(
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
@@ -623,7 +448,7 @@ def ui(
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def export(
     table: Annotated[
         str,
@@ -656,7 +481,7 @@ def export(
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def retrain(
     config: ConfigOpt = None,
     workspace: WorkspaceOpt = None,
@@ -683,7 +508,7 @@ def retrain(
     if every is None:
         _retrain_once(settings)
         return
-    interval = _seconds(every, "--every") or 0.0
+    interval = parse_duration_s(every, "--every") or 0.0
     if interval <= 0:
         raise ConfigError(f"--every must be a positive interval like 1h or 15m, got {every!r}")
     while True:
@@ -700,31 +525,7 @@ def _retrain_once(settings: Any) -> None:
 
     with err.status("retraining") as status:
         res = run_retrain(settings, on_step=lambda step: status.update(f"retrain: {step} …"))
-    if res.status == "no new data":
-        wm = res.watermark.updated or "never"
-        out.print(f"no new captures in {settings.retrain.spool} since the last run ({wm}); nothing to do",
-                  highlight=False)  # fmt: skip
-        return
-    table = Table(title=f"retrain: {len(res.files)} new capture(s), batch {res.batch.name if res.batch else ''}",
-                  title_justify="left")  # fmt: skip
-    for col in ("kind", "champion", "challenger", "challenger metrics", "champion metrics", "decision", "reason"):
-        table.add_column(col, overflow="fold")
-    for d in res.decisions:
-        shown = ("roc_auc", "pr_auc", "fpr", "recall") if d.mode == "labelled" else ("fpr", "planted_recall")
-
-        def fmt(m: dict | None, keys: tuple[str, ...] = shown) -> str:
-            return "-" if not m else ", ".join(f"{k} {m[k]:.3f}" for k in keys if k in m)
-
-        verdict = "[bold green]promoted[/]" if d.promote else "[yellow]kept champion[/]"
-        table.add_row(d.kind, f"v{d.champion_before}" if d.champion_before else "-", f"v{d.challenger}",
-                      fmt(d.metrics.get("challenger")), fmt(d.metrics.get("champion")), verdict, d.reason)  # fmt: skip
-    out.print(table)
-    for d in res.decisions:  # one plain line per decision, for logs and scripts
-        kept = f"kept champion v{d.champion_before}" if d.champion_before else "no champion"
-        verdict = f"promoted v{d.challenger} to champion" if d.promote else f"{kept}, refused v{d.challenger}"
-        out.print(f"{d.kind}: {verdict}: {d.reason}", highlight=False, soft_wrap=True)
-    out.print(f"decision run {res.run_id}; watermark advanced ({res.watermark.batches} batches so far; "
-              f"{res.seconds:.1f} s)", highlight=False)  # fmt: skip
+    render.print_retrain(res, settings.retrain.spool)
 
 
 models_app = typer.Typer(
@@ -733,7 +534,6 @@ models_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(models_app, name="models")
-KindOpt = Annotated[str, typer.Option(help="compromise or faults.")]
 
 
 def _tracker(workspace: Path | None, config: Path | None, tracking_uri: str | None) -> Any:
@@ -751,7 +551,7 @@ def _kind(kind: str) -> str:
 
 
 @models_app.command("list")
-@_fail_cleanly
+@fail_cleanly
 def models_list(
     kind: Annotated[str | None, typer.Option(help="compromise or faults [default: both].")] = None,
     workspace: WorkspaceOpt = None,
@@ -761,20 +561,11 @@ def models_list(
     """Every registered version with its aliases, training metrics and promotion record."""
     tracker = _tracker(workspace, config, tracking_uri)
     for k in [_kind(kind)] if kind else ["compromise", "faults"]:
-        table = Table(title=f"netsentry-{k} ({tracker.uri})", title_justify="left")
-        for col in ("version", "aliases", "model", "roc_auc", "fpr", "created (UTC)", "promoted", "replaced"):
-            table.add_column(col)
-        for v in tracker.versions(k):
-            created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.created_ms / 1000))
-            table.add_row(v.version, ", ".join(sorted(v.aliases)) or "-", v.model or "-",
-                          f"{v.metrics['roc_auc']:.4f}" if "roc_auc" in v.metrics else "-",
-                          f"{v.metrics['fpr']:.4f}" if "fpr" in v.metrics else "-", created,
-                          v.promoted_at or "-", f"v{v.previous_champion}" if v.previous_champion else "-")  # fmt: skip
-        out.print(table)
+        render.print_model_versions(tracker, k)
 
 
 @models_app.command("promote")
-@_fail_cleanly
+@fail_cleanly
 def models_promote(
     version: Annotated[str, typer.Argument(help="The version to make champion.")],
     kind: KindOpt = "compromise",
@@ -790,7 +581,7 @@ def models_promote(
 
 
 @models_app.command("rollback")
-@_fail_cleanly
+@fail_cleanly
 def models_rollback(
     kind: KindOpt = "compromise",
     workspace: WorkspaceOpt = None,
@@ -800,33 +591,6 @@ def models_rollback(
     """Move champion back to the version the current champion replaced."""
     p = _tracker(workspace, config, tracking_uri).rollback(_kind(kind))
     out.print(f"netsentry-{kind}: champion is v{p.version} again (rolled back from v{p.previous})", highlight=False)
-
-
-def _print_flow_digest(summary: Any) -> None:
-    states = ", ".join(f"{k} {v:,}" for k, v in summary.conn_states.most_common(6))
-    out.print(f"connection states: {states}", highlight=False)
-    out.print(
-        f"TCP health: {summary.retransmissions:,} retransmissions, {summary.dup_acks:,} duplicate ACKs, "
-        f"{summary.zero_windows:,} zero-window advertisements",
-        highlight=False,
-    )
-    if not summary.top_retransmitting:
-        return
-    table = Table(title="flows with the most retransmissions", title_justify="left")
-    for col in ("capture point", "flow", "packets", "retransmissions", "dup ACKs", "handshake RTT ms", "state"):
-        table.add_column(col, justify="left" if col in ("capture point", "flow", "state") else "right")
-    for r in summary.top_retransmitting:
-        rtt = r["handshake_rtt_ms"]
-        table.add_row(
-            r["capture_point"],
-            f"{r['src_ip']}:{r['src_port']} → {r['dst_ip']}:{r['dst_port']} ({r['protocol']})",
-            f"{r['bidirectional_packets']:,}",
-            f"{r['retransmissions']:,}",
-            f"{r['dup_acks']:,}",
-            "-" if rtt is None else f"{rtt:.1f}",
-            r["conn_state"],
-        )
-    out.print(table)
 
 
 def main() -> None:

@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.config import Settings
 from netsentry.pipeline.core.errors import InputNotFoundError
-from netsentry.pipeline.core.io import atomic_write_text, manifest_digest, read_manifest
+from netsentry.pipeline.core.io import atomic_write_text, manifest_digest
 from netsentry.pipeline.core.stage_options import (
     capture_options,
     flow_config,
@@ -25,10 +26,6 @@ from netsentry.pipeline.core.stage_options import (
     window_spec,
 )
 from netsentry.pipeline.core.tracking import resolve_tracking_uri
-from netsentry.pipeline.features.stage import FAULT_WINDOWS, FEATURES_DIR, TENANT_WINDOWS
-
-TRAIN_DIR = "train"
-FEATURE_TABLE = {"compromise": TENANT_WINDOWS, "faults": FAULT_WINDOWS}
 
 
 @dataclass
@@ -71,7 +68,7 @@ def run_pipeline(
     on_stage: Progress | None = None,
 ) -> RunReport:
     """capture → flows → features → train (per kind, when due) → inspect, on ``settings.workspace``."""
-    from netsentry.pipeline.capture.stage import PACKETS_DIR, run_capture
+    from netsentry.pipeline.capture.stage import run_capture
     from netsentry.pipeline.features.stage import run_features
     from netsentry.pipeline.flows.stage import run_flows
 
@@ -86,7 +83,7 @@ def run_pipeline(
         s, sec = _timed(lambda: run_capture(sources, ws, opts))
         status = "up to date" if s.skipped_unchanged else "ran"
         report.stages.append(StageReport("capture", status, f"{s.packets:,} packets", sec, s))
-    elif read_manifest(ws / PACKETS_DIR):
+    elif catalog.manifest(ws, catalog.PACKETS):
         report.stages.append(StageReport("capture", "skipped", "no inputs given; using the workspace's packets"))
     else:
         raise InputNotFoundError("no captures to read: give INPUT files or set run.inputs in the config",
@@ -138,14 +135,14 @@ def _train(settings: Settings, kind: str, force: bool) -> StageReport:
         return StageReport(f"train {kind}", "skipped", why)
     ts = settings.train
     options = train_options(settings, kind)
-    record_path = ws / TRAIN_DIR / f"{kind}.json"
+    record_path = catalog.train_record_path(ws, kind)
     key = {
-        "features": manifest_digest(read_manifest(ws / FEATURES_DIR / FEATURE_TABLE[kind])),
+        "features": manifest_digest(catalog.manifest(ws, catalog.FEATURE_TABLES[kind])),
         "options": asdict(options),
         "tracking_uri": resolve_tracking_uri(ts.tracking_uri, ws),
     }
-    prev = json.loads(record_path.read_text()) if record_path.is_file() else None
-    if not force and prev and prev.get("key") == key:
+    prev = catalog.read_train_record(ws, kind)
+    if prev is not None and catalog.up_to_date([prev], {"key": key}, force=force):
         return StageReport(f"train {kind}", "up to date", f"{prev['name']} v{prev['version']} ({prev['model']})")
     res, sec = _timed(lambda: run_train(ws, options, tracking_uri=ts.tracking_uri))
     if settings.run.promote == "always" and "champion" not in res.aliases:

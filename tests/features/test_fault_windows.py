@@ -17,14 +17,10 @@ from netsentry.pipeline.capture.stage import CaptureOptions, run_capture
 from netsentry.pipeline.capture.tenants import load_tenant_map, tenant_map_from_dict
 from netsentry.pipeline.core.errors import ConfigError, SchemaError
 from netsentry.pipeline.core.schemas import ACK, PACKETS, RST, SYN, TCP_EVENTS, ip16_array, ip16_from_text
-from netsentry.pipeline.features.faults.builder import (
-    FAULT_FEATURES,
-    KEY_COLUMNS,
-    FaultWindowBuilder,
-    build_fault_windows,
-    label_fault_windows,
-)
-from netsentry.pipeline.features.labels import read_labels
+from netsentry.pipeline.features.faults.builder import FaultWindowBuilder
+from netsentry.pipeline.features.faults.catalogue import FAULT_FEATURES, KEY_COLUMNS
+from netsentry.pipeline.features.faults.workspace import build_fault_windows
+from netsentry.pipeline.features.labels import label_fault_windows, read_labels
 from netsentry.pipeline.flows.stage import run_flows
 from netsentry.pipeline.simulate.run import simulate, write_outputs
 from netsentry.pipeline.simulate.scenario import load_scenario

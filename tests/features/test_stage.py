@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from netsentry.pipeline.cli import app
 from netsentry.pipeline.core.io import read_manifest
-from netsentry.pipeline.features.faults.builder import FAULT_FEATURES
-from netsentry.pipeline.features.tenant.windows import TENANT_FEATURES
+from netsentry.pipeline.features.faults.catalogue import FAULT_FEATURES
+from netsentry.pipeline.features.tenant.catalogue import TENANT_FEATURES
 from tests.paths import REPO as ROOT
 
 runner = CliRunner()

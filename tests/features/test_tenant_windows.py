@@ -12,7 +12,8 @@ import pytest
 from netsentry.pipeline.core.errors import InputNotFoundError, SchemaError
 from netsentry.pipeline.core.schemas import ip16_array, ip16_from_text
 from netsentry.pipeline.features.labels import label_tenant_windows, read_labels
-from netsentry.pipeline.features.tenant.windows import TENANT_FEATURES, WindowSpec, tenant_windows
+from netsentry.pipeline.features.tenant.catalogue import TENANT_FEATURES
+from netsentry.pipeline.features.tenant.windows import WindowSpec, tenant_windows
 
 NS = 1_000_000_000
 T0 = 1_767_621_600 * NS  # a multiple of 60 s

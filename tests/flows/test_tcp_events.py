@@ -13,10 +13,11 @@ import pytest
 
 from netsentry.pipeline.capture.reader import read_packets
 from netsentry.pipeline.capture.stage import CaptureOptions, run_capture
+from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.schemas import TCP_ANALYSIS_BITS, TCP_EVENTS, ip_text
 from netsentry.pipeline.flows import kernel as fk
 from netsentry.pipeline.flows.assemble import FlowAssembler, FlowConfig, assemble_stream
-from netsentry.pipeline.flows.stage import TCP_EVENTS_DIR, run_flows
+from netsentry.pipeline.flows.stage import run_flows
 from tests.tshark_conv import DATA, GOLDEN_TRACES, has_tshark
 
 NO_SPLIT = FlowConfig(idle_timeout_s=1e7, active_timeout_s=1e8)
@@ -120,7 +121,7 @@ def test_assemble_stream_reports_events_and_keeps_flows() -> None:
 def test_flows_stage_writes_tcp_events(tmp_path: Path) -> None:
     run_capture([DATA / "ssh-dups.pcap", DATA / "sshguess.pcap"], tmp_path, CaptureOptions())
     summary = run_flows(tmp_path, NO_SPLIT, batch_packets=64)
-    events = pq.read_table(tmp_path / TCP_EVENTS_DIR)
+    events = pq.read_table(catalog.path(tmp_path, catalog.TCP_EVENTS))
     assert summary.tcp_events == events.num_rows > 0
     a = events.column("analysis").to_numpy()
     flows = pq.read_table(tmp_path / "flows")
@@ -131,6 +132,6 @@ def test_flows_stage_writes_tcp_events(tmp_path: Path) -> None:
     again = run_flows(tmp_path, NO_SPLIT, batch_packets=64)
     assert again.skipped_unchanged and again.tcp_events == summary.tcp_events
     # a workspace whose tcp_events are missing (older version) is rebuilt
-    (tmp_path / TCP_EVENTS_DIR / "_manifest.json").unlink()
+    (catalog.path(tmp_path, catalog.TCP_EVENTS) / "_manifest.json").unlink()
     assert not run_flows(tmp_path, NO_SPLIT, batch_packets=64).skipped_unchanged
-    assert pq.read_table(tmp_path / TCP_EVENTS_DIR).num_rows == events.num_rows
+    assert pq.read_table(catalog.path(tmp_path, catalog.TCP_EVENTS)).num_rows == events.num_rows

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from netsentry.pipeline.core.tracking import ModelRef
-from netsentry.pipeline.features.faults.builder import FAULT_FEATURES
+from netsentry.pipeline.features.faults.catalogue import FAULT_FEATURES
 from netsentry.pipeline.inspect.faults import cluster, fault_findings, fault_type, primary_scope, scope_incidents
 from netsentry.pipeline.inspect.scoring import severity
 

@@ -56,7 +56,8 @@ def test_package_exports_resolve_lazily() -> None:
 
 def test_importing_models_does_not_import_torch() -> None:
     code = (
-        "import sys, models, netsentry.models.iforest, netsentry.models.boosted, netsentry.models.registry, netsentry.models.base, netsentry.models.scaling;"
+        "import sys, netsentry.models, netsentry.models.iforest, netsentry.models.boosted, netsentry.models.registry;"
+        "import netsentry.models.base, netsentry.models.scaling;"
         "from netsentry.models import DETECTORS, IsolationForestDetector, make_detector;"
         "DETECTORS['iforest']; make_detector('boosted');"
         "print('torch' in sys.modules)"

@@ -1,11 +1,11 @@
-"""Context transplants (netsentry.pipeline.train.stage.context_transplants): evidence moved into benign context, nothing else."""
+"""Context transplants (netsentry.pipeline.train.transplants): evidence moved into benign context, nothing else."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from netsentry.pipeline.train.stage import context_transplants
+from netsentry.pipeline.train.transplants import context_transplants
 
 
 def table() -> tuple[pd.DataFrame, np.ndarray]:

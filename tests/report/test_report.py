@@ -317,12 +317,8 @@ def test_timeline_gaps_break_the_line() -> None:
     assert path.count("M") == 2
 
 
-def test_number_formats() -> None:
-    assert fmt.num(1_234_567) == "1,234,567" and fmt.num(0.0123) == "0.0123" and fmt.num(None) == "–"
-    assert fmt.pct(0.1234) == "12.3 %" and fmt.fold(120.4) == "120×" and fmt.fold(0.5) == "0.50×"
-    assert fmt.ms(0.35) == "0.35 ms" and fmt.ms(1250) == "1.25 s" and fmt.nbytes(3_400_000) == "3.4 MB"
-    assert fmt.duration(850_000_000) == "850 ms" and fmt.duration(245 * S) == "4 min 05 s"
-    assert fmt.duration(7380 * S) == "2 h 03 min" and fmt.utc(T0) == "2024-05-01 12:00:00"
+def test_named_values_read_by_their_unit() -> None:
+    """The number formatters themselves: tests/core/test_units.py."""
     named = {"failed_ratio_out": (0.97, "97 %"), "flows_out_vs_baseline": (12, "12×"), "burstiness": (3.27, "3.3×"),
              "bytes_sent_per_s": (3.4e6, "3.4 MB/s"), "handshake_rtt_p99_ms": (42.1, "42 ms"),
              "dns_queries_per_min": (30, "30/min"), "retransmission_rate": (0.125, "12.5 %"),

@@ -17,8 +17,8 @@ import yaml
 from netsentry.pipeline.capture.reader import read_packets
 from netsentry.pipeline.core.errors import ConfigError
 from netsentry.pipeline.core.schemas import ip16_numpy
-from netsentry.pipeline.simulate import attacks as A
 from netsentry.pipeline.simulate import conns as C
+from netsentry.pipeline.simulate.attacks.intrusion import ADMIN_PORTS
 from netsentry.pipeline.simulate.cloud import build_cloud
 from netsentry.pipeline.simulate.events import COMPROMISES, Label, S, SimContext
 from netsentry.pipeline.simulate.run import simulate_to_dir
@@ -274,7 +274,7 @@ def test_lateral_movement() -> None:
     ctx, vm, c, lab, _, _ = run("lateral_movement", {"filtered": 0.0})
     peers = ctx.cloud.same_vpc(vm)
     assert len(c) == 4 * len(peers) and set(c["server_vm"].tolist()) == set(peers.tolist())
-    assert set(c["sport"].tolist()) == set(A.ADMIN_PORTS) and (c["client_vm"] == vm).all()
+    assert set(c["sport"].tolist()) == set(ADMIN_PORTS) and (c["client_vm"] == vm).all()
     ok = c["outcome"] == C.OUTCOME_FIN
     assert (c["sport"][ok] == 22).all() and ok.sum() == len(peers) and (c["rounds"][ok] >= 4).all()
     assert (c["outcome"][~ok] == C.OUTCOME_REJECT).all()  # nobody serves 445/3389/5985
@@ -430,7 +430,7 @@ def test_packets_lateral_movement(tmp_path: Path) -> None:
     out, res = simulate_event(tmp_path, "lateral_movement", {"filtered": 0.0})
     p = packets(out / "vm.pcap")
     tries = syns(p) & (p["src"] == vm_ip(res))
-    assert tries.sum() == 20 and set(p["dport"][tries].tolist()) == set(A.ADMIN_PORTS)
+    assert tries.sum() == 20 and set(p["dport"][tries].tolist()) == set(ADMIN_PORTS)
     assert len(np.unique(p["dst"][tries])) == 5
     assert (p["flags"] & (RST | ACK) == RST | ACK).sum() >= 15  # 445/3389/5985 refused
     assert ((p["sport"] == 22) & (p["flags"] & (SYN | ACK) == SYN | ACK)).sum() == 5

@@ -19,7 +19,8 @@ from netsentry.pipeline.features.stage import run_features
 from netsentry.pipeline.features.tenant.windows import WindowSpec
 from netsentry.pipeline.flows.stage import run_flows
 from netsentry.pipeline.simulate.run import simulate_to_dir
-from netsentry.pipeline.train.stage import TrainOptions, run_train
+from netsentry.pipeline.train.options import TrainOptions
+from netsentry.pipeline.train.stage import run_train
 from netsentry.pipeline.ui import remote_ui_url, start_ui, ui_command
 from tests.paths import REPO as ROOT
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from netsentry.pipeline.core.hashing import MURMUR3_FMIX64, finalize64
+
 # Per-packet status.
 OK = 0
 NON_IP = 1  # a frame that carries no IP packet (ARP, LLDP, ...): counted, not kept
@@ -53,16 +55,6 @@ def _be32(b, p):
 @nb.njit(inline="always", cache=True)
 def _mix(h, v):
     return (h ^ np.uint64(v)) * _FNV_PRIME
-
-
-@nb.njit(cache=True)
-def _finalize(h):
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xFF51AFD7ED558CCD)
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xC4CEB9FE1A85EC53)
-    h ^= h >> np.uint64(33)
-    return h
 
 
 @nb.njit(cache=True)
@@ -330,7 +322,7 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
         h = _mix(h, (np.int64(sport[i]) << 16) | np.int64(dport[i]))
         h = _mix(h, seq[i])
         h = _mix(h, ack[i])
-        phash[i] = _finalize(h)
+        phash[i] = finalize64(h, MURMUR3_FMIX64)
 
 
 def output_arrays(n: int) -> dict[str, np.ndarray]:

@@ -1,11 +1,11 @@
 """Cross-check engine (``--engine pyshark``): a capture file → packet tables through tshark.
 
 This reads the file with ``pyshark.FileCapture(use_ek=True)`` and rebuilds exactly the columns of
-:data:`netsentry.pipeline.core.schemas.PACKETS` with the same rules as :mod:`netsentry.pipeline.capture.decode` (outermost
-VLAN, VXLAN/Geneve decapsulation, L4 payload from header lengths, raw TCP sequence numbers, the
-same ``pkt_hash``). It builds a Python object per packet and runs at a few thousand packets per
-second, so it is only meant to check the fast reader (:func:`netsentry.pipeline.capture.reader.read_packets`)
-on real captures, not for volume.
+:data:`netsentry.pipeline.core.schemas.PACKETS` with the same rules as
+:mod:`netsentry.pipeline.capture.decode` (outermost VLAN, VXLAN/Geneve decapsulation, L4 payload from header
+lengths, raw TCP sequence numbers, the same ``pkt_hash``). It builds a Python object per packet and runs at a
+few thousand packets per second, so it is only meant to check the fast reader
+(:func:`netsentry.pipeline.capture.reader.read_packets`) on real captures, not for volume.
 
 Layers are read from the dictionaries pyshark's EK parser keeps (``EkLayer._fields_dict``):
 pyshark's field accessors break when a protocol occurs twice in a frame (a tunnel's inner IP/UDP
@@ -21,8 +21,9 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -127,153 +128,231 @@ def _sub(d: dict, key: str, k: int) -> dict:
     return v
 
 
+class _Frame:
+    """A frame's protocol list (``frame.protocols``) read front to back, with its layers' field dictionaries."""
+
+    def __init__(self, protos: list[str], layers: dict[str, Any]) -> None:
+        self.protos, self.layers = protos, layers
+        self.pos = 0
+        self.seen: dict[str, int] = {}  # occurrences of each top-level layer so far
+
+    def peek(self) -> str | None:
+        """The next protocol, or None at the end."""
+        return self.protos[self.pos] if self.pos < len(self.protos) else None
+
+    def take(self) -> tuple[str, int]:
+        """Consume the next top-level protocol: its name and how many of it came before."""
+        name = self.protos[self.pos]
+        k = self.seen.get(name, 0)
+        self.seen[name] = k + 1
+        self.pos += 1
+        return name, k
+
+
+@dataclass
+class _Network:
+    """The fields an IPv4/IPv6 header (with IPv6 extension headers) gives a row, and its L4 length."""
+
+    ipver: int
+    src: str | None
+    dst: str | None
+    proto: int
+    ttl: int
+    ipid: int
+    frag: int  # 0 whole, 1 first fragment, 2 later fragment
+    iplen: int
+    l4len: int
+
+
+class _Transport(NamedTuple):
+    """The fields a TCP/UDP/ICMP header gives a row (zero where the protocol has none)."""
+
+    sport: int = 0
+    dport: int = 0
+    flags: int = 0
+    seq: int = 0
+    ack: int = 0
+    win: int = 0
+    itype: int = 0
+    icode: int = 0
+    plen: int = 0
+
+
 def _decode_frame(protos: list[str], layers: dict[str, Any]) -> tuple | str:
     """One frame's layers → ``(vni, vlan, ipver, src, dst, proto, sport, dport, iplen, plen, ttl, ipid,
     frag, flags, seq, ack, win, itype, icode)`` or an outcome string (non-IP, malformed)."""
-    seen: dict[str, int] = {}  # occurrences of each top-level layer so far
+    frame = _Frame(protos, layers)
     vni = vlan = 0
     depth = 0
-    i = 0
-    n = len(protos)
     while True:  # one iteration per encapsulation level
-        # ---- link layer and VLAN tags up to the first network header
-        net = None
-        while i < n:
-            name = protos[i]
-            k = seen.get(name, 0)
-            seen[name] = k + 1
-            i += 1
-            if name in ("ip", "ipv6"):
-                net = (name, k)
-                break
-            if name not in _LINK_LAYERS:
-                return _NON_IP
-            if name in ("vlan", "ieee8021ad") and depth == 0 and vlan == 0:
-                tag = _layer(layers, name, k)
-                vlan = _num(tag.get(f"{name}_{name}_id")) & 0x0FFF
-        if net is None:
+        net_layer, vlan = _skip_link_layers(frame, vlan, outer=depth == 0)
+        if net_layer is None:
             return _NON_IP
-        # ---- network layer
-        d = _layer(layers, *net)
-        if net[0] == "ip":
-            if _num(d.get("ip_ip_version")) != 4:
-                return _MALFORMED
-            ipver = 4
-            ihl = _num(d.get("ip_ip_hdr_len"))
-            tot = _num(d.get("ip_ip_len"))
-            if ihl < 20 or tot < ihl:
-                return _MALFORMED
-            src, dst = d.get("ip_ip_src"), d.get("ip_ip_dst")
-            pr = _num(d.get("ip_ip_proto"))
-            ttl = _num(d.get("ip_ip_ttl"))
-            ipid = _num(d.get("ip_ip_id"))
-            if _num(d.get("ip_ip_frag_offset")) != 0:
-                frag = 2
-            elif d.get("ip_ip_flags_mf") is True:
-                frag = 1
-            else:
-                frag = 0
-            iplen = tot
-            l4len = tot - ihl
-        else:
-            if _num(d.get("ipv6_ipv6_version")) != 6:
-                return _MALFORMED
-            ipver = 6
-            src, dst = d.get("ipv6_ipv6_src"), d.get("ipv6_ipv6_dst")
-            pl = _num(d.get("ipv6_ipv6_plen"))
-            pr = _num(d.get("ipv6_ipv6_nxt"))
-            ttl = _num(d.get("ipv6_ipv6_hlim"))
-            ipid = 0
-            frag = 0
-            iplen = 40 + pl
-            l4len = pl
-            ext: dict[str, int] = {}
-            while i < n and (protos[i] in _V6_EXT or protos[i] in ("ipv6.fraghdr", "ah")):
-                name = protos[i]
-                key = _V6_EXT.get(name) or ("ipv6_fraghdr" if name == "ipv6.fraghdr" else "ah")
-                k = ext.get(key, 0)
-                ext[key] = k + 1
-                i += 1
-                h = _sub(d, key, k)
-                if name == "ipv6.fraghdr":
-                    p = "ipv6_fraghdr_ipv6_fraghdr_"
-                    ipid = _num(h.get(p + "ident"))
-                    if _num(h.get(p + "offset")) != 0:
-                        frag = 2
-                    elif h.get(p + "more") is True:
-                        frag = 1
-                    pr = _num(h.get(p + "nxt"))
-                    l4len -= 8
-                elif name == "ah":
-                    pr = _num(h.get("ah_ah_next_header"))
-                    l4len -= (_num(h.get("ah_ah_length")) + 2) * 4
-                else:
-                    p = f"{key}_{key}_"
-                    pr = _num(h.get(p + "nxt"))
-                    l4len -= _num(h.get(p + "len_oct"))
-            if l4len < 0:
-                return _MALFORMED
-        if src is None or dst is None:
+        d = _layer(layers, *net_layer)
+        net = _ipv4(d) if net_layer[0] == "ip" else _ipv6(d, frame)
+        if isinstance(net, str):
+            return net
+        if net.src is None or net.dst is None:
             return _MALFORMED
-        sport = dport = flags = seq = ack = win = itype = icode = 0
-        plen = l4len
-        # ---- transport layer (not in later fragments)
-        l4 = _L4_LAYER.get(pr)
-        if frag != 2 and l4 is not None:
-            if i >= n or protos[i] != l4:
-                return _MALFORMED  # tshark could not dissect the header (cut short)
-            k = seen.get(l4, 0)
-            seen[l4] = k + 1
-            i += 1
-            t = _layer(layers, l4, k)
-            if pr == 6:
-                doff = _num(t.get("tcp_tcp_hdr_len"))
-                if l4len < 20 or doff < 20 or doff > l4len:
-                    return _MALFORMED
-                sport = _num(t.get("tcp_tcp_srcport"))
-                dport = _num(t.get("tcp_tcp_dstport"))
-                seq = _num(t.get("tcp_tcp_seq_raw"))
-                ack = _num(t.get("tcp_tcp_ack_raw"))
-                flags = _num(t.get("tcp_tcp_flags")) & 0x1FF
-                win = _num(t.get("tcp_tcp_window_size_value"))
-                plen = l4len - doff
-            elif pr == 17:
-                if l4len < 8:
-                    return _MALFORMED
-                sport = _num(t.get("udp_udp_srcport"))
-                dport = _num(t.get("udp_udp_dstport"))
-                plen = l4len - 8
-                if depth < _MAX_DEPTH and frag == 0 and i < n:
-                    tunnel = protos[i]
-                    if dport == VXLAN_PORT and tunnel == "vxlan":
-                        vx = _layer(layers, "vxlan", seen.get("vxlan", 0))
-                        if vx.get("vxlan_vxlan_flag_i") is True:
-                            seen["vxlan"] = seen.get("vxlan", 0) + 1
-                            vni = _num(vx.get("vxlan_vxlan_vni"))
-                            depth += 1
-                            i += 1
-                            continue
-                    elif dport == GENEVE_PORT and tunnel == "geneve":
-                        gn = _layer(layers, "geneve", seen.get("geneve", 0))
-                        ptype = _num(gn.get("geneve_geneve_proto_type"))
-                        if _num(gn.get("geneve_geneve_version")) == 0 and ptype in (0x6558, 0x0800, 0x86DD):
-                            seen["geneve"] = seen.get("geneve", 0) + 1
-                            vni = _num(gn.get("geneve_geneve_vni"))
-                            depth += 1
-                            i += 1
-                            continue
-            else:  # ICMP / ICMPv6
-                if l4len < 4:
-                    return _MALFORMED
-                p = f"{l4}_{l4}_"
-                itype = _num(t.get(p + "type"))
-                icode = _num(t.get(p + "code"))
-                plen = l4len - 8 if l4len >= 8 else 0
-                ident = t.get("icmp_icmp_ident" if pr == 1 else "icmpv6_icmpv6_echo_identifier")
-                if ident is not None and (itype in (0, 8) if pr == 1 else itype in (128, 129)):
-                    sport = dport = _num(ident)
-        return (vni, vlan, ipver, src, dst, pr, sport, dport, iplen, plen, ttl, ipid, frag, flags,
-                seq, ack, win, itype, icode)  # fmt: skip
+        l4 = _transport(frame, net)
+        if isinstance(l4, str):
+            return l4
+        if net.proto == 17 and depth < _MAX_DEPTH and net.frag == 0 and frame.peek() is not None:
+            inner_vni = _tunnel_vni(frame, l4.dport)
+            if inner_vni is not None:
+                vni = inner_vni
+                depth += 1
+                continue
+        return (vni, vlan, net.ipver, net.src, net.dst, net.proto, l4.sport, l4.dport, net.iplen, l4.plen, net.ttl,
+                net.ipid, net.frag, l4.flags, l4.seq, l4.ack, l4.win, l4.itype, l4.icode)  # fmt: skip
+
+
+def _skip_link_layers(frame: _Frame, vlan: int, outer: bool) -> tuple[tuple[str, int] | None, int]:
+    """Read link layers and VLAN tags up to the first IP header: ``((ip or ipv6, occurrence), vlan)``, or
+    ``(None, vlan)`` when the frame carries no IP. The outermost tag sets ``vlan`` (outside any tunnel only)."""
+    while frame.peek() is not None:
+        name, k = frame.take()
+        if name in ("ip", "ipv6"):
+            return (name, k), vlan
+        if name not in _LINK_LAYERS:
+            return None, vlan
+        if name in ("vlan", "ieee8021ad") and outer and vlan == 0:
+            tag = _layer(frame.layers, name, k)
+            vlan = _num(tag.get(f"{name}_{name}_id")) & 0x0FFF
+    return None, vlan
+
+
+def _ipv4(d: dict) -> _Network | str:
+    """An IPv4 header, or ``_MALFORMED``."""
+    if _num(d.get("ip_ip_version")) != 4:
+        return _MALFORMED
+    ihl = _num(d.get("ip_ip_hdr_len"))
+    tot = _num(d.get("ip_ip_len"))
+    if ihl < 20 or tot < ihl:
+        return _MALFORMED
+    src, dst = d.get("ip_ip_src"), d.get("ip_ip_dst")
+    proto = _num(d.get("ip_ip_proto"))
+    ttl = _num(d.get("ip_ip_ttl"))
+    ipid = _num(d.get("ip_ip_id"))
+    if _num(d.get("ip_ip_frag_offset")) != 0:
+        frag = 2
+    elif d.get("ip_ip_flags_mf") is True:
+        frag = 1
+    else:
+        frag = 0
+    return _Network(4, src, dst, proto, ttl, ipid, frag, iplen=tot, l4len=tot - ihl)
+
+
+def _ipv6(d: dict, frame: _Frame) -> _Network | str:
+    """An IPv6 header and the extension headers after it (consumed from ``frame``), or ``_MALFORMED``."""
+    if _num(d.get("ipv6_ipv6_version")) != 6:
+        return _MALFORMED
+    src, dst = d.get("ipv6_ipv6_src"), d.get("ipv6_ipv6_dst")
+    payload = _num(d.get("ipv6_ipv6_plen"))
+    proto = _num(d.get("ipv6_ipv6_nxt"))
+    ttl = _num(d.get("ipv6_ipv6_hlim"))
+    net = _Network(6, src, dst, proto, ttl, ipid=0, frag=0, iplen=40 + payload, l4len=payload)
+    _ipv6_extensions(d, frame, net)
+    return _MALFORMED if net.l4len < 0 else net
+
+
+def _ipv6_extensions(d: dict, frame: _Frame, net: _Network) -> None:
+    """Walk the extension headers (hop-by-hop, routing, destination, fragment, AH) nested in IPv6 header ``d``:
+    each sets the next protocol and takes its length off the L4 length; a fragment header sets id and fragment."""
+    ext: dict[str, int] = {}  # occurrences of each extension header inside this IPv6 header
+    while frame.peek() in _V6_EXT or frame.peek() in ("ipv6.fraghdr", "ah"):
+        name = frame.protos[frame.pos]
+        key = _V6_EXT.get(name) or ("ipv6_fraghdr" if name == "ipv6.fraghdr" else "ah")
+        k = ext.get(key, 0)
+        ext[key] = k + 1
+        frame.pos += 1
+        h = _sub(d, key, k)
+        if name == "ipv6.fraghdr":
+            p = "ipv6_fraghdr_ipv6_fraghdr_"
+            net.ipid = _num(h.get(p + "ident"))
+            if _num(h.get(p + "offset")) != 0:
+                net.frag = 2
+            elif h.get(p + "more") is True:
+                net.frag = 1
+            net.proto = _num(h.get(p + "nxt"))
+            net.l4len -= 8
+        elif name == "ah":
+            net.proto = _num(h.get("ah_ah_next_header"))
+            net.l4len -= (_num(h.get("ah_ah_length")) + 2) * 4
+        else:
+            p = f"{key}_{key}_"
+            net.proto = _num(h.get(p + "nxt"))
+            net.l4len -= _num(h.get(p + "len_oct"))
+
+
+def _transport(frame: _Frame, net: _Network) -> _Transport | str:
+    """The TCP/UDP/ICMP header after ``net`` (none in later fragments or for other protocols), or ``_MALFORMED``."""
+    l4 = _L4_LAYER.get(net.proto)
+    if net.frag == 2 or l4 is None:
+        return _Transport(plen=net.l4len)
+    if frame.peek() != l4:
+        return _MALFORMED  # tshark could not dissect the header (cut short)
+    _, k = frame.take()
+    t = _layer(frame.layers, l4, k)
+    if net.proto == 6:
+        return _tcp(t, net.l4len)
+    if net.proto == 17:
+        return _udp(t, net.l4len)
+    return _icmp(t, l4, net.proto, net.l4len)
+
+
+def _tcp(t: dict, l4len: int) -> _Transport | str:
+    doff = _num(t.get("tcp_tcp_hdr_len"))
+    if l4len < 20 or doff < 20 or doff > l4len:
+        return _MALFORMED
+    return _Transport(
+        sport=_num(t.get("tcp_tcp_srcport")),
+        dport=_num(t.get("tcp_tcp_dstport")),
+        seq=_num(t.get("tcp_tcp_seq_raw")),
+        ack=_num(t.get("tcp_tcp_ack_raw")),
+        flags=_num(t.get("tcp_tcp_flags")) & 0x1FF,
+        win=_num(t.get("tcp_tcp_window_size_value")),
+        plen=l4len - doff,
+    )
+
+
+def _udp(t: dict, l4len: int) -> _Transport | str:
+    if l4len < 8:
+        return _MALFORMED
+    return _Transport(sport=_num(t.get("udp_udp_srcport")), dport=_num(t.get("udp_udp_dstport")), plen=l4len - 8)
+
+
+def _icmp(t: dict, l4: str, proto: int, l4len: int) -> _Transport | str:
+    """ICMP / ICMPv6: type and code; an echo's identifier stands in for both ports (as decode.py)."""
+    if l4len < 4:
+        return _MALFORMED
+    p = f"{l4}_{l4}_"
+    itype = _num(t.get(p + "type"))
+    icode = _num(t.get(p + "code"))
+    plen = l4len - 8 if l4len >= 8 else 0
+    sport = dport = 0
+    ident = t.get("icmp_icmp_ident" if proto == 1 else "icmpv6_icmpv6_echo_identifier")
+    if ident is not None and (itype in (0, 8) if proto == 1 else itype in (128, 129)):
+        sport = dport = _num(ident)
+    return _Transport(sport=sport, dport=dport, itype=itype, icode=icode, plen=plen)
+
+
+def _tunnel_vni(frame: _Frame, dport: int) -> int | None:
+    """The VNI of a VXLAN (I flag set) or Geneve (version 0, Ethernet/IP payload) header next in ``frame``,
+    consuming it; None when the UDP datagram carries no tunnel to decapsulate."""
+    tunnel = frame.peek()
+    if dport == VXLAN_PORT and tunnel == "vxlan":
+        vx = _layer(frame.layers, "vxlan", frame.seen.get("vxlan", 0))
+        if vx.get("vxlan_vxlan_flag_i") is True:
+            frame.take()
+            return _num(vx.get("vxlan_vxlan_vni"))
+    elif dport == GENEVE_PORT and tunnel == "geneve":
+        gn = _layer(frame.layers, "geneve", frame.seen.get("geneve", 0))
+        ptype = _num(gn.get("geneve_geneve_proto_type"))
+        if _num(gn.get("geneve_geneve_version")) == 0 and ptype in (0x6558, 0x0800, 0x86DD):
+            frame.take()
+            return _num(gn.get("geneve_geneve_vni"))
+    return None
 
 
 def _ip16(addrs: list[str]) -> np.ndarray:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from netsentry.pipeline.capture.reader import DEFAULT_CHUNK_BYTES, CaptureStats, read_packets
 from netsentry.pipeline.capture.tenants import TenantMap, assign_packets, load_tenant_map, tenant_map_from_dict
+from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, NoUsableDataError
 from netsentry.pipeline.core.io import atomic_dir, file_fingerprint, parquet_writer, read_manifest, write_manifest
 from netsentry.pipeline.core.schemas import PACKETS
@@ -26,7 +27,6 @@ from netsentry.pipeline.core.schemas import PACKETS
 log = logging.getLogger(__name__)
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz")
-PACKETS_DIR = "packets"
 
 
 def captured_tenant_map(pkt_dir: str | Path) -> TenantMap:
@@ -138,14 +138,14 @@ def run_capture(
     files = expand_inputs(inputs)
     tmap = load_tenant_map(opts.tenants) if opts.tenants else TenantMap.empty()
     reader = _engine_reader(opts.engine)
-    out_dir = Path(workspace) / PACKETS_DIR
+    out_dir = catalog.path(workspace, catalog.PACKETS)
     fingerprints = [file_fingerprint(p) for p in files]
     config = _run_config(opts, tmap)
     summary = CaptureSummary(out_dir=out_dir)
     previous = read_manifest(out_dir)
-    if not opts.force and previous and previous.get("inputs") == fingerprints and previous.get("config") == config:
+    if catalog.up_to_date([previous], {"inputs": fingerprints, "config": config}, force=opts.force):
         summary.skipped_unchanged = True
-        summary.files = [CaptureStats(**_stats_fields(s)) for s in previous.get("files", [])]
+        summary.files = [CaptureStats(**_stats_fields(s)) for s in previous.get("files", [])]  # type: ignore[union-attr]
         return summary
     total = sum(f["bytes"] for f in fingerprints)
     if on_progress is not None:

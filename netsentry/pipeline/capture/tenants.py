@@ -548,6 +548,17 @@ def dump_tenant_map(tmap: TenantMap, path: str | Path) -> None:
     atomic_write_text(path, "# netsentry tenant map (format: configs/tenants.example.yaml)\n" + body)
 
 
+def vm_hosts(tmap: TenantMap) -> dict[str, str]:
+    """``tenant/vm`` → the host its ports declare; a VM whose ports name several hosts gets its first port's."""
+    out: dict[str, str] = {}
+    for vpc in tmap.config.vpcs:
+        for subnet in vpc.subnets:
+            for port in subnet.ports:
+                if port.host is not None:
+                    out.setdefault(f"{vpc.tenant_name}/{port.vm}", port.host)
+    return out
+
+
 # --------------------------------------------------------------------------- tables
 
 

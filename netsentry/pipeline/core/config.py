@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from netsentry.pipeline.core.errors import ConfigError, InputNotFoundError
+from netsentry.pipeline.core.units import parse_duration_s
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "default.yaml"
+
+
+def _duration_s(value: Any) -> Any:
+    """A duration as text ('60s', '1m', '500ms') in seconds, parsed as the command-line flags parse it."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_duration_s(value)
+    except ConfigError as e:
+        raise PydanticCustomError("duration", "{reason}", {"reason": str(e)}) from None
+
+
+Seconds = Annotated[float, BeforeValidator(_duration_s)]
+"""A duration setting in seconds: a number, or text with a unit as the duration flags take."""
 
 
 class _Section(BaseModel):
@@ -24,15 +40,15 @@ class CaptureSettings(_Section):
 
 
 class FlowSettings(_Section):
-    idle_timeout_s: float = Field(120.0, gt=0)
-    active_timeout_s: float = Field(1800.0, gt=0)
+    idle_timeout_s: Seconds = Field(120.0, gt=0)
+    active_timeout_s: Seconds = Field(1800.0, gt=0)
     batch_packets: int = Field(131_072, ge=1000)
 
 
 class FeatureSettings(_Section):
-    window_s: float = Field(60.0, gt=0)
-    hop_s: float = Field(10.0, gt=0)
-    fault_window_s: float = Field(1.0, gt=0)
+    window_s: Seconds = Field(60.0, gt=0)
+    hop_s: Seconds = Field(10.0, gt=0)
+    fault_window_s: Seconds = Field(1.0, gt=0)
     labels: Path | None = None
 
 

@@ -13,8 +13,8 @@ class NetsentryError(Exception):
         super().__init__(f"{path}: {message}" if path else message)
 
 
-class ConfigError(NetsentryError):
-    """A config file or option is invalid."""
+class ConfigError(NetsentryError, ValueError):
+    """A config file or option is invalid; also a ``ValueError``, as scikit-learn-style tooling expects."""
 
     exit_code = 2
 

@@ -33,8 +33,8 @@ def window_spec(settings: Settings) -> Any:
 
 
 def train_options(settings: Settings, kind: str) -> Any:
-    """:class:`~netsentry.pipeline.train.stage.TrainOptions` for ``kind`` from ``train``."""
-    from netsentry.pipeline.train.stage import TrainOptions
+    """:class:`~netsentry.pipeline.train.options.TrainOptions` for ``kind`` from ``train``."""
+    from netsentry.pipeline.train.options import TrainOptions
 
     ts = settings.train
     return TrainOptions(kind, ts.model, ts.target_fpr, ts.test_fraction, ts.seed, ts.device)

@@ -16,22 +16,12 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from netsentry.pipeline.capture.stage import PACKETS_DIR
+from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.errors import ConfigError, InputNotFoundError
 from netsentry.pipeline.core.io import require_table
 from netsentry.pipeline.core.pseudonym import Pseudonymizer
 from netsentry.pipeline.core.schemas import IP16, ip_text
-from netsentry.pipeline.features.stage import FAULT_WINDOWS, FEATURES_DIR, TENANT_WINDOWS
-from netsentry.pipeline.flows.stage import FLOWS_DIR
 
-TABLES = {
-    "packets": PACKETS_DIR,
-    "flows": FLOWS_DIR,
-    "tcp_events": "tcp_events",
-    "tenant_windows": f"{FEATURES_DIR}/{TENANT_WINDOWS}",
-    "fault_windows": f"{FEATURES_DIR}/{FAULT_WINDOWS}",
-    "findings": "findings",
-}
 FORMATS = ("parquet", "csv")
 BATCH_ROWS = 1 << 18
 
@@ -69,11 +59,11 @@ def export_table(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
     """Write ``WORKSPACE/<table>`` to ``out`` (``parquet`` or ``csv``), pseudonymized when given one."""
-    if table not in TABLES:
-        raise ConfigError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+    if table not in catalog.TABLES:
+        raise ConfigError(f"unknown table {table!r}; expected one of {', '.join(catalog.TABLES)}")
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; expected parquet or csv")
-    src = Path(workspace) / TABLES[table]
+    src = catalog.path(workspace, table)
     if table == "findings":
         parts = [src / "findings.parquet"]
         if not parts[0].is_file():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netsentry.pipeline.features.tenant.windows import DESCRIPTIVE_FEATURES, KEY_COLUMNS, TENANT_FEATURES
+from netsentry.pipeline.features.tenant.catalogue import DESCRIPTIVE_FEATURES, KEY_COLUMNS, TENANT_FEATURES
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "features.md"
 
@@ -22,7 +22,7 @@ Both carry `label` (1 labelled, 0 not, -1 ambiguous: left out of training and me
 
 ## tenant_windows
 
-How rows are made (`pipeline/features/tenant_windows.py`):
+How rows are made (`netsentry/pipeline/features/tenant/windows.py`, feature meanings in `catalogue.py`):
 
 - Every flow counts for both endpoints: as an *outgoing* flow of the initiator and an *incoming* flow of the
   responder.

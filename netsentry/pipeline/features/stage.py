@@ -18,9 +18,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from netsentry.pipeline.capture.stage import PACKETS_DIR, captured_tenant_map
+from netsentry.pipeline.capture.stage import captured_tenant_map
+from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.errors import InputNotFoundError
 from netsentry.pipeline.core.io import (
+    MANIFEST,
     atomic_dir,
     file_fingerprint,
     manifest_digest,
@@ -28,15 +30,11 @@ from netsentry.pipeline.core.io import (
     require_table,
     write_manifest,
 )
-from netsentry.pipeline.features.faults.builder import FAULT_FEATURES, build_fault_windows, label_fault_windows
-from netsentry.pipeline.features.labels import label_tenant_windows, read_labels
-from netsentry.pipeline.features.tenant.windows import FLOW_COLUMNS, TENANT_FEATURES, WindowSpec, tenant_windows
-from netsentry.pipeline.flows.stage import FLOWS_DIR
-
-FEATURES_DIR = "features"
-TENANT_WINDOWS = "tenant_windows"
-FAULT_WINDOWS = "fault_windows"
-TCP_EVENTS_DIR = "tcp_events"
+from netsentry.pipeline.features.faults.catalogue import FAULT_FEATURES
+from netsentry.pipeline.features.faults.workspace import build_fault_windows
+from netsentry.pipeline.features.labels import label_fault_windows, label_tenant_windows, read_labels
+from netsentry.pipeline.features.tenant.catalogue import FLOW_COLUMNS, TENANT_FEATURES
+from netsentry.pipeline.features.tenant.windows import WindowSpec, tenant_windows
 
 
 @dataclass
@@ -79,12 +77,12 @@ def run_features(
     """Build both feature tables of a workspace (labels joined when a labels CSV is given)."""
     ws = Path(workspace)
     spec = spec or WindowSpec()
-    flows_dir, pkt_dir, ev_dir = ws / FLOWS_DIR, ws / PACKETS_DIR, ws / TCP_EVENTS_DIR
+    flows_dir, pkt_dir, ev_dir = (catalog.path(ws, t) for t in (catalog.FLOWS, catalog.PACKETS, catalog.TCP_EVENTS))
     require_table(flows_dir, "flows")
     require_table(pkt_dir, "packets")
     if labels is not None and not Path(labels).is_file():
         raise InputNotFoundError("labels file not found", path=str(labels))
-    if not (ev_dir / "_manifest.json").exists():
+    if not (ev_dir / MANIFEST).exists():
         raise InputNotFoundError("tcp_events table missing; rerun `netsentry flows --force`", path=str(ev_dir))
     inputs = {
         "flows_manifest_sha256": manifest_digest(read_manifest(flows_dir)),
@@ -97,10 +95,10 @@ def run_features(
         ).hexdigest(),
     }
     config = {"window_s": spec.window_s, "hop_s": spec.hop_s, "fault_window_s": fault_window_s}
-    out = ws / FEATURES_DIR
-    summary = FeatureSummary(out_dir=out, labelled=labels is not None)
-    prev = [read_manifest(out / name) for name in (TENANT_WINDOWS, FAULT_WINDOWS)]
-    if not force and all(p and p.get("inputs") == inputs and p.get("config") == config for p in prev):
+    tw_dir, fw_dir = catalog.path(ws, catalog.TENANT_WINDOWS), catalog.path(ws, catalog.FAULT_WINDOWS)
+    summary = FeatureSummary(out_dir=tw_dir.parent, labelled=labels is not None)
+    prev = [read_manifest(tw_dir), read_manifest(fw_dir)]
+    if catalog.up_to_date(prev, {"inputs": inputs, "config": config}, force=force):
         summary.skipped_unchanged = True
         summary.tenant_rows, summary.fault_rows = (int(p.get("rows", 0)) for p in prev)  # type: ignore[union-attr]
         summary.tenant_positive = prev[0].get("positives", {})  # type: ignore[union-attr]
@@ -116,17 +114,16 @@ def run_features(
         fw = label_fault_windows(fw, label_df, tmap)
     common = {"inputs": inputs, "config": config}
     summary.tenant_positive, summary.fault_positive = _positives(tw), _positives(fw)
-    _write(
-        tw, out / TENANT_WINDOWS, {**common, "features": list(TENANT_FEATURES), "positives": summary.tenant_positive}
-    )
-    _write(fw, out / FAULT_WINDOWS, {**common, "features": list(FAULT_FEATURES), "positives": summary.fault_positive})
+    _write(tw, tw_dir, {**common, "features": list(TENANT_FEATURES), "positives": summary.tenant_positive})
+    _write(fw, fw_dir, {**common, "features": list(FAULT_FEATURES), "positives": summary.fault_positive})
     summary.tenant_rows, summary.fault_rows = len(tw), len(fw)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def read_feature_table(workspace: str | Path, name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A features table and its manifest; a clear error when the features stage has not run."""
-    d = Path(workspace) / FEATURES_DIR / name
-    require_table(d, f"features/{name}")
+def read_feature_table(workspace: str | Path, table: catalog.Table | str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A features table (catalogue entry or name) and its manifest; a clear error when features have not run."""
+    entry = catalog.table(table)
+    d = catalog.path(workspace, entry)
+    require_table(d, entry.dir)
     return pq.read_table(d).to_pandas(), read_manifest(d) or {}

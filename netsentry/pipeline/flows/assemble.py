@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from netsentry.pipeline.core.errors import ConfigError
+from netsentry.pipeline.core.hashing import SPLITMIX64, finalize64
 from netsentry.pipeline.core.schemas import (
     CONN_STATES,
     DIRECTIONS,
@@ -29,10 +30,10 @@ from netsentry.pipeline.core.schemas import (
     ip16_array,
     ip16_numpy,
 )
+from netsentry.pipeline.core.units import NS_PER_MS
 from netsentry.pipeline.flows import kernel as fk
 
 _KEY_WIDTH = 7  # vni|vlan, proto, a_hi, a_lo, b_hi, b_lo, a_port|b_port
-NS_PER_MS = 1_000_000
 
 TenantLabeler = Callable[[np.ndarray, np.ndarray], tuple[pa.Array, pa.Array]]
 """(vni, ip16) → (tenant, vm) dictionary arrays; see :mod:`netsentry.pipeline.capture.tenants`."""
@@ -173,13 +174,36 @@ def _gather(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _flow_id(row_hash: np.ndarray, first_ns: np.ndarray) -> np.ndarray:
-    x = row_hash ^ first_ns.astype(np.uint64)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return x
+    return finalize64(row_hash ^ first_ns.astype(np.uint64), SPLITMIX64)
+
+
+def _direction_columns(I: np.ndarray, F: np.ndarray) -> dict[str, np.ndarray]:
+    """Per direction (src2dst, dst2src, bidirectional): first/last seen, packet sizes and inter-arrival times."""
+    cols: dict[str, np.ndarray] = {}
+    for d, name in enumerate(DIRECTIONS):
+        b, fb = d * fk.D_WIDTH, d * fk.F_DWIDTH
+        pk = I[:, b + fk.D_PKTS]
+        has = pk > 0
+        first, last = I[:, b + fk.D_FIRST], I[:, b + fk.D_LAST]
+        cols[f"{name}_first_seen_ms"] = np.where(has, first // NS_PER_MS, 0)
+        cols[f"{name}_last_seen_ms"] = np.where(has, last // NS_PER_MS, 0)
+        cols[f"{name}_duration_ms"] = np.where(has, (last - first) / NS_PER_MS, 0.0)
+        cols[f"{name}_packets"] = pk
+        cols[f"{name}_bytes"] = I[:, b + fk.D_BYTES]
+        cols[f"{name}_payload_bytes"] = I[:, b + fk.D_PAY]
+        cols[f"{name}_min_ps"] = np.where(has, F[:, fb + fk.P_MIN], 0.0)
+        cols[f"{name}_mean_ps"] = F[:, fb + fk.P_MEAN]
+        cols[f"{name}_stddev_ps"] = np.sqrt(np.where(pk > 1, F[:, fb + fk.P_M2] / np.maximum(pk - 1, 1), 0.0))
+        cols[f"{name}_max_ps"] = F[:, fb + fk.P_MAX]
+        gaps = pk - 1
+        hg = gaps > 0
+        cols[f"{name}_min_piat_ms"] = np.where(hg, F[:, fb + fk.A_MIN], 0.0) / NS_PER_MS
+        cols[f"{name}_mean_piat_ms"] = F[:, fb + fk.A_MEAN] / NS_PER_MS
+        cols[f"{name}_stddev_piat_ms"] = (
+            np.sqrt(np.where(gaps > 1, F[:, fb + fk.A_M2] / np.maximum(gaps - 1, 1), 0.0)) / NS_PER_MS
+        )
+        cols[f"{name}_max_piat_ms"] = F[:, fb + fk.A_MAX] / NS_PER_MS
+    return cols
 
 
 class FlowAssembler:
@@ -359,29 +383,7 @@ class FlowAssembler:
             "last_seen_ns": I[:, fk.D_LAST],
         }
         cols.update(self._tenant_columns(vni, src_ip, dst_ip))
-        for d, name in enumerate(DIRECTIONS):
-            b, fb = d * fk.D_WIDTH, d * fk.F_DWIDTH
-            pk = I[:, b + fk.D_PKTS]
-            has = pk > 0
-            first, last = I[:, b + fk.D_FIRST], I[:, b + fk.D_LAST]
-            cols[f"{name}_first_seen_ms"] = np.where(has, first // NS_PER_MS, 0)
-            cols[f"{name}_last_seen_ms"] = np.where(has, last // NS_PER_MS, 0)
-            cols[f"{name}_duration_ms"] = np.where(has, (last - first) / NS_PER_MS, 0.0)
-            cols[f"{name}_packets"] = pk
-            cols[f"{name}_bytes"] = I[:, b + fk.D_BYTES]
-            cols[f"{name}_payload_bytes"] = I[:, b + fk.D_PAY]
-            cols[f"{name}_min_ps"] = np.where(has, F[:, fb + fk.P_MIN], 0.0)
-            cols[f"{name}_mean_ps"] = F[:, fb + fk.P_MEAN]
-            cols[f"{name}_stddev_ps"] = np.sqrt(np.where(pk > 1, F[:, fb + fk.P_M2] / np.maximum(pk - 1, 1), 0.0))
-            cols[f"{name}_max_ps"] = F[:, fb + fk.P_MAX]
-            gaps = pk - 1
-            hg = gaps > 0
-            cols[f"{name}_min_piat_ms"] = np.where(hg, F[:, fb + fk.A_MIN], 0.0) / NS_PER_MS
-            cols[f"{name}_mean_piat_ms"] = F[:, fb + fk.A_MEAN] / NS_PER_MS
-            cols[f"{name}_stddev_piat_ms"] = (
-                np.sqrt(np.where(gaps > 1, F[:, fb + fk.A_M2] / np.maximum(gaps - 1, 1), 0.0)) / NS_PER_MS
-            )
-            cols[f"{name}_max_piat_ms"] = F[:, fb + fk.A_MAX] / NS_PER_MS
+        cols.update(_direction_columns(I, F))
         for d, name in enumerate(DIRECTIONS):
             for j, flag in enumerate(FLAG_NAMES):
                 cols[f"{name}_{flag}_packets"] = I[:, d * fk.D_WIDTH + fk.D_FLAG0 + j]

@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from netsentry.pipeline.capture.stage import PACKETS_DIR, captured_tenant_map
+from netsentry.pipeline.capture.stage import captured_tenant_map
 from netsentry.pipeline.capture.tenants import TenantMap, endpoint_labels
+from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.errors import InputNotFoundError
 from netsentry.pipeline.core.io import (
     atomic_dir,
@@ -32,10 +33,6 @@ from netsentry.pipeline.core.io import (
 )
 from netsentry.pipeline.core.schemas import FLOWS, PACKETS, TCP_EVENTS, ip_text
 from netsentry.pipeline.flows.assemble import FlowConfig, assemble_stream
-
-FLOWS_DIR = "flows"
-TCP_EVENTS_DIR = "tcp_events"
-
 
 TOP_N = 5
 _TOP_COLUMNS = ("capture_point", "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "bidirectional_packets",
@@ -108,6 +105,22 @@ def _packet_chunks(parts: list[Path], batch: int) -> Iterator[pa.Table]:
             yield pa.Table.from_batches([rb])
 
 
+class _Progress:
+    """Counts packets as they are read and reports ``(done, total)``."""
+
+    def __init__(self, total: int, on_progress: Callable[[int, int], None] | None) -> None:
+        self.done, self.total, self.on_progress = 0, total, on_progress
+        if on_progress is not None:
+            on_progress(0, total)
+
+    def counted(self, chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
+        for c in chunks:
+            yield c
+            self.done += c.num_rows
+            if self.on_progress is not None:
+                self.on_progress(self.done, self.total)
+
+
 def run_flows(
     workspace: str | Path,
     config: FlowConfig | None = None,
@@ -118,93 +131,70 @@ def run_flows(
 ) -> FlowSummary:
     """Assemble flows for every capture point of the workspace's packets table."""
     config = config or FlowConfig()
-    pkt_dir = Path(workspace) / PACKETS_DIR
+    pkt_dir = catalog.path(workspace, catalog.PACKETS)
     require_table(pkt_dir, "packets")
     manifest = read_manifest(pkt_dir)
     if manifest is None:
         raise InputNotFoundError("packets table has no _manifest.json; rerun `netsentry capture`", path=str(pkt_dir))
     inputs = {"packets_manifest_sha256": manifest_digest(manifest)}
     run_config: dict[str, Any] = {"idle_timeout_s": config.idle_timeout_s, "active_timeout_s": config.active_timeout_s}
-    out_dir = Path(workspace) / FLOWS_DIR
-    ev_dir = Path(workspace) / TCP_EVENTS_DIR
+    out_dir = catalog.path(workspace, catalog.FLOWS)
+    ev_dir = catalog.path(workspace, catalog.TCP_EVENTS)
     summary = FlowSummary(out_dir=out_dir)
-    current = [
-        m
-        for m in (read_manifest(out_dir), read_manifest(ev_dir))
-        if m and m.get("inputs") == inputs and m.get("config") == run_config
-    ]
-    if not force and len(current) == 2:
-        prev, prev_ev = current
+    prev, prev_ev = read_manifest(out_dir), read_manifest(ev_dir)
+    if catalog.up_to_date([prev, prev_ev], {"inputs": inputs, "config": run_config}, force=force):
         summary.skipped_unchanged = True
-        summary.flows = int(prev.get("rows", 0))
-        summary.packets = int(prev.get("packets", 0))
-        summary.tcp_events = int(prev_ev.get("rows", 0))
+        summary.flows = int(prev.get("rows", 0))  # type: ignore[union-attr]
+        summary.packets = int(prev.get("packets", 0))  # type: ignore[union-attr]
+        summary.tcp_events = int(prev_ev.get("rows", 0))  # type: ignore[union-attr]
         return summary
-    tmap = captured_tenant_map(pkt_dir)
-    labeler = _labeler(tmap)
+    labeler = _labeler(captured_tenant_map(pkt_dir))
     by_point: dict[str, list[dict[str, Any]]] = {}
     for part in manifest["parts"]:
         by_point.setdefault(part["capture_point"], []).append(part)
     total = sum(p["rows"] for p in manifest["parts"])
     start = time.perf_counter()
-    done = 0
-    if on_progress is not None:
-        on_progress(0, total)
+    progress = _Progress(total, on_progress)
     written, ev_written = [], []
     with atomic_dir(out_dir) as tmp, atomic_dir(ev_dir) as ev_tmp:
         for idx, (point, parts) in enumerate(sorted(by_point.items())):
             parts.sort(key=lambda p: (p["first_ts_ns"] or 0, p["part"]))
-            paths = [pkt_dir / p["part"] for p in parts]
-            out = tmp / f"part-{idx:05d}.parquet"
-            writer = parquet_writer(out, FLOWS)
-            events = _Sink(parquet_writer(ev_tmp / out.name, TCP_EVENTS))
-            rows = 0
-
-            def counted(chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
-                nonlocal done
-                for c in chunks:
-                    yield c
-                    done += c.num_rows
-                    if on_progress is not None:
-                        on_progress(done, total)
-
-            try:
-                chunks = counted(_packet_chunks(paths, batch_packets))
-                for table in assemble_stream(point, chunks, config, labeler, on_tcp_events=events.write):
-                    writer.write_table(table)
-                    rows += table.num_rows
-                    summary.add(table)
-            finally:
-                writer.close()
-                events.writer.close()
-            written.append({"part": out.name, "capture_point": point, "rows": rows})
-            ev_written.append({"part": out.name, "capture_point": point, "rows": events.rows})
-            summary.tcp_events += events.rows
+            chunks = progress.counted(_packet_chunks([pkt_dir / p["part"] for p in parts], batch_packets))
+            name = f"part-{idx:05d}.parquet"
+            rows, ev_rows = _assemble_point(point, chunks, config, labeler, tmp / name, ev_tmp / name, summary)
+            written.append({"part": name, "capture_point": point, "rows": rows})
+            ev_written.append({"part": name, "capture_point": point, "rows": ev_rows})
+            summary.tcp_events += ev_rows
         summary.packets = total
         summary.capture_points = len(by_point)
         summary.seconds = time.perf_counter() - start
-        write_manifest(
-            tmp,
-            {
-                "stage": "flows",
-                "inputs": inputs,
-                "config": run_config,
-                "parts": written,
-                "rows": summary.flows,
-                "packets": total,
-                "tcp_events": summary.tcp_events,
-            },
-        )
-        write_manifest(
-            ev_tmp,
-            {
-                "stage": "flows",
-                "table": "tcp_events",
-                "inputs": inputs,
-                "config": run_config,
-                "parts": ev_written,
-                "rows": summary.tcp_events,
-                "packets": total,
-            },
-        )
+        common = {"stage": "flows", "inputs": inputs, "config": run_config}
+        write_manifest(tmp, {**common, "parts": written, "rows": summary.flows, "packets": total,
+                             "tcp_events": summary.tcp_events})  # fmt: skip
+        write_manifest(ev_tmp, {**common, "table": "tcp_events", "parts": ev_written, "rows": summary.tcp_events,
+                                "packets": total})  # fmt: skip
     return summary
+
+
+def _assemble_point(
+    point: str,
+    chunks: Iterator[pa.Table],
+    config: FlowConfig,
+    labeler: Callable[[np.ndarray, np.ndarray], tuple[pa.Array, pa.Array]] | None,
+    out: Path,
+    events_out: Path,
+    summary: FlowSummary,
+) -> tuple[int, int]:
+    """Write one capture point's flows and TCP events; the rows of each."""
+    writer = parquet_writer(out, FLOWS)
+    events = _Sink(parquet_writer(events_out, TCP_EVENTS))
+    rows = 0
+    try:
+        for table in assemble_stream(point, chunks, config, labeler, on_tcp_events=events.write):
+            writer.write_table(table)
+            rows += table.num_rows
+            summary.add(table)
+    finally:
+        writer.close()
+        events.writer.close()
+    return rows, events.rows

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from netsentry.pipeline.core.tracking import ModelRef
-from netsentry.pipeline.features.tenant.windows import TENANT_FEATURES
-from netsentry.pipeline.inspect.findings import Finding
+from netsentry.pipeline.features.tenant.catalogue import TENANT_FEATURES
+from netsentry.pipeline.inspect.findings import Finding, build_finding, hhmmss
 from netsentry.pipeline.inspect.flow_evidence import FlowIndex
 from netsentry.pipeline.inspect.scoring import deviations, severity, spreads, timeline
 
@@ -37,16 +36,6 @@ def require_support(scored: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     out = scored.copy()
     out.loc[thin, "flag"] = 0
     return out, len(before - set(out.loc[out["flag"] == 1, "scope"]))
-
-
-def finding_id(*parts: object) -> str:
-    """A stable id from what identifies a finding."""
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
-
-
-def hhmmss(ns: int) -> str:
-    """UTC wall-clock time of an epoch-ns instant."""
-    return pd.Timestamp(int(ns), unit="ns", tz="UTC").strftime("%H:%M:%S")
 
 
 def compromise_findings(scored: pd.DataFrame, flows: FlowIndex | None, model: ModelRef) -> list[Finding]:
@@ -110,10 +99,10 @@ def _finding(
         first_seen = int(rows["window_start_ns"].iloc[0])
         evidence.update(flows.evidence(ips, start, end, str(peak["capture_point"]), since_ns=first_seen))
     sev = severity(len(hit), tail, sustained=SUSTAINED_WINDOWS)
-    f = Finding(
-        finding_id=finding_id("compromise", peak["scope"], start),
-        kind="compromise",
-        type="compromise",
+    return build_finding(
+        "compromise",
+        "compromise",
+        id_parts=("compromise", peak["scope"], start),
         scope_type=str(peak["scope_type"]),
         scope=str(peak["scope"]),
         tenant=tenant,
@@ -126,13 +115,10 @@ def _finding(
         score=float(hit["score"].max()),
         threshold=float(peak["threshold"]),
         severity=sev,
-        model_uri=model.uri,
-        model_version=model.version,
-        summary="",
+        model=model,
         evidence=evidence,
+        summarize=compromise_summary,
     )
-    f.summary = compromise_summary(f)
-    return f
 
 
 UNMAPPED_TENANTS = ("", "external", "unknown")

@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 
 from netsentry.pipeline.core.tracking import ModelRef
-from netsentry.pipeline.features.faults.builder import FAULT_FEATURES
-from netsentry.pipeline.inspect.compromise import finding_id, hhmmss
-from netsentry.pipeline.inspect.findings import Finding
+from netsentry.pipeline.features.faults.catalogue import FAULT_FEATURES
+from netsentry.pipeline.inspect.findings import Finding, build_finding, hhmmss
 from netsentry.pipeline.inspect.scoring import deviations, fold, severity, spreads, timeline
 
 SUSTAINED_WINDOWS = 2
@@ -231,15 +230,15 @@ def _finding(scored: pd.DataFrame, members: list[ScopeIncident], model: ModelRef
     }
     windows = len(rows)
     sev = severity(windows, tail, sustained=SUSTAINED_WINDOWS)
-    f = Finding(
-        finding_id=finding_id("fault", p.scope_type, p.scope, p.start_ns),
-        kind="fault",
-        type=fault_type(mag),
+    in_vm = p.scope_type == "vm" and "/" in p.scope
+    return build_finding(
+        "fault",
+        fault_type(mag),
+        id_parts=("fault", p.scope_type, p.scope, p.start_ns),
         scope_type=p.scope_type,
         scope=p.scope,
-        tenant=p.scope.split("/", 1)[0] if p.scope_type == "vm" and "/" in p.scope else "",
-        vm=p.scope.split("/", 1)[1] if p.scope_type == "vm" and "/" in p.scope else "",
-        ip="",
+        tenant=p.scope.split("/", 1)[0] if in_vm else "",
+        vm=p.scope.split("/", 1)[1] if in_vm else "",
         capture_point=p.scope if p.scope_type == "capture_point" else "",
         start_ns=p.start_ns,
         end_ns=p.end_ns,
@@ -247,13 +246,10 @@ def _finding(scored: pd.DataFrame, members: list[ScopeIncident], model: ModelRef
         score=float(rows["score"].max()),
         threshold=float(peak["threshold"]),
         severity=sev,
-        model_uri=model.uri,
-        model_version=model.version,
-        summary="",
+        model=model,
         evidence=evidence,
+        summarize=fault_summary,
     )
-    f.summary = fault_summary(f)
-    return f
 
 
 _WHAT = {

@@ -18,13 +18,17 @@ Evidence layout (all keys optional; values are plain JSON):
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from netsentry.pipeline.core.tracking import ModelRef
 
 KINDS = ("compromise", "fault")
 SEVERITIES = ("high", "medium", "low")
@@ -85,6 +89,64 @@ class Finding:
         d["start"] = pd.Timestamp(self.start_ns, unit="ns", tz="UTC").isoformat()
         d["end"] = pd.Timestamp(self.end_ns, unit="ns", tz="UTC").isoformat()
         return d
+
+
+def finding_id(*parts: object) -> str:
+    """A stable id from what identifies a finding."""
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def hhmmss(ns: int) -> str:
+    """UTC wall-clock time of an epoch-ns instant."""
+    return pd.Timestamp(int(ns), unit="ns", tz="UTC").strftime("%H:%M:%S")
+
+
+def build_finding(
+    kind: str,
+    finding_type: str,
+    *,
+    id_parts: Sequence[object],
+    scope_type: str,
+    scope: str,
+    start_ns: int,
+    end_ns: int,
+    windows: int,
+    score: float,
+    threshold: float,
+    severity: str,
+    model: ModelRef,
+    evidence: dict[str, Any],
+    summarize: Callable[[Finding], str],
+    tenant: str = "",
+    vm: str = "",
+    ip: str = "",
+    capture_point: str = "",
+) -> Finding:
+    """One finding of either kind: its id from ``id_parts``, the model that flagged it, and the sentence
+    ``summarize`` writes from the finished fields."""
+    f = Finding(
+        finding_id=finding_id(*id_parts),
+        kind=kind,
+        type=finding_type,
+        scope_type=scope_type,
+        scope=scope,
+        tenant=tenant,
+        vm=vm,
+        ip=ip,
+        capture_point=capture_point,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        windows=windows,
+        score=score,
+        threshold=threshold,
+        severity=severity,
+        model_uri=model.uri,
+        model_version=model.version,
+        summary="",
+        evidence=evidence,
+    )
+    f.summary = summarize(f)
+    return f
 
 
 def findings_table(findings: Sequence[Finding]) -> pa.Table:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from netsentry.pipeline.core.schemas import ip16_from_text, ip16_numpy, ip_text
-from netsentry.pipeline.features.tenant.windows import FAILED_STATES
+from netsentry.pipeline.features.tenant.catalogue import FAILED_STATES
 
 EVIDENCE_COLUMNS = (
     "capture_point", "src_ip", "dst_ip", "dst_port", "protocol", "first_seen_ns", "conn_state",

@@ -15,12 +15,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from netsentry import __version__
-from netsentry.pipeline.capture.stage import PACKETS_DIR, captured_tenant_map
+from netsentry.pipeline.capture.stage import captured_tenant_map
+from netsentry.pipeline.capture.tenants import vm_hosts
+from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.errors import ConfigError, TrackingError
 from netsentry.pipeline.core.io import atomic_dir, atomic_write_text, manifest_digest, read_manifest, write_manifest
 from netsentry.pipeline.core.tracking import EXPERIMENTS, ModelRef, Tracker
-from netsentry.pipeline.features.stage import FAULT_WINDOWS, FEATURES_DIR, TENANT_WINDOWS, read_feature_table
-from netsentry.pipeline.flows.stage import FLOWS_DIR
+from netsentry.pipeline.features.stage import read_feature_table
 from netsentry.pipeline.inspect.compromise import MIN_CONNECTIONS, compromise_findings, require_support
 from netsentry.pipeline.inspect.faults import fault_findings
 from netsentry.pipeline.inspect.findings import Finding, findings_document, findings_from_table, findings_table
@@ -30,7 +31,6 @@ from netsentry.pipeline.ui import remote_ui_url
 
 log = logging.getLogger(__name__)
 
-FINDINGS_DIR = "findings"
 REPORT = "report.html"
 DEFAULT_UI_URL = "http://127.0.0.1:5000"  # where `netsentry ui` serves a local store
 DEFAULT_MODELS = {
@@ -83,14 +83,7 @@ class InspectResult:
 
 def _vm_hosts(workspace: Path) -> dict[str, str]:
     """``tenant/vm`` → host, from the tenant map the packets were captured with."""
-    tmap = captured_tenant_map(workspace / PACKETS_DIR)
-    out: dict[str, str] = {}
-    for vpc in tmap.config.vpcs:
-        for subnet in vpc.subnets:
-            for port in subnet.ports:
-                if port.host:
-                    out[f"{vpc.tenant_name}/{port.vm}"] = port.host
-    return out
+    return vm_hosts(captured_tenant_map(catalog.path(workspace, catalog.PACKETS)))
 
 
 def _resolve(tracker: Tracker, options: InspectOptions) -> tuple[dict[str, ModelRef], dict[str, str]]:
@@ -118,8 +111,8 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
     tracker = Tracker(ws, tracking_uri)
     refs, skipped = _resolve(tracker, options)
     inputs = {
-        "tenant_windows": manifest_digest(read_manifest(ws / FEATURES_DIR / TENANT_WINDOWS)),
-        "fault_windows": manifest_digest(read_manifest(ws / FEATURES_DIR / FAULT_WINDOWS)),
+        "tenant_windows": manifest_digest(catalog.manifest(ws, catalog.TENANT_WINDOWS)),
+        "fault_windows": manifest_digest(catalog.manifest(ws, catalog.FAULT_WINDOWS)),
         "models": {k: [r.uri, r.version, r.run_id] for k, r in refs.items()},
     }
     config = {
@@ -127,12 +120,11 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
         "pseudonymized": options.pseudonym_key is not None,
         "pseudonym_key_sha256": _key_digest(options.pseudonym_key),
     }
-    out_dir, report = ws / FINDINGS_DIR, ws / REPORT
+    out_dir, report = catalog.path(ws, catalog.FINDINGS), ws / REPORT
     prev = read_manifest(out_dir)
-    if (not options.force and prev and prev.get("inputs") == inputs and prev.get("config") == config
-            and report.exists()):  # fmt: skip
+    if catalog.up_to_date([prev], {"inputs": inputs, "config": config}, force=options.force, outputs=[report]):
         found = findings_from_table(pq.read_table(out_dir / "findings.parquet"))
-        return InspectResult(found, out_dir, report, refs, skipped, prev.get("run_id"), tracker.uri,
+        return InspectResult(found, out_dir, report, refs, skipped, (prev or {}).get("run_id"), tracker.uri,
                              skipped_unchanged=True)  # fmt: skip
 
     found: list[Finding] = []
@@ -140,18 +132,18 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
     meta: dict[str, Any] = {"models": {}}
     thresholds: dict[str, float | None] = {}
     if "compromise" in refs:
-        tw, _ = read_feature_table(ws, TENANT_WINDOWS)
+        tw, _ = read_feature_table(ws, catalog.TENANT_WINDOWS)
         model = tracker.load_model(refs["compromise"].uri)
         scored, unjudged = require_support(score_windows(tw, model, options.threshold_scale, "features/tenant_windows"))
         meta["unjudged_scopes"], meta["min_connections"] = unjudged, MIN_CONNECTIONS
-        flows = FlowIndex(ws / FLOWS_DIR) if (scored["flag"] == 1).any() else None
+        flows = FlowIndex(catalog.path(ws, catalog.FLOWS)) if (scored["flag"] == 1).any() else None
         found += compromise_findings(scored, flows, refs["compromise"])
         thresholds["compromise"] = float(scored["threshold"].iloc[0]) if len(scored) else None
         scored_n["compromise"] = len(scored)
         meta["tenant_windows"] = len(scored)
         _span(meta, scored)
     if "faults" in refs:
-        fw, _ = read_feature_table(ws, FAULT_WINDOWS)
+        fw, _ = read_feature_table(ws, catalog.FAULT_WINDOWS)
         model = tracker.load_model(refs["faults"].uri)
         scored = score_windows(fw, model, options.threshold_scale, "features/fault_windows")
         found += fault_findings(scored, _vm_hosts(ws), refs["faults"])
@@ -162,8 +154,8 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
     for kind, ref in refs.items():
         meta["models"][kind] = {"uri": ref.uri, "name": ref.name, "version": ref.version, "run_id": ref.run_id,
                                 "experiment_id": ref.experiment_id, "threshold": thresholds.get(kind)}  # fmt: skip
-    pkt = read_manifest(ws / PACKETS_DIR) or {}
-    flw = read_manifest(ws / FLOWS_DIR) or {}
+    pkt = catalog.manifest(ws, catalog.PACKETS) or {}
+    flw = catalog.manifest(ws, catalog.FLOWS) or {}
     meta.update(
         generated_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         workspace=str(ws),

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from netsentry.pipeline.report.fmt import as_float, num, plain, utc
+from netsentry.pipeline.core.units import NS_PER_S, as_float, num, plain, utc
 
 MAX_POINTS = 600
-_NS = 1_000_000_000
 _TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 _MAX_TICKS = 8
 
@@ -111,7 +110,7 @@ def timeline_svg(
     pw, ph = width - left - right, height - top - bottom
     t0, t1 = segs[0].x0, max(s.end for s in segs)
     if t1 <= t0:
-        t1 = t0 + _NS
+        t1 = t0 + NS_PER_S
     peak = max(s.score for s in segs)
     scores = [s.score for s in segs] + ([thr] if thr is not None else [])
     lo, hi = min(0.0, *scores), max(scores)
@@ -172,8 +171,8 @@ def _flag_rects(segs: Sequence[Segment], x: Callable[[int], float], top: int, ph
 
 def _time_axis(t0: int, t1: int, x: Callable[[int], float], top: int, ph: int, height: int) -> list[str]:
     """Tick lines and HH:MM:SS labels (UTC) at round times, and the date under the axis."""
-    step_s = _tick_step_s((t1 - t0) / _NS)
-    step = step_s * _NS
+    step_s = _tick_step_s((t1 - t0) / NS_PER_S)
+    step = step_s * NS_PER_S
     fmt = "%m-%d %H:%M" if step_s >= 86400 else "%H:%M:%S"
     out = []
     t = -(-t0 // step) * step

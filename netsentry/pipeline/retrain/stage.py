@@ -148,7 +148,7 @@ def _planted_mask(df: pd.DataFrame, cases: list[PlantedCase], kind: str) -> tupl
 def evaluate(model: Any, hold: pd.DataFrame, kind: str, planted: list[PlantedCase], target_fpr: float) -> dict:
     """One model on the held-out windows: labelled metrics when both classes are there, else benign FPR and the
     recall of planted cases (a case counts as found when any of its windows is flagged)."""
-    from netsentry.pipeline.train.stage import window_metrics
+    from netsentry.pipeline.train.evaluate import window_metrics
 
     pred = model.predict(hold)
     score = pred["score"].to_numpy(np.float64)
@@ -254,7 +254,7 @@ def _challenge(settings: Settings, tracker: Any, batch: Path, kind: str, say: Ca
     from netsentry.pipeline.core.stage_options import train_options
     from netsentry.pipeline.core.tracking import CHAMPION, EXPERIMENTS
     from netsentry.pipeline.features.stage import read_feature_table
-    from netsentry.pipeline.train.stage import time_split
+    from netsentry.pipeline.train.evaluate import time_split
 
     rs, ts = settings.retrain, settings.train
     df, _ = read_feature_table(batch, FEATURE_TABLE[kind])

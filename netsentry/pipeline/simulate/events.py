@@ -14,12 +14,11 @@ import numpy as np
 
 from netsentry.pipeline.core.errors import ConfigError
 from netsentry.pipeline.core.io import atomic_write_text
+from netsentry.pipeline.core.units import NS_PER_MS as MS
+from netsentry.pipeline.core.units import NS_PER_S as S
 from netsentry.pipeline.simulate.cloud import Cloud
 from netsentry.pipeline.simulate.conns import ConnTable
 from netsentry.pipeline.simulate.scenario import Scenario
-
-MS = 1_000_000
-S = 1_000_000_000
 
 
 @dataclass

@@ -1,0 +1,164 @@
+"""Flow endpoints for tenant windows: each flow seen from both ends, kept for the entities we score, in windows.
+
+Every flow is an *outgoing* flow of its initiator and an *incoming* flow of its responder; an entity is read at the
+capture point that saw most of its flows, and a flow belongs to every window it overlaps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from netsentry.pipeline.capture.tenants import UNKNOWN as UNKNOWN_VM
+from netsentry.pipeline.core.errors import SchemaError
+from netsentry.pipeline.core.schemas import ip_text
+from netsentry.pipeline.core.units import NS_PER_S
+from netsentry.pipeline.features.tenant.catalogue import (
+    BEACON_LAST_IATS,
+    BEACON_MIN_IATS,
+    BEACON_MIN_PERIOD_S,
+    BEACON_SD_SCALE,
+    FAILED_STATES,
+    FLOW_COLUMNS,
+)
+
+_TEXT_COLUMNS = ("src_ip", "dst_ip", "capture_point", "src_tenant", "src_vm", "dst_tenant", "dst_vm", "conn_state",
+                 "end_reason")  # fmt: skip
+
+
+def _strings(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(col.cast(pa.string()).to_pandas().fillna("").to_numpy(dtype=object))
+
+
+def flow_sides(flows: pa.Table) -> pd.DataFrame:
+    """One row per (flow, endpoint): the flow as the initiator's outgoing and the responder's incoming flow."""
+    missing = [c for c in FLOW_COLUMNS if c not in flows.column_names]
+    if missing:
+        raise SchemaError(f"flows table lacks column(s) {', '.join(missing)}; rerun `netsentry flows`")
+    t = flows.select(list(FLOW_COLUMNS))
+    src_ip, dst_ip = ip_text(t.column("src_ip")), ip_text(t.column("dst_ip"))
+    src_tenant, src_vm = _strings(t.column("src_tenant")), _strings(t.column("src_vm"))
+    dst_tenant, dst_vm = _strings(t.column("dst_tenant")), _strings(t.column("dst_vm"))
+    num = {c: t.column(c).to_numpy() for c in FLOW_COLUMNS if c not in _TEXT_COLUMNS}
+    state = _strings(t.column("conn_state"))
+    failed = np.isin(state, FAILED_STATES) & (num["protocol"] == 6)
+    # a connection the capture ended while it was open: a session of unknown length, never "short"
+    cut = (_strings(t.column("end_reason")) == "eof") & ~failed
+    point = _strings(t.column("capture_point"))
+    n = t.num_rows
+    flow_idx = np.arange(n)
+
+    def side(out: bool) -> pd.DataFrame:
+        me, other = (src_ip, dst_ip) if out else (dst_ip, src_ip)
+        tenant, vm = (src_tenant, src_vm) if out else (dst_tenant, dst_vm)
+        sent_p, recv_p = (num["src2dst_packets"], num["dst2src_packets"])
+        sent_b, recv_b = (num["src2dst_bytes"], num["dst2src_bytes"])
+        if not out:
+            sent_p, recv_p, sent_b, recv_b = recv_p, sent_p, recv_b, sent_b
+        return pd.DataFrame(
+            {
+                "flow": flow_idx,
+                "tenant": tenant,
+                "vm": np.where((vm == "") | (vm == "external"), me, vm),
+                "ip": me,
+                "remote": other,
+                "port": num["dst_port"].astype(np.int32),
+                "proto": num["protocol"].astype(np.int16),
+                "capture_point": point,
+                "vni": num["vni"],
+                "out": np.full(n, out),
+                "failed": failed,
+                "cut": cut,
+                "start": num["first_seen_ns"],
+                "end": num["last_seen_ns"],
+                "sent_p": sent_p.astype(np.float64),
+                "recv_p": recv_p.astype(np.float64),
+                "sent_b": sent_b.astype(np.float64),
+                "recv_b": recv_b.astype(np.float64),
+                "req_size": num["src2dst_bytes"] / np.maximum(num["src2dst_packets"], 1),
+            }
+        )
+
+    return pd.concat([side(True), side(False)], ignore_index=True)
+
+
+def local_entities(sides: pd.DataFrame) -> pd.DataFrame:
+    """Keep endpoints the tenant map knows (all endpoints when it knows none), each at its main capture point.
+
+    The main point of an entity is the one where its flows carry an overlay VNI (tenants reusing a CIDR are told
+    apart only there), then the one with most flows. Adds ``entity_id`` (0..n-1)."""
+    local = sides["tenant"] != "external"
+    if local.any():
+        # VMs only: an address inside a VPC that no port declares ("unknown", e.g. a scanned empty slot) is not one
+        sides = sides[local & (sides["vm"] != UNKNOWN_VM)]
+    sides = sides.assign(
+        entity=sides["tenant"].astype(str) + "/" + sides["vm"].astype(str), has_vni=sides["vni"].to_numpy() != 0
+    )
+    counts = (
+        sides.groupby(["entity", "capture_point"], observed=True)
+        .agg(n=("has_vni", "size"), vni=("has_vni", "mean"))
+        .reset_index()
+    )
+    counts["vni"] = counts["vni"] > 0.5
+    main = counts.sort_values(
+        ["entity", "vni", "n", "capture_point"], ascending=[True, False, False, True]
+    ).drop_duplicates("entity")
+    keep = sides.merge(main[["entity", "capture_point"]], on=["entity", "capture_point"], how="inner")
+    keep["entity_id"] = pd.factorize(keep["entity"])[0]
+    return keep
+
+
+def beacon_scores(sides: pd.DataFrame) -> np.ndarray:
+    """Per outgoing flow: regularity of the starts of the entity's flows to the same (remote, port) up to it."""
+    score = np.zeros(len(sides))
+    out = np.flatnonzero(sides["out"].to_numpy())
+    if len(out) == 0:
+        return score
+    o = sides.iloc[out]
+    service = pd.factorize(o["entity_id"].astype(str) + "|" + o["remote"].astype(str) + "|" + o["port"].astype(str))[0]
+    order = np.lexsort((o["start"].to_numpy(), service))
+    service, start_s = service[order], o["start"].to_numpy()[order] / NS_PER_S
+    first = np.r_[True, service[1:] != service[:-1]]
+    iat = np.where(first, 0.0, np.diff(start_s, prepend=start_s[0]))
+    has_iat = ~first
+    log_iat = np.where(has_iat, np.log(np.maximum(iat, 1e-9)), 0.0)
+    sum_log, sum_log_sq = np.cumsum(log_iat), np.cumsum(log_iat * log_iat)
+    count = np.cumsum(has_iat.astype(np.float64))
+    idx = np.arange(len(service))
+    service_start = np.maximum.accumulate(np.where(first, idx, 0))
+    lo = np.maximum(idx - BEACON_LAST_IATS, service_start)  # IATs in (lo, idx]
+    n_iat, s1, s2 = count - count[lo], sum_log - sum_log[lo], sum_log_sq - sum_log_sq[lo]
+    mean = np.divide(s1, n_iat, out=np.zeros_like(s1), where=n_iat > 0)
+    sd = np.sqrt(np.maximum(np.divide(s2, n_iat, out=np.zeros_like(s2), where=n_iat > 0) - mean * mean, 0.0))
+    # Poisson arrivals give sd(log IAT) ≈ 1.28; a timer with 10 % jitter ≈ 0.1
+    periodic = (n_iat >= BEACON_MIN_IATS) & (mean >= np.log(BEACON_MIN_PERIOD_S))
+    sorted_scores = np.where(periodic, 1.0 - np.minimum(sd / BEACON_SD_SCALE, 1.0), 0.0)
+    res = np.empty(len(service))
+    res[order] = sorted_scores
+    score[out] = res
+    return score
+
+
+def window_rows(sides: pd.DataFrame, hop_ns: int, window_ns: int, t_min: int, t_max: int) -> pd.DataFrame:
+    """Rows (side, window) for every window a flow overlaps: ``window_id`` (its start is ``window_id * hop_ns``),
+    ``frac`` (the share of the flow's duration inside the window) and ``started`` (the flow began in it)."""
+    first_window = t_min // hop_ns
+    last_window = max(first_window, -(-(t_max - window_ns) // hop_ns))
+    start, end = sides["start"].to_numpy(), sides["end"].to_numpy()
+    lo = np.clip((start - window_ns) // hop_ns + 1, first_window, last_window)
+    hi = np.clip(end // hop_ns, first_window, last_window)
+    reps = np.maximum(hi - lo + 1, 0)
+    rows = np.repeat(np.arange(len(sides)), reps)
+    offs = np.arange(len(rows)) - np.repeat(np.cumsum(reps) - reps, reps)
+    window_id = lo[rows] + offs
+    x = sides.iloc[rows].reset_index(drop=True)
+    ws = window_id * hop_ns
+    st, en = start[rows], end[rows]
+    overlap = np.minimum(en, ws + window_ns) - np.maximum(st, ws)
+    dur = en - st
+    frac = np.where(dur > 0, np.clip(overlap, 0, None) / np.maximum(dur, 1), 1.0)
+    x["window_id"] = window_id
+    x["frac"] = frac
+    x["started"] = (st >= ws) & (st < ws + window_ns)
+    return x
