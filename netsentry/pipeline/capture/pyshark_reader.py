@@ -31,6 +31,7 @@ import pyarrow as pa
 from netsentry.pipeline.capture.decode import GENEVE_PORT, VXLAN_PORT
 from netsentry.pipeline.capture.reader import GZIP_MAGIC, PCAP_MAGICS, PCAPNG_MAGIC, CaptureStats, columns_to_table
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, ToolMissingError
+from netsentry.pipeline.core.hashing import MURMUR3_FMIX64, finalize64
 from netsentry.pipeline.core.schemas import ip16_from_text
 
 log = logging.getLogger(__name__)
@@ -376,12 +377,7 @@ def pkt_hash(cols: dict[str, np.ndarray]) -> np.ndarray:
         tail = [cols["proto"], cols["ip_id"], cols["ip_len"], ports]
         for v in [*tail, cols["tcp_seq"], cols["tcp_ack"]]:
             h = (h ^ v.astype(u64)) * _FNV_PRIME
-        h ^= h >> u64(33)
-        h *= u64(0xFF51AFD7ED558CCD)
-        h ^= h >> u64(33)
-        h *= u64(0xC4CEB9FE1A85EC53)
-        h ^= h >> u64(33)
-    return h
+    return finalize64(h, MURMUR3_FMIX64)
 
 
 def _batch_table(rows: list[tuple], capture_point: str, stats: CaptureStats) -> pa.Table:

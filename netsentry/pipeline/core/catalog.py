@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +18,14 @@ from netsentry.pipeline.core.errors import ConfigError
 from netsentry.pipeline.core.io import read_manifest
 
 
-class Table(str):
-    """A workspace table: its ``name`` (as the CLI spells it; the entry *is* that string, so code that
-    names tables by string keeps working), ``dir`` relative to the workspace, and its schema where fixed.
-    Locate it with :func:`path`, never ``workspace / table``."""
+@dataclass(frozen=True)
+class Table:
+    """A workspace table: its ``name`` (as the CLI spells it), ``dir`` relative to the workspace, and its schema where
+    fixed. Locate it with :func:`path`."""
 
+    name: str
     dir: str
-    schema: pa.Schema | None
-
-    def __new__(cls, name: str, dir: str, schema: pa.Schema | None = None) -> Table:
-        entry = super().__new__(cls, name)
-        entry.dir, entry.schema = dir, schema
-        return entry
-
-    @property
-    def name(self) -> str:
-        return str(self)
-
-    def __repr__(self) -> str:
-        return f"Table({self.name!r}, dir={self.dir!r})"
+    schema: pa.Schema | None = None
 
 
 PACKETS = Table("packets", "packets", schemas.PACKETS)

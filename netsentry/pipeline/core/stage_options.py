@@ -10,7 +10,8 @@ from netsentry.pipeline.core.config import Settings
 
 
 def capture_options(settings: Settings, *, tenants: Path | None = None, **over: Any) -> Any:
-    """:class:`~netsentry.pipeline.capture.stage.CaptureOptions` from ``capture`` (``tenants`` when the config has none)."""
+    """:class:`~netsentry.pipeline.capture.stage.CaptureOptions` from ``capture`` (``tenants`` when the config has
+    none)."""
     from netsentry.pipeline.capture.stage import CaptureOptions
 
     c = settings.capture
@@ -18,7 +19,8 @@ def capture_options(settings: Settings, *, tenants: Path | None = None, **over: 
 
 
 def flow_config(settings: Settings) -> Any:
-    """:class:`~netsentry.pipeline.flows.assemble.FlowConfig` from ``flows`` (``flows.batch_packets`` goes to ``run_flows``)."""
+    """:class:`~netsentry.pipeline.flows.assemble.FlowConfig` from ``flows`` (``flows.batch_packets`` goes to
+    ``run_flows``)."""
     from netsentry.pipeline.flows.assemble import FlowConfig
 
     return FlowConfig(settings.flows.idle_timeout_s, settings.flows.active_timeout_s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from netsentry.pipeline.core import units
 from netsentry.pipeline.inspect.findings import Finding
 from netsentry.pipeline.report import fmt
 from netsentry.pipeline.report.markup import Cell, badge, esc, table, text_cell
@@ -24,19 +25,19 @@ def _dict(ev: Mapping[str, Any], key: str) -> dict[str, Any]:
 
 
 def _numcell(x: Any, text: str | None = None) -> Cell:
-    v = fmt.as_float(x)
-    return Cell(esc(fmt.num(x) if text is None else text), key=v, numeric=True)
+    v = units.as_float(x)
+    return Cell(esc(units.num(x) if text is None else text), key=v, numeric=True)
 
 
 def _score_cell(f: Finding) -> Cell:
-    thr = fmt.as_float(f.threshold)
+    thr = units.as_float(f.threshold)
     ratio = f.score / thr if thr and thr > 0 else None
-    text = f"{fmt.num(f.score)} / {fmt.num(f.threshold)}" + (f" ({fmt.fold(ratio)})" if ratio is not None else "")
-    return Cell(esc(text), key=fmt.as_float(f.score), numeric=True)
+    text = f"{units.num(f.score)} / {units.num(f.threshold)}" + (f" ({units.fold(ratio)})" if ratio is not None else "")
+    return Cell(esc(text), key=units.as_float(f.score), numeric=True)
 
 
 def _time_cell(ns: int) -> Cell:
-    return Cell(esc(fmt.utc(ns)), key=float(ns) if isinstance(ns, int) else None)
+    return Cell(esc(units.utc(ns)), key=float(ns) if isinstance(ns, int) else None)
 
 
 def _scope_cell(f: Finding, anchor: str) -> Cell:
@@ -49,16 +50,16 @@ def _top_features(f: Finding, n: int = TOP_FEATURES) -> str:
     for feat in _list(f.evidence, "summary_features")[:n]:
         name = str(feat.get("name", "?"))
         val = fmt.named(name, feat.get("value"), str(feat.get("meaning", "")))
-        vs = fmt.as_float(feat.get("vs_baseline"))
-        vs = vs if vs is not None else fmt.as_float(feat.get("vs_peers"))
-        items.append(f"{fmt.label(name)}: {val}" + (f" ({fmt.fold(vs)})" if vs is not None else ""))
-    return "<br>".join(esc(i) for i in items) or fmt.DASH
+        vs = units.as_float(feat.get("vs_baseline"))
+        vs = vs if vs is not None else units.as_float(feat.get("vs_peers"))
+        items.append(f"{fmt.label(name)}: {val}" + (f" ({units.fold(vs)})" if vs is not None else ""))
+    return "<br>".join(esc(i) for i in items) or units.DASH
 
 
 def _magnitude_brief(f: Finding, n: int = 3) -> str:
     mag = _dict(f.evidence, "magnitude")
     items = [f"{fmt.label(k)}: {fmt.named(k, v)}" for k, v in list(mag.items())[:n]]
-    return "<br>".join(esc(i) for i in items) or fmt.DASH
+    return "<br>".join(esc(i) for i in items) or units.DASH
 
 
 def compromise_overview(findings: Sequence[Finding], anchors: dict[str, str]) -> str:
@@ -69,8 +70,8 @@ def compromise_overview(findings: Sequence[Finding], anchors: dict[str, str]) ->
     rows = [[
         Cell(badge(f.severity), key=float(SEVERITY_RANK.get(f.severity, 0))),
         _scope_cell(f, anchors[f.finding_id]),
-        Cell("<br>".join(esc(ip) for ip in str(f.ip).split(";") if ip) or fmt.DASH, key=str(f.ip)),
-        text_cell(f.tenant or fmt.DASH),
+        Cell("<br>".join(esc(ip) for ip in str(f.ip).split(";") if ip) or units.DASH, key=str(f.ip)),
+        text_cell(f.tenant or units.DASH),
         _time_cell(f.start_ns),
         _time_cell(f.end_ns),
         _numcell(f.windows),
@@ -91,7 +92,7 @@ def fault_overview(findings: Sequence[Finding], anchors: dict[str, str]) -> str:
         _scope_cell(f, anchors[f.finding_id]),
         _time_cell(f.start_ns),
         _time_cell(f.end_ns),
-        _numcell(f.end_ns - f.start_ns, fmt.duration(f.end_ns - f.start_ns)),
+        _numcell(f.end_ns - f.start_ns, units.duration(f.end_ns - f.start_ns)),
         _numcell(f.windows),
         _score_cell(f),
         Cell(_magnitude_brief(f)),
@@ -111,8 +112,8 @@ def features_table(f: Finding) -> str:
             Cell(esc(fmt.named(name, feat.get("value"), meaning)), numeric=True),
             Cell(esc(fmt.named(name, feat.get("baseline"), meaning)), numeric=True),
             Cell(esc(fmt.named(name, feat.get("peers"), meaning)), numeric=True),
-            Cell(esc(fmt.fold(feat.get("vs_baseline"))), numeric=True),
-            Cell(esc(fmt.fold(feat.get("vs_peers"))), numeric=True),
+            Cell(esc(units.fold(feat.get("vs_baseline"))), numeric=True),
+            Cell(esc(units.fold(feat.get("vs_peers"))), numeric=True),
         ])  # fmt: skip
     if not rows:
         return ""
@@ -135,11 +136,11 @@ def remotes_table(f: Finding) -> str:
     for r in _list(f.evidence, "remotes"):
         ports = r.get("ports")
         ports_text = ", ".join(str(p) for p in ports[:12]) + (" …" if len(ports) > 12 else "") if isinstance(
-            ports, list) else fmt.num(ports)  # fmt: skip
+            ports, list) else units.num(ports)  # fmt: skip
         rows.append([Cell(f"<code>{esc(r.get('ip', '?'))}</code>"),
-                     Cell(esc(fmt.num(r.get("flows"))), numeric=True),
-                     Cell(esc(fmt.num(r.get("packets"))), numeric=True),
-                     Cell(esc(fmt.nbytes(r.get("bytes"))), numeric=True),
+                     Cell(esc(units.num(r.get("flows"))), numeric=True),
+                     Cell(esc(units.num(r.get("packets"))), numeric=True),
+                     Cell(esc(units.bytes_decimal(r.get("bytes"))), numeric=True),
                      Cell(esc(ports_text))])  # fmt: skip
     if not rows:
         return ""
@@ -151,11 +152,11 @@ def ports_table(f: Finding) -> str:
     """Top remote ports with flows and failed handshakes."""
     rows = []
     for p in _list(f.evidence, "ports"):
-        flows, failed = fmt.as_float(p.get("flows")), fmt.as_float(p.get("failed"))
-        share = f" ({fmt.pct(failed / flows)})" if flows and failed is not None else ""
-        rows.append([Cell(esc(fmt.num(p.get("port"))), numeric=True), text_cell(p.get("proto", fmt.DASH)),
-                     Cell(esc(fmt.num(p.get("flows"))), numeric=True),
-                     Cell(esc(fmt.num(p.get("failed")) + share), numeric=True)])  # fmt: skip
+        flows, failed = units.as_float(p.get("flows")), units.as_float(p.get("failed"))
+        share = f" ({units.pct(failed / flows)})" if flows and failed is not None else ""
+        rows.append([Cell(esc(units.num(p.get("port"))), numeric=True), text_cell(p.get("proto", units.DASH)),
+                     Cell(esc(units.num(p.get("flows"))), numeric=True),
+                     Cell(esc(units.num(p.get("failed")) + share), numeric=True)])  # fmt: skip
     if not rows:
         return ""
     return table([("Port", True), ("Proto", False), ("Flows", True), ("Failed", True)], rows, cls="evidence-t",
@@ -169,9 +170,12 @@ def _facts(f: Finding) -> str:
         ("Tenant / VM", " / ".join(x for x in (f.tenant, f.vm) if x)),
         ("Address", str(f.ip).replace(";", ", ")),
         ("Capture point", f.capture_point),
-        ("Flagged span", f"{fmt.utc(f.start_ns)} – {fmt.utc(f.end_ns)} UTC ({fmt.duration(f.end_ns - f.start_ns)})"),
-        ("Flagged windows", fmt.num(f.windows)),
-        ("Score / threshold", f"{fmt.num(f.score)} / {fmt.num(f.threshold)}"),
+        (
+            "Flagged span",
+            f"{units.utc(f.start_ns)} – {units.utc(f.end_ns)} UTC ({units.duration(f.end_ns - f.start_ns)})",
+        ),
+        ("Flagged windows", units.num(f.windows)),
+        ("Score / threshold", f"{units.num(f.score)} / {units.num(f.threshold)}"),
         ("Model", f"{f.model_uri} (version {f.model_version})" if f.model_version else f.model_uri),
         ("Finding id", f.finding_id),
     ]
@@ -196,3 +200,8 @@ def evidence_card(f: Finding, anchor: str) -> str:
         f'<details class="card" id="{anchor}"{is_open}><summary>{head}</summary>'
         f'<div class="tables">{body}</div></details>'
     )
+
+
+def _span(start_ns: int, end_ns: int) -> str:
+    """A flagged span as the report shows it: both ends in UTC and how long it lasted."""
+    return f"{units.utc(start_ns)} – {units.utc(end_ns)} UTC ({units.duration(end_ns - start_ns)})"

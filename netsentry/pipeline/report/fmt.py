@@ -1,33 +1,13 @@
 """How the report reads a named value: the feature name (and the unit its meaning ends with) picks the formatter.
 
-The formatters themselves live in :mod:`netsentry.pipeline.core.units`; the report modules reach them through
-this module (``fmt.num``, ``fmt.utc``, ...), so they are imported here by name.
+The number, byte and time formatters themselves are in :mod:`netsentry.pipeline.core.units`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from netsentry.pipeline.core.units import DASH, as_float, bytes_decimal, duration, fold, ms, num, pct, plain, utc
-
-nbytes = bytes_decimal
-"""Bytes as the report shows them (decimal units); the report's name for :func:`core.units.bytes_decimal`."""
-
-__all__ = [
-    "DASH",
-    "as_float",
-    "duration",
-    "fold",
-    "kind_of",
-    "label",
-    "ms",
-    "named",
-    "nbytes",
-    "num",
-    "pct",
-    "plain",
-    "utc",
-]
+from netsentry.pipeline.core import units
 
 
 def _tokens(name: str) -> list[str]:
@@ -72,17 +52,17 @@ def named(name: str, x: Any, meaning: str = "") -> str:
     """A value formatted by what its name (and the unit in its meaning) says it is."""
     k = kind_of(name, meaning)
     if k == "fold":
-        return fold(x)
+        return units.fold(x)
     if k == "pct":
-        return pct(x)
+        return units.pct(x)
     if k == "ms":
-        return ms(x)
+        return units.ms(x)
     if k in ("bytes", "bytes_per_s"):
-        return bytes_decimal(x, per_s=k == "bytes_per_s")
-    if as_float(x) is None:
-        return num(x)
+        return units.bytes_decimal(x, per_s=k == "bytes_per_s")
+    if units.as_float(x) is None:
+        return units.num(x)
     suffix = {"per_min": "/min", "per_s": "/s", "bits": " bits", "s": " s"}.get(k, "")
-    return num(x) + suffix
+    return units.num(x) + suffix
 
 
 def label(name: str) -> str:

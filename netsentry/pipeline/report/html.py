@@ -9,8 +9,8 @@ from importlib.resources import files
 from typing import Any
 
 from netsentry import __version__
+from netsentry.pipeline.core import units
 from netsentry.pipeline.inspect.findings import Finding
-from netsentry.pipeline.report import fmt
 from netsentry.pipeline.report.evidence import SEVERITY_RANK, compromise_overview, evidence_card, fault_overview
 from netsentry.pipeline.report.markup import esc
 from netsentry.pipeline.report.summary import (
@@ -64,7 +64,7 @@ def _timeline_figure(group: Sequence[Finding]) -> str:
     note = f", at most {MAX_POINTS} points drawn (peaks kept)" if n > MAX_POINTS else ""
     legend = ('<span class="legend-score"></span>score per window<span class="legend-thr"></span>threshold'
               '<span class="legend-flag"></span>flagged windows')  # fmt: skip
-    return f"<figure>{svg}<figcaption>{legend} · {esc(fmt.num(n))} windows{esc(note)}</figcaption></figure>"
+    return f"<figure>{svg}<figcaption>{legend} · {esc(units.num(n))} windows{esc(note)}</figcaption></figure>"
 
 
 def _kind_section(kind: str, findings: Sequence[Finding], anchors: dict[int, str], start: int) -> str:
@@ -87,7 +87,7 @@ def _kind_section(kind: str, findings: Sequence[Finding], anchors: dict[int, str
 
 
 def _nothing_flagged(meta: dict[str, Any]) -> str:
-    checked = [f"{fmt.num(meta[k])} {k.replace('_', ' ')}" for k in ("tenant_windows", "fault_windows")
+    checked = [f"{units.num(meta[k])} {k.replace('_', ' ')}" for k in ("tenant_windows", "fault_windows")
                if meta.get(k) is not None]  # fmt: skip
     over = f" over {' and '.join(checked)}" if checked else ""
     return (f'<p class="nothing"><strong>Nothing flagged.</strong> No VM or address crossed the compromise threshold '

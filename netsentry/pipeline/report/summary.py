@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from netsentry.pipeline.core import units
 from netsentry.pipeline.inspect.findings import SEVERITIES, Finding
-from netsentry.pipeline.report import fmt
 from netsentry.pipeline.report.links import link, model_name, model_version_url, run_url, ui_base
 from netsentry.pipeline.report.markup import Cell, badge, esc, table, text_cell
 
@@ -19,25 +19,25 @@ def capture_facts(meta: dict[str, Any]) -> str:
     start, end = meta.get("capture_start_ns"), meta.get("capture_end_ns")
     items: list[tuple[str, str]] = []
     if start is not None or end is not None:
-        span = f"{fmt.utc(start)} – {fmt.utc(end)} UTC"
+        span = f"{units.utc(start)} – {units.utc(end)} UTC"
         if isinstance(start, int) and isinstance(end, int):
-            span += f" ({fmt.duration(end - start)})"
+            span += f" ({units.duration(end - start)})"
         items.append(("Capture span", esc(span)))
     else:
         items.append(("Capture span", "not recorded"))
     for key, title in (("packets", "Packets"), ("flows", "Flows"), ("tenant_windows", "Tenant windows"),
                        ("fault_windows", "Fault windows")):  # fmt: skip
         if meta.get(key) is not None:
-            items.append((title, esc(fmt.num(meta[key]))))
+            items.append((title, esc(units.num(meta[key]))))
     if meta.get("unjudged_scopes"):
-        n, least = fmt.num(meta["unjudged_scopes"]), meta.get("min_connections", "?")
+        n, least = units.num(meta["unjudged_scopes"]), meta.get("min_connections", "?")
         why = f"{n} addresses above the compromise threshold only in windows of fewer than {least} connections"
         items.append(("Not judged", esc(why + " (too little to judge)")))
     if meta.get("workspace"):
         items.append(("Workspace", f"<code>{esc(meta['workspace'])}</code>"))
-    scale = fmt.as_float(meta.get("threshold_scale"))
+    scale = units.as_float(meta.get("threshold_scale"))
     if scale is not None and scale != 1:
-        items.append(("Threshold scale", esc(f"{fmt.num(scale)} × each model's threshold (--threshold-scale)")))
+        items.append(("Threshold scale", esc(f"{units.num(scale)} × each model's threshold (--threshold-scale)")))
     return '<dl class="facts">' + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
@@ -55,8 +55,8 @@ def counts_table(findings: Sequence[Finding]) -> str:
     for kind, title in KIND_TITLES.items():
         mine = [f for f in findings if f.kind == kind]
         cells = [text_cell(title)]
-        cells += [Cell(esc(fmt.num(sum(f.severity == s for f in mine))), numeric=True) for s in SEVERITIES]
-        cells.append(Cell(f"<strong>{esc(fmt.num(len(mine)))}</strong>", numeric=True))
+        cells += [Cell(esc(units.num(sum(f.severity == s for f in mine))), numeric=True) for s in SEVERITIES]
+        cells.append(Cell(f"<strong>{esc(units.num(len(mine)))}</strong>", numeric=True))
         rows.append(cells)
     headers = [("Kind", False), *((s, True) for s in SEVERITIES), ("Total", True)]
     return table(headers, rows, cls="counts")
@@ -85,10 +85,10 @@ def models_section(meta: dict[str, Any]) -> str:
         run = m.get("run_id")
         rows.append([
             text_cell(key),
-            Cell(f"<code>{esc(m.get('uri', fmt.DASH))}</code>"),
-            Cell(link(model_version_url(ui, name, version), version) if version not in (None, "") else fmt.DASH),
-            Cell(esc(fmt.num(m.get("threshold"))), numeric=True),
-            Cell(link(run_url(ui, m.get("experiment_id"), run), run) if run else fmt.DASH),
+            Cell(f"<code>{esc(m.get('uri', units.DASH))}</code>"),
+            Cell(link(model_version_url(ui, name, version), version) if version not in (None, "") else units.DASH),
+            Cell(esc(units.num(m.get("threshold"))), numeric=True),
+            Cell(link(run_url(ui, m.get("experiment_id"), run), run) if run else units.DASH),
         ])  # fmt: skip
     out = ["<h3>Models</h3>"]
     if rows:

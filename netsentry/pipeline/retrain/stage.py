@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.config import GateFloors, PlantedCase, Settings
 from netsentry.pipeline.core.errors import InputNotFoundError, NoUsableDataError
 from netsentry.pipeline.core.io import atomic_write_text, file_fingerprint
@@ -36,7 +37,6 @@ LOCK_FILE = "retrain.lock"
 BATCHES_DIR = "batches"
 LABEL_FILES = ("labels.csv", "*.labels.csv")
 TENANT_FILE = "tenants.yaml"
-FEATURE_TABLE = {"compromise": "tenant_windows", "faults": "fault_windows"}
 
 
 @dataclass
@@ -257,7 +257,7 @@ def _challenge(settings: Settings, tracker: Any, batch: Path, kind: str, say: Ca
     from netsentry.pipeline.train.evaluate import time_split
 
     rs, ts = settings.retrain, settings.train
-    df, _ = read_feature_table(batch, FEATURE_TABLE[kind])
+    df, _ = read_feature_table(batch, catalog.FEATURE_TABLES[kind])
     if df.empty:
         raise NoUsableDataError(f"no {kind} feature windows in the new captures", path=str(batch))
     df = df.sort_values("window_start_ns", kind="stable").reset_index(drop=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from netsentry import __version__
-from netsentry.pipeline.core.catalog import FAULT_WINDOWS, TENANT_WINDOWS
+from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.io import manifest_digest
 from netsentry.pipeline.features.stage import read_feature_table
 from netsentry.pipeline.train.evaluate import fit_and_evaluate, plot_evaluation
@@ -75,7 +75,7 @@ def run_train(
     from netsentry.pipeline.core import tracking
 
     start = time.perf_counter()
-    table = TENANT_WINDOWS if options.kind == "compromise" else FAULT_WINDOWS
+    table = catalog.FEATURE_TABLES[options.kind]
     df, manifest = read_feature_table(workspace, table)
     if rows is not None:
         df = rows
@@ -101,7 +101,7 @@ def run_train(
         if ev:
             tracking.log_metrics({f"recall.{k}": v for k, v in ev.recall_by_scenario.items()})
         tracking.log_dataset(
-            df, name=table, source=str(Path(workspace).resolve() / "features" / table), context="training"
+            df, name=table.name, source=str(catalog.path(Path(workspace).resolve(), table)), context="training"
         )
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
