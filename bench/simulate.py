@@ -13,8 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
-from netsentry.pipeline.simulate.run import simulate, write_outputs
 from netsentry.pipeline.simulate.scenario import load_scenario
+from netsentry.pipeline.simulate.stage import simulate, write_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"

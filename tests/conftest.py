@@ -21,7 +21,7 @@ from netsentry.pipeline.capture.stage import CaptureOptions, run_capture
 from netsentry.pipeline.core.schemas import PACKETS
 from netsentry.pipeline.features.stage import run_features
 from netsentry.pipeline.flows.stage import run_flows
-from netsentry.pipeline.simulate.run import simulate_to_dir
+from netsentry.pipeline.simulate.stage import simulate_to_dir
 from netsentry.pipeline.train.options import TrainOptions
 from netsentry.pipeline.train.stage import TrainResult, run_train
 from tests.paths import REPO as ROOT

@@ -163,9 +163,9 @@ def simulate(
     Writes one pcap per capture point, the tenant map (tenants.yaml, for `capture --tenants`) and
     the ground truth (labels.csv). The same scenario and seed give the same bytes.
     """
-    from netsentry.pipeline.simulate.run import simulate as run_simulation
-    from netsentry.pipeline.simulate.run import write_outputs
     from netsentry.pipeline.simulate.scenario import load_scenario
+    from netsentry.pipeline.simulate.stage import simulate as run_simulation
+    from netsentry.pipeline.simulate.stage import write_outputs
 
     sc = load_scenario(scenario, duration_s=duration, seed=seed)
     started = time.perf_counter()

@@ -22,8 +22,8 @@ from netsentry.pipeline.features.faults.catalogue import FAULT_FEATURES, KEY_COL
 from netsentry.pipeline.features.faults.workspace import build_fault_windows
 from netsentry.pipeline.features.labels import label_fault_windows, read_labels
 from netsentry.pipeline.flows.stage import run_flows
-from netsentry.pipeline.simulate.run import simulate, write_outputs
 from netsentry.pipeline.simulate.scenario import load_scenario
+from netsentry.pipeline.simulate.stage import simulate, write_outputs
 from tests.paths import REPO
 from tests.tshark_conv import DATA, has_tshark
 

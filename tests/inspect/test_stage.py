@@ -20,7 +20,7 @@ from netsentry.pipeline.core.schemas import ip_text
 from netsentry.pipeline.inspect import InspectOptions, run_inspect
 from netsentry.pipeline.inspect.findings import FINDINGS
 from netsentry.pipeline.runner import run_pipeline
-from netsentry.pipeline.simulate.run import simulate_to_dir
+from netsentry.pipeline.simulate.stage import simulate_to_dir
 from netsentry.pipeline.train.stage import TrainResult
 from tests.conftest import ATTACKERS, BENIGN, FAULT_FREE, FAULTY, ROOT, workspace_of
 

@@ -21,7 +21,7 @@ from netsentry.pipeline.cli import app
 from netsentry.pipeline.core.locking import exclusive_lock
 from netsentry.pipeline.core.tracking import Tracker
 from netsentry.pipeline.retrain.stage import LOCK_FILE, RETRAIN_DIR, read_watermark
-from netsentry.pipeline.simulate.run import simulate_to_dir
+from netsentry.pipeline.simulate.stage import simulate_to_dir
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,8 @@ from netsentry.pipeline.simulate import conns as C
 from netsentry.pipeline.simulate.attacks.intrusion import ADMIN_PORTS
 from netsentry.pipeline.simulate.cloud import build_cloud
 from netsentry.pipeline.simulate.events import COMPROMISES, Label, S, SimContext
-from netsentry.pipeline.simulate.run import simulate_to_dir
 from netsentry.pipeline.simulate.scenario import Scenario
+from netsentry.pipeline.simulate.stage import simulate_to_dir
 
 BEHAVIOURS = ["port_scan_vertical", "port_scan_horizontal", "ssh_bruteforce", "c2_beacon", "exfiltration", "ddos_syn",
               "ddos_udp", "dns_tunnel", "lateral_movement", "crypto_mining"]  # fmt: skip

@@ -360,7 +360,7 @@ needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
 
 @needs_tshark
 def test_pcap_loss_burst_shows_retransmissions_only_on_the_path(tmp_path: Path) -> None:
-    from netsentry.pipeline.simulate.run import simulate_to_dir
+    from netsentry.pipeline.simulate.stage import simulate_to_dir
 
     clean = simulate_to_dir(_scenario(tmp_path, [], "clean"), tmp_path / "clean")
     flags = _tshark_flags(tmp_path / "clean" / "vm.pcap")
@@ -387,7 +387,7 @@ def test_pcap_loss_burst_shows_retransmissions_only_on_the_path(tmp_path: Path) 
 def test_pcap_blackhole_backs_off(tmp_path: Path) -> None:
     from netsentry.pipeline.capture.reader import read_packets
     from netsentry.pipeline.core.schemas import ip16_numpy
-    from netsentry.pipeline.simulate.run import simulate_to_dir
+    from netsentry.pipeline.simulate.stage import simulate_to_dir
 
     ev = {
         "kind": "fault",
@@ -424,7 +424,7 @@ def test_pcap_latency_spike_slows_handshakes(tmp_path: Path) -> None:
     """At a VM's tap, SYN → SYN-ACK to an internet server takes the RTT (8–121 ms), +160 ms in the spike."""
     from netsentry.pipeline.capture.reader import read_packets
     from netsentry.pipeline.core.schemas import ip16_numpy
-    from netsentry.pipeline.simulate.run import simulate_to_dir
+    from netsentry.pipeline.simulate.stage import simulate_to_dir
 
     ev = {"kind": "fault", "type": "latency_spike", "target": "gateway", "start_s": 10, "duration_s": 10}
     res = simulate_to_dir(_scenario(tmp_path, [ev], "slow"), tmp_path / "slow")

@@ -19,7 +19,7 @@ from netsentry.pipeline.features.labels import label_tenant_windows, read_labels
 from netsentry.pipeline.features.stage import _write
 from netsentry.pipeline.features.tenant.windows import WindowSpec, tenant_windows
 from netsentry.pipeline.flows.stage import run_flows
-from netsentry.pipeline.simulate.run import simulate_to_dir
+from netsentry.pipeline.simulate.stage import simulate_to_dir
 from netsentry.pipeline.train.evaluate import fit_and_evaluate, time_split
 from netsentry.pipeline.train.options import TrainOptions
 from netsentry.pipeline.train.stage import run_train

@@ -18,7 +18,7 @@ from netsentry.pipeline.core.tracking import resolve_tracking_uri
 from netsentry.pipeline.features.stage import run_features
 from netsentry.pipeline.features.tenant.windows import WindowSpec
 from netsentry.pipeline.flows.stage import run_flows
-from netsentry.pipeline.simulate.run import simulate_to_dir
+from netsentry.pipeline.simulate.stage import simulate_to_dir
 from netsentry.pipeline.train.options import TrainOptions
 from netsentry.pipeline.train.stage import run_train
 from netsentry.pipeline.ui import remote_ui_url, start_ui, ui_command

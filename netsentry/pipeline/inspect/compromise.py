@@ -124,7 +124,8 @@ def _finding(
 UNMAPPED_TENANTS = ("", "external", "unknown")
 
 
-def _n(count: int, noun: str) -> str:
+def _counted(count: int, noun: str) -> str:
+    """``3 hosts``, ``1 host``."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
@@ -142,15 +143,15 @@ def compromise_summary(f: Finding) -> str:
         verb = "opened" if p["direction"] == "out" else "received"
         where = "to" if verb == "opened" else "from"
         service = f"{p['proto']}/{p['port']} connection"
-        s = f"{verb} {_n(p['flows'], service)} {where} {_n(p['remotes'], 'host')}"
+        s = f"{verb} {_counted(p['flows'], service)} {where} {_counted(p['remotes'], 'host')}"
         s += f" (usually {p.get('usual', 0.0):,.0f} in as long)"
         if p.get("failed"):
             s += f", {p['failed'] / p['flows']:.0%} failed"
         parts.append(s)
     c = f.evidence.get("counts") or {}
     if c:
-        outs = f"{_n(c.get('flows_out', 0), 'connection')} out to {_n(c.get('remote_ips_out', 0), 'host')}"
-        ins = f"{c.get('flows_in', 0):,} in from {_n(c.get('remote_ips_in', 0), 'host')}"
+        outs = f"{_counted(c.get('flows_out', 0), 'connection')} out to {_counted(c.get('remote_ips_out', 0), 'host')}"
+        ins = f"{c.get('flows_in', 0):,} in from {_counted(c.get('remote_ips_in', 0), 'host')}"
         parts.append(f"{outs} and {ins} in all")
     for feat in f.evidence.get("summary_features", [])[:1]:
         ratio, ref = (

@@ -20,7 +20,8 @@ def ui_base(meta: dict[str, Any]) -> str | None:
     return url
 
 
-def _q(x: Any) -> str:
+def _path_part(x: Any) -> str:
+    """One URL path segment, every reserved character escaped."""
     return quote(str(x), safe="")
 
 
@@ -28,7 +29,7 @@ def run_url(ui: str | None, experiment_id: Any, run_id: Any) -> str | None:
     """``{ui}/#/experiments/{experiment_id}/runs/{run_id}``, or None when anything is missing."""
     if not ui or experiment_id in (None, "") or run_id in (None, ""):
         return None
-    return f"{ui}/#/experiments/{_q(experiment_id)}/runs/{_q(run_id)}"
+    return f"{ui}/#/experiments/{_path_part(experiment_id)}/runs/{_path_part(run_id)}"
 
 
 def model_name(uri: Any) -> str | None:
@@ -43,7 +44,7 @@ def model_version_url(ui: str | None, name: str | None, version: Any) -> str | N
     """``{ui}/#/models/{name}/versions/{version}``, or None when anything is missing."""
     if not ui or not name or version in (None, ""):
         return None
-    return f"{ui}/#/models/{_q(name)}/versions/{_q(version)}"
+    return f"{ui}/#/models/{_path_part(name)}/versions/{_path_part(version)}"
 
 
 def link(url: str | None, text: Any) -> str:

@@ -85,7 +85,8 @@ def _tick_step_s(span_s: float) -> int:
     return 86400 * math.ceil(span_s / 86400 / _MAX_TICKS)
 
 
-def _f(v: float) -> str:
+def _coord(v: float) -> str:
+    """An SVG coordinate, one decimal."""
     return f"{v:.1f}"
 
 
@@ -129,24 +130,25 @@ def timeline_svg(
     ]
     parts += _flag_rects(segs, x, top, ph)
     parts += _time_axis(t0, t1, x, top, ph, height)
-    parts.append(f'<text class="tl-lbl" x="{left - 6}" y="{_f(y(lo) + 4)}" text-anchor="end">{escape(num(lo))}</text>')
+    low_label = escape(num(lo))
+    parts.append(f'<text class="tl-lbl" x="{left - 6}" y="{_coord(y(lo) + 4)}" text-anchor="end">{low_label}</text>')
     if y(lo) - y(peak) > 12:
-        parts.append(f'<text class="tl-lbl" x="{left - 6}" y="{_f(y(peak) + 4)}" text-anchor="end">'
+        parts.append(f'<text class="tl-lbl" x="{left - 6}" y="{_coord(y(peak) + 4)}" text-anchor="end">'
                      f"{escape(num(peak))}</text>")  # fmt: skip
     if thr is not None:
-        ty = _f(y(thr))
+        ty = _coord(y(thr))
         parts.append(f'<line class="tl-thr" x1="{left}" x2="{left + pw}" y1="{ty}" y2="{ty}" stroke-dasharray="5 4"/>')
-        parts.append(f'<text class="tl-lbl tl-thr-lbl" x="{left + pw + 4}" y="{_f(y(thr) + 4)}">'
+        parts.append(f'<text class="tl-lbl tl-thr-lbl" x="{left + pw + 4}" y="{_coord(y(thr) + 4)}">'
                      f"threshold {escape(num(thr))}</text>")  # fmt: skip
     path = []
     for s in segs:
-        path.append(f"M{_f(x(s.x0))} {_f(y(s.score))}" if s.gap_before else f"V{_f(y(s.score))}")
-        path.append(f"H{_f(x(s.x1))}")
+        path.append(f"M{_coord(x(s.x0))} {_coord(y(s.score))}" if s.gap_before else f"V{_coord(y(s.score))}")
+        path.append(f"H{_coord(x(s.x1))}")
     parts.append(f'<path class="tl-score" d="{"".join(path)}"/>')
     for start, end, text in spans:
         if isinstance(start, int) and isinstance(end, int) and end >= t0 and start <= t1:
-            w = _f(max(x(end) - x(start), 2))
-            parts.append(f'<rect class="tl-span" x="{_f(x(start))}" y="{top - 9}" width="{w}" height="5">'
+            w = _coord(max(x(end) - x(start), 2))
+            parts.append(f'<rect class="tl-span" x="{_coord(x(start))}" y="{top - 9}" width="{w}" height="5">'
                          f"<title>{escape(text)}</title></rect>")  # fmt: skip
     parts.append("</svg>")
     return "".join(parts)
@@ -163,7 +165,7 @@ def _flag_rects(segs: Sequence[Segment], x: Callable[[int], float], top: int, ph
         if run:
             a, b, peak = run[0].x0, max(r.end for r in run), max(r.score for r in run)
             tip = f"flagged {utc(a, '%H:%M:%S')}–{utc(b, '%H:%M:%S')} UTC, peak score {num(peak)}"
-            out.append(f'<rect class="tl-flag" x="{_f(x(a))}" y="{top}" width="{_f(max(x(b) - x(a), 1.5))}" '
+            out.append(f'<rect class="tl-flag" x="{_coord(x(a))}" y="{top}" width="{_coord(max(x(b) - x(a), 1.5))}" '
                        f'height="{ph}"><title>{escape(tip)}</title></rect>')  # fmt: skip
         run = [s] if s is not None and s.flag else []
     return out
@@ -177,10 +179,10 @@ def _time_axis(t0: int, t1: int, x: Callable[[int], float], top: int, ph: int, h
     out = []
     t = -(-t0 // step) * step
     while t <= t1:
-        xt = _f(x(t))
+        xt = _coord(x(t))
         out.append(f'<line class="tl-grid" x1="{xt}" x2="{xt}" y1="{top}" y2="{top + ph + 4}"/>')
         out.append(f'<text class="tl-lbl" x="{xt}" y="{top + ph + 16}" text-anchor="middle">{utc(t, fmt)}</text>')
         t += step
-    out.append(f'<text class="tl-lbl tl-date" x="{_f(x(t1))}" y="{height - 3}" text-anchor="end">'
+    out.append(f'<text class="tl-lbl tl-date" x="{_coord(x(t1))}" y="{height - 3}" text-anchor="end">'
                f"UTC, {utc(t0, '%Y-%m-%d')}</text>")  # fmt: skip
     return out
