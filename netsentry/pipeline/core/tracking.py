@@ -26,6 +26,7 @@ import pandas as pd
 
 from netsentry import __version__
 from netsentry.pipeline.core.errors import InputNotFoundError, TrackingError
+from netsentry.pipeline.core.legacy import current_name, legacy_module_names
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +382,13 @@ class Tracker:
     def load_model(self, uri: str) -> Any:
         """A pyfunc model by URI (``models:/netsentry-compromise@champion``, ``runs:/…``)."""
         try:
-            return self.mlflow.pyfunc.load_model(uri)
+            try:
+                return self.mlflow.pyfunc.load_model(uri)
+            except ModuleNotFoundError as e:
+                if current_name(e.name or "") is None:
+                    raise
+                with legacy_module_names():  # registered before the netsentry package: old module names
+                    return self.mlflow.pyfunc.load_model(uri)
         except Exception as e:
             raise TrackingError(f"cannot load model {uri} from {self.uri}: {str(e).splitlines()[0]}") from None
 
