@@ -107,15 +107,38 @@ def ethernet(
     return mac(dst) + mac(src) + tags + struct.pack("!H", ethertype) + payload
 
 
+ARP_REQUEST, ARP_REPLY = 1, 2
+MAC_ZERO, MAC_BROADCAST = "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"
+
+
+def arp_body(
+    op: int, sender_hw: bytes, sender_proto: bytes, target_hw: bytes, target_proto: bytes, *, htype: int = 1,
+    ptype: int = ETH_IPV4,
+) -> bytes:  # fmt: skip
+    """Any ARP packet (the payload of an Ethernet frame of type 0x0806): address sizes from the addresses given."""
+    head = struct.pack("!HHBBH", htype, ptype, len(sender_hw), len(sender_proto), op)
+    return head + sender_hw + sender_proto + target_hw + target_proto
+
+
+def arp(op: int, sender_ip: str, target_ip: str, *, sender_mac: str = MAC_A, target_mac: str = MAC_ZERO) -> bytes:
+    """An Ethernet/IPv4 ARP packet (``op`` 1 request, 2 reply)."""
+    return arp_body(op, mac(sender_mac), ip_bytes(sender_ip), mac(target_mac), ip_bytes(target_ip))
+
+
 def arp_request(sender_ip: str, target_ip: str, *, sender_mac: str = MAC_A) -> bytes:
-    """ARP who-has (the payload of an Ethernet frame of type 0x0806): a non-IP frame."""
-    return (
-        struct.pack("!HHBBH", 1, ETH_IPV4, 6, 4, 1)
-        + mac(sender_mac)
-        + ip_bytes(sender_ip)
-        + b"\x00" * 6
-        + ip_bytes(target_ip)
-    )
+    """ARP who-has ``target_ip``, tell ``sender_ip`` (target MAC zero, as a host sends it)."""
+    return arp(ARP_REQUEST, sender_ip, target_ip, sender_mac=sender_mac)
+
+
+def arp_reply(sender_ip: str, target_ip: str, *, sender_mac: str, target_mac: str) -> bytes:
+    """ARP ``sender_ip`` is-at ``sender_mac``, sent to the asker (``target_ip`` at ``target_mac``)."""
+    return arp(ARP_REPLY, sender_ip, target_ip, sender_mac=sender_mac, target_mac=target_mac)
+
+
+def gratuitous_arp(ip: str, *, sender_mac: str, reply: bool = False) -> bytes:
+    """A gratuitous ARP: ``sender_mac`` announces (or claims) ``ip``, sender and target address both ``ip``."""
+    op = ARP_REPLY if reply else ARP_REQUEST
+    return arp(op, ip, ip, sender_mac=sender_mac, target_mac=MAC_BROADCAST if reply else MAC_ZERO)
 
 
 def sll(payload: bytes, protocol: int = ETH_IPV4, *, pkttype: int = 0, hatype: int = 1, addr: str = MAC_A) -> bytes:

@@ -82,7 +82,8 @@ def run_pipeline(
         opts = capture_options(settings, force=force)
         s, sec = _timed(lambda: run_capture(sources, ws, opts))
         status = "up to date" if s.skipped_unchanged else "ran"
-        report.stages.append(StageReport("capture", status, f"{s.packets:,} packets", sec, s))
+        arp = f", {s.arp:,} ARP frames" if s.arp else ""
+        report.stages.append(StageReport("capture", status, f"{s.packets:,} packets{arp}", sec, s))
     elif catalog.manifest(ws, catalog.PACKETS):
         report.stages.append(StageReport("capture", "skipped", "no inputs given; using the workspace's packets"))
     else:

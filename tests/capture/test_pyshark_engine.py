@@ -1,4 +1,4 @@
-"""The pyshark cross-check engine gives the same packet tables as the fast reader."""
+"""The pyshark cross-check engine gives the same packet and ARP tables as the fast reader."""
 
 from __future__ import annotations
 
@@ -10,42 +10,58 @@ import psutil
 import pyarrow as pa
 import pytest
 
-from netsentry.pipeline.capture.pyshark_reader import read_packets_pyshark
-from netsentry.pipeline.capture.reader import CaptureStats, read_packets
+from netsentry.pipeline.capture.pyshark_reader import read_capture_pyshark, read_packets_pyshark
+from netsentry.pipeline.capture.reader import CaptureStats, read_capture
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, ToolMissingError
-from netsentry.pipeline.core.schemas import PACKETS
+from netsentry.pipeline.core.schemas import ARP, PACKETS
 from tests import pcapbuild as pb
+from tests.capture.test_arp import arp_frames
 from tests.paths import SHARED_DATA
 
 REAL_TRACES = ["zeek/traces/tcp/ssh-dups.pcap", "chrissanders/tcp_ports.pcapng", "zeek/traces/wikipedia.pcap"]
-STATS_FIELDS = ("format", "records", "packets", "bytes", "non_ip", "malformed", "fragments", "linktypes",
+STATS_FIELDS = ("format", "records", "packets", "bytes", "non_ip", "arp", "malformed", "fragments", "linktypes",
                 "first_ts_ns", "last_ts_ns")  # fmt: skip
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 
 
-def _read(reader, path: Path, **kw) -> tuple[pa.Table, CaptureStats]:
+def _read(reader, path: Path, **kw) -> tuple[pa.Table, pa.Table, CaptureStats]:
     stats = CaptureStats(path=str(path))
-    tables = list(reader(path, stats=stats, **kw))
-    return (pa.concat_tables(tables) if tables else PACKETS.empty_table()), stats
+    batches = list(reader(path, stats=stats, **kw))
+    packets = [b.packets for b in batches if b.packets is not None]
+    arp = [b.arp for b in batches if b.arp is not None]
+    return (
+        pa.concat_tables(packets) if packets else PACKETS.empty_table(),
+        pa.concat_tables(arp) if arp else ARP.empty_table(),
+        stats,
+    )
 
 
-def assert_same_packets(path: Path, **kw) -> pa.Table:
-    """Both engines read ``path``: same schema, same rows in the same order, same counts."""
-    fast, fast_stats = _read(read_packets, path)
-    slow, slow_stats = _read(read_packets_pyshark, path, **kw)
-    assert slow.schema == PACKETS
-    assert fast.schema == slow.schema
+def _assert_same_rows(path: Path, fast: pa.Table, slow: pa.Table, schema: pa.Schema) -> None:
+    assert slow.schema == fast.schema == schema
     assert slow.num_rows == fast.num_rows, f"{path.name}: {slow.num_rows} rows (pyshark) vs {fast.num_rows}"
-    for name in PACKETS.names:
+    for name in schema.names:
         a, b = fast[name].to_pylist(), slow[name].to_pylist()
         bad = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
         if bad:
             i = bad[0]
             pytest.fail(f"{path.name}: column {name} differs in {len(bad)} rows; row {i}: {a[i]!r}, {b[i]!r}")
+
+
+def assert_same_packets(path: Path, **kw) -> pa.Table:
+    """Both engines read ``path``: same schemas, same packet and ARP rows in the same order, same counts."""
+    return assert_same_capture(path, **kw)[0]
+
+
+def assert_same_capture(path: Path, **kw) -> tuple[pa.Table, pa.Table]:
+    """:func:`assert_same_packets`, returning the pyshark engine's packet and ARP tables."""
+    fast, fast_arp, fast_stats = _read(read_capture, path)
+    slow, slow_arp, slow_stats = _read(read_capture_pyshark, path, **kw)
+    _assert_same_rows(path, fast, slow, PACKETS)
+    _assert_same_rows(path, fast_arp, slow_arp, ARP)
     for f in STATS_FIELDS:
         assert getattr(slow_stats, f) == getattr(fast_stats, f), f"{path.name}: stats.{f}"
-    return slow
+    return slow, slow_arp
 
 
 @needs_tshark
@@ -128,6 +144,22 @@ def test_overlays_and_edge_cases_same_as_fast_reader(tmp_path: Path) -> None:
 
 
 @needs_tshark
+def test_arp_frames_same_as_fast_reader(tmp_path: Path) -> None:
+    path = pb.write_pcap(tmp_path / "arp.pcap", [pb.Record(f, ts_ns=10**18 + i) for i, f in enumerate(arp_frames())])
+    packets, arp = assert_same_capture(path, batch_size=4)  # several batches
+    assert (packets.num_rows, arp.num_rows) == (1, 6)
+
+
+@needs_tshark
+@pytest.mark.shared
+def test_real_arp_scan_same_as_fast_reader() -> None:
+    path = SHARED_DATA / "open" / "sgr-favilli" / "hs-arpScan.pcap"
+    if not path.is_file():
+        pytest.skip(f"shared capture {path} not found (expected <repo>/../shared/data)")
+    assert assert_same_capture(path)[1].num_rows == 509
+
+
+@needs_tshark
 @pytest.mark.parametrize(
     ("linktype", "frame"),
     [
@@ -135,11 +167,14 @@ def test_overlays_and_edge_cases_same_as_fast_reader(tmp_path: Path) -> None:
         (pb.LINKTYPE_SLL2, pb.sll2(pb.ipv6("::1", "::2", pb.UDP, pb.udp("::1", "::2", 1, 2)), pb.ETH_IPV6)),
         (pb.LINKTYPE_NULL, pb.null_loopback(pb.ipv4(A, B, pb.ICMP, pb.icmp_echo(5, 6)))),
         (pb.LINKTYPE_RAW, pb.ipv6("::1", "::2", pb.TCP, pb.tcp("::1", "::2", 3, 4, flags=pb.RST))),
+        (pb.LINKTYPE_SLL, pb.sll(pb.arp_request(A, B), pb.ETH_ARP)),
+        (pb.LINKTYPE_SLL2, pb.sll2(pb.arp_reply(B, A, sender_mac=pb.MAC_B, target_mac=pb.MAC_A), pb.ETH_ARP)),
     ],
 )
 def test_link_types_same_as_fast_reader(tmp_path: Path, linktype: int, frame: bytes) -> None:
     path = pb.write_pcap(tmp_path / "lt.pcap", [pb.Record(frame, ts_ns=10**18)], linktype=linktype)
-    assert assert_same_packets(path).num_rows == 1
+    packets, arp = assert_same_capture(path)
+    assert packets.num_rows + arp.num_rows == 1
 
 
 @needs_tshark

@@ -20,6 +20,7 @@ def test_tables_have_their_workspace_directories_and_schemas(tmp_path: Path) -> 
     dirs = {name: t.dir for name, t in catalog.TABLES.items()}
     assert dirs == {
         "packets": "packets",
+        "arp": "arp",
         "flows": "flows",
         "tcp_events": "tcp_events",
         "tenant_windows": "features/tenant_windows",
@@ -27,6 +28,7 @@ def test_tables_have_their_workspace_directories_and_schemas(tmp_path: Path) -> 
         "findings": "findings",
     }
     assert catalog.PACKETS.schema is schemas.PACKETS
+    assert catalog.ARP.schema is schemas.ARP
     assert catalog.FLOWS.schema is schemas.FLOWS
     assert catalog.TCP_EVENTS.schema is schemas.TCP_EVENTS
     assert catalog.path(tmp_path, catalog.FAULT_WINDOWS) == tmp_path / "features" / "fault_windows"

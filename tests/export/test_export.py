@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from netsentry.pipeline.cli import app
-from netsentry.pipeline.core.schemas import ip16_numpy, ip_text
+from netsentry.pipeline.core.schemas import ip16_numpy, ip_text, mac_text
 from tests.conftest import ROOT, workspace_of
 
 runner = CliRunner()
@@ -29,13 +29,25 @@ def addresses(ws: Path) -> set[str]:
     return set(ip_text(t["src_ip"])) | set(ip_text(t["dst_ip"]))
 
 
+def test_arp_table_exports_with_macs_as_text(ws: Path, tmp_path: Path) -> None:
+    """wikipedia.pcap holds 6 ARP frames: the CSV names their MACs and addresses as text."""
+    r = runner.invoke(app, ["export", "arp", "-w", str(ws), "-o", str(tmp_path / "arp.csv"), "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    t = pacsv.read_csv(tmp_path / "arp.csv")
+    original = pq.read_table(ws / "arp")
+    assert t.num_rows == original.num_rows == 6
+    assert t["sender_mac"].to_pylist() == list(mac_text(original["sender_mac"]))
+    assert all(re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", m) for m in t["src_mac"].to_pylist())
+    assert t["sender_ip"].to_pylist() == list(ip_text(original["sender_ip"]))
+
+
 def test_plain_export_keeps_the_table(ws: Path, tmp_path: Path) -> None:
     r = runner.invoke(app, ["export", "flows", "-w", str(ws), "-o", str(tmp_path / "flows.parquet")])
     assert r.exit_code == 0, r.output
     assert pq.read_table(tmp_path / "flows.parquet").equals(pq.read_table(ws / "flows"))
 
 
-@pytest.mark.parametrize("table", ["packets", "flows", "tenant_windows", "fault_windows"])
+@pytest.mark.parametrize("table", ["packets", "arp", "flows", "tenant_windows", "fault_windows"])
 def test_pseudonymized_exports_hold_no_input_address(
     ws: Path, tmp_path: Path, table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

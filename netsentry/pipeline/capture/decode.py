@@ -1,6 +1,6 @@
 """Header decoder: link layer → VLAN → IPv4/IPv6 (extension headers) → TCP/UDP/ICMP, with
-VXLAN and Geneve decapsulation. Compiled with numba; one pass over the records of a chunk,
-writing fixed-width columns. No payload byte is copied out.
+VXLAN and Geneve decapsulation, and ARP for Ethernet/IPv4. Compiled with numba; one pass over the
+records of a chunk, writing fixed-width columns. No payload byte is copied out.
 """
 
 from __future__ import annotations
@@ -12,9 +12,14 @@ from netsentry.pipeline.core.hashing import MURMUR3_FMIX64, finalize64
 
 # Per-packet status.
 OK = 0
-NON_IP = 1  # a frame that carries no IP packet (ARP, LLDP, ...): counted, not kept
+NON_IP = 1  # a frame that carries neither an IP packet nor Ethernet/IPv4 ARP (LLDP, other ARP, ...): counted, not kept
 MALFORMED = 2  # headers cut short or inconsistent: counted, not kept
 BAD_LINKTYPE = 3  # link type this decoder does not know: counted, not kept
+ARP = 4  # an Ethernet/IPv4 ARP frame: its fields are in the ARP columns, the IP columns are not set
+N_STATUS = 5
+
+ETHERTYPE_ARP = 0x0806
+ARP_LEN = 28  # the ARP body for Ethernet/IPv4: 8 bytes of header, 2 × (6-byte MAC + 4-byte IPv4)
 
 # Link types (tcpdump.org/linktypes.html).
 LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_SLL, LT_IPV4, LT_IPV6, LT_SLL2 = 0, 1, 101, 108, 113, 228, 229, 276
@@ -53,14 +58,22 @@ def _be32(b, p):
 
 
 @nb.njit(inline="always", cache=True)
+def _mac48(b, p):
+    return (_be16(b, p) << 32) | _be32(b, p + 2)
+
+
+@nb.njit(inline="always", cache=True)
 def _mix(h, v):
     return (h ^ np.uint64(v)) * _FNV_PRIME
 
 
 @nb.njit(cache=True)
 def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, dport, iplen, plen,
-           ttl, ipid, frag, tflags, seq, ack, win, itype, icode, phash):  # fmt: skip
-    """Decode each record ``i`` (bytes ``b[off[i]:off[i]+cap[i]]``) into the output columns."""
+           ttl, ipid, frag, tflags, seq, ack, win, itype, icode, phash,
+           arp_op, src_mac, dst_mac, sender_mac, sender_ip, target_mac, target_ip):  # fmt: skip
+    """Decode each record ``i`` (bytes ``b[off[i]:off[i]+cap[i]]``) into the output columns.
+
+    The ARP columns are written only for records whose status is :data:`ARP`."""
     n = off.shape[0]
     for i in range(n):
         p = off[i]
@@ -80,6 +93,8 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
         icode[i] = 0
         depth = 0
         et = -1
+        mac_src_at = -1  # where the link layer's source / destination MAC is (-1: none)
+        mac_dst_at = -1
         while True:  # one iteration per encapsulation level
             # ---- link layer: leave p at the network header and et as its ethertype (or -1 = by version)
             if link == LT_ETHERNET:
@@ -87,6 +102,8 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
                     st[i] = MALFORMED
                     break
                 et = _be16(b, p + 12)
+                mac_dst_at = p
+                mac_src_at = p + 6
                 p += 14
                 link = _L_ETHERTYPE
             elif link == LT_SLL:
@@ -94,6 +111,7 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
                     st[i] = MALFORMED
                     break
                 et = _be16(b, p + 14)
+                mac_src_at = p + 6 if _be16(b, p + 4) == 6 else -1  # the sender's address, when 6 bytes long
                 p += 16
                 link = _L_ETHERTYPE
             elif link == LT_SLL2:
@@ -101,6 +119,7 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
                     st[i] = MALFORMED
                     break
                 et = _be16(b, p)
+                mac_src_at = p + 12 if b[p + 11] == 6 else -1
                 p += 20
                 link = _L_ETHERTYPE
             elif link == LT_NULL or link == LT_LOOP:
@@ -241,6 +260,10 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
                 if bad or l4len < 0:
                     st[i] = MALFORMED
                     break
+            elif et == ETHERTYPE_ARP:
+                st[i] = _arp(b, p, end, i, mac_src_at, mac_dst_at, arp_op, src_mac, dst_mac,
+                             sender_mac, sender_ip, target_mac, target_ip)  # fmt: skip
+                break
             else:
                 st[i] = NON_IP
                 break
@@ -325,6 +348,37 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
         phash[i] = finalize64(h, MURMUR3_FMIX64)
 
 
+@nb.njit(cache=True)
+def _arp(b, p, end, i, mac_src_at, mac_dst_at, arp_op, src_mac, dst_mac, sender_mac, sender_ip, target_mac, target_ip):
+    """Decode the ARP body at ``b[p:end]`` into row ``i``; the record's status (ARP, NON_IP for another
+    hardware/protocol pair, MALFORMED when cut short)."""
+    if p + 8 > end:
+        return MALFORMED
+    if _be16(b, p) != 1 or _be16(b, p + 2) != 0x0800 or b[p + 4] != 6 or b[p + 5] != 4:
+        return NON_IP
+    if p + ARP_LEN > end:
+        return MALFORMED
+    arp_op[i] = _be16(b, p + 6)
+    src_mac[i] = _mac48(b, mac_src_at) if mac_src_at >= 0 else 0
+    dst_mac[i] = _mac48(b, mac_dst_at) if mac_dst_at >= 0 else 0
+    sender_mac[i] = _mac48(b, p + 8)
+    target_mac[i] = _mac48(b, p + 18)
+    for k in range(10):
+        sender_ip[i, k] = 0
+        target_ip[i, k] = 0
+    for k in range(10, 12):
+        sender_ip[i, k] = 0xFF
+        target_ip[i, k] = 0xFF
+    for k in range(4):
+        sender_ip[i, 12 + k] = b[p + 14 + k]
+        target_ip[i, 12 + k] = b[p + 24 + k]
+    return ARP
+
+
+ARP_OUTPUTS = ("arp_op", "src_mac", "dst_mac", "sender_mac", "sender_ip", "target_mac", "target_ip")
+"""The ARP columns of :func:`output_arrays`, in :func:`decode`'s argument order."""
+
+
 def output_arrays(n: int) -> dict[str, np.ndarray]:
     """Preallocated decoder outputs for ``n`` records, in :func:`decode`'s argument order."""
     return {
@@ -349,4 +403,11 @@ def output_arrays(n: int) -> dict[str, np.ndarray]:
         "icmp_type": np.empty(n, np.uint8),
         "icmp_code": np.empty(n, np.uint8),
         "pkt_hash": np.zeros(n, np.uint64),
+        "arp_op": np.empty(n, np.uint16),
+        "src_mac": np.empty(n, np.uint64),
+        "dst_mac": np.empty(n, np.uint64),
+        "sender_mac": np.empty(n, np.uint64),
+        "sender_ip": np.empty((n, 16), np.uint8),
+        "target_mac": np.empty(n, np.uint64),
+        "target_ip": np.empty((n, 16), np.uint8),
     }

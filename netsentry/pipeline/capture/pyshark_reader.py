@@ -1,4 +1,4 @@
-"""Cross-check engine (``--engine pyshark``): a capture file → packet tables through tshark.
+"""Cross-check engine (``--engine pyshark``): a capture file → packet and ARP tables through tshark.
 
 This reads the file with ``pyshark.FileCapture(use_ek=True)`` and rebuilds exactly the columns of
 :data:`netsentry.pipeline.core.schemas.PACKETS` with the same rules as
@@ -29,7 +29,15 @@ import numpy as np
 import pyarrow as pa
 
 from netsentry.pipeline.capture.decode import GENEVE_PORT, VXLAN_PORT
-from netsentry.pipeline.capture.reader import GZIP_MAGIC, PCAP_MAGICS, PCAPNG_MAGIC, CaptureStats, columns_to_table
+from netsentry.pipeline.capture.pyshark_arp import ArpRow, arp_batch, arp_row, link_macs
+from netsentry.pipeline.capture.reader import (
+    GZIP_MAGIC,
+    PCAP_MAGICS,
+    PCAPNG_MAGIC,
+    CaptureBatch,
+    CaptureStats,
+    columns_to_table,
+)
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, ToolMissingError
 from netsentry.pipeline.core.hashing import MURMUR3_FMIX64, finalize64
 from netsentry.pipeline.core.schemas import ip16_from_text
@@ -52,7 +60,7 @@ TSHARK_PREFS = {
     "udp.calculate_timestamps": "FALSE",
 }
 # Only these layers (with their subtrees) are written out by tshark; frame.protocols still lists all.
-TSHARK_LAYERS = "frame vlan ieee8021ad ip ipv6 tcp udp icmp icmpv6 vxlan geneve"
+TSHARK_LAYERS = "frame eth sll vlan ieee8021ad arp ip ipv6 tcp udp icmp icmpv6 vxlan geneve"
 
 _LINK_LAYERS = frozenset({"eth", "ethertype", "sll", "null", "raw", "vlan", "ieee8021ad"})
 _V6_EXT = {"ipv6.hopopts": "ipv6_hopopts", "ipv6.routing": "ipv6_routing", "ipv6.dstopts": "ipv6_dstopts"}
@@ -179,9 +187,9 @@ class _Transport(NamedTuple):
     plen: int = 0
 
 
-def _decode_frame(protos: list[str], layers: dict[str, Any]) -> tuple | str:
+def _decode_frame(protos: list[str], layers: dict[str, Any]) -> tuple | ArpRow | str:
     """One frame's layers → ``(vni, vlan, ipver, src, dst, proto, sport, dport, iplen, plen, ttl, ipid,
-    frag, flags, seq, ack, win, itype, icode)`` or an outcome string (non-IP, malformed)."""
+    frag, flags, seq, ack, win, itype, icode)``, an :class:`ArpRow`, or an outcome string (non-IP, malformed)."""
     frame = _Frame(protos, layers)
     vni = vlan = 0
     depth = 0
@@ -189,6 +197,10 @@ def _decode_frame(protos: list[str], layers: dict[str, Any]) -> tuple | str:
         net_layer, vlan = _skip_link_layers(frame, vlan, outer=depth == 0)
         if net_layer is None:
             return _NON_IP
+        if net_layer[0] == "arp":
+            macs = link_macs(layers, frame.seen.get("eth", 0))
+            row = arp_row(_layer(layers, *net_layer), macs, vni, vlan)
+            return _NON_IP if row is None else row
         d = _layer(layers, *net_layer)
         net = _ipv4(d) if net_layer[0] == "ip" else _ipv6(d, frame)
         if isinstance(net, str):
@@ -209,11 +221,11 @@ def _decode_frame(protos: list[str], layers: dict[str, Any]) -> tuple | str:
 
 
 def _skip_link_layers(frame: _Frame, vlan: int, outer: bool) -> tuple[tuple[str, int] | None, int]:
-    """Read link layers and VLAN tags up to the first IP header: ``((ip or ipv6, occurrence), vlan)``, or
-    ``(None, vlan)`` when the frame carries no IP. The outermost tag sets ``vlan`` (outside any tunnel only)."""
+    """Read link layers and VLAN tags up to the first IP or ARP header: ``((ip, ipv6 or arp, occurrence), vlan)``,
+    or ``(None, vlan)`` when the frame carries neither. The outermost tag sets ``vlan`` (outside any tunnel only)."""
     while frame.peek() is not None:
         name, k = frame.take()
-        if name in ("ip", "ipv6"):
+        if name in ("ip", "ipv6", "arp"):
             return (name, k), vlan
         if name not in _LINK_LAYERS:
             return None, vlan
@@ -467,19 +479,27 @@ def _file_capture_class() -> type:
     return _FileCapture
 
 
-def read_packets_pyshark(
+def read_packets_pyshark(path: str | Path, **options: Any) -> Iterator[pa.Table]:
+    """The packet tables of :func:`read_capture_pyshark` (same options); ARP frames are counted, not kept."""
+    for batch in read_capture_pyshark(path, **options):
+        if batch.packets is not None:
+            yield batch.packets
+
+
+def read_capture_pyshark(
     path: str | Path,
     *,
     capture_point: str | None = None,
     stats: CaptureStats | None = None,
     batch_size: int = 50_000,
     on_progress: Callable[[int], None] | None = None,
-) -> Iterator[pa.Table]:
-    """Stream a capture file read by tshark (through pyshark) as packet tables, updating ``stats``;
+) -> Iterator[CaptureBatch]:
+    """Stream a capture file read by tshark (through pyshark) as packet and ARP tables, updating ``stats``;
     ``on_progress(bytes)`` gets an estimate of the file bytes read so far (record sizes).
 
-    Same columns and values as :func:`netsentry.pipeline.capture.reader.read_packets`; non-IP frames are
-    counted in ``stats.non_ip`` and skipped, inconsistent headers in ``stats.malformed``.
+    Same columns and values as :func:`netsentry.pipeline.capture.reader.read_capture`; frames without IP are
+    counted in ``stats.non_ip`` (Ethernet/IPv4 ARP kept and counted in ``stats.arp`` too), inconsistent
+    headers in ``stats.malformed``.
     """
     path = Path(path)
     if not path.exists():
@@ -502,38 +522,25 @@ def read_packets_pyshark(
     )
     packets = iter(cap)
     rows: list[tuple] = []
+    arp_rows: list[ArpRow] = []
     done_bytes = 0
     try:
         for pkt in packets:
-            stats.records += 1
-            frame = pkt.frame_info._fields_dict
-            linktype = WTAP_TO_LINKTYPE.get(_num(frame.get("frame_frame_encap_type")))
-            if linktype is None:
-                stats.unsupported_linktype += 1
+            row = _frame_row(pkt, stats)
+            if row is None:
                 continue
-            stats.linktypes.add(linktype)
-            layers = {layer.layer_name: layer._fields_dict for layer in pkt.layers}
-            try:
-                out = _decode_frame(frame["frame_frame_protocols"].split(":"), layers)
-            except (_Malformed, ValueError, TypeError):
-                out = _MALFORMED
-            if out == _NON_IP:
-                stats.non_ip += 1
-                continue
-            if isinstance(out, str):
-                stats.malformed += 1
-                continue
-            ts = _ts_ns(frame["frame_frame_time_epoch"])
-            caplen = int(frame["frame_frame_cap_len"])
-            done_bytes += caplen + 16
-            rows.append((ts, int(frame["frame_frame_len"]), caplen, *out))
-            if len(rows) >= batch_size:
-                yield _batch_table(rows, cp, stats)
-                rows = []
+            if isinstance(row, ArpRow):
+                arp_rows.append(row)
+            else:
+                rows.append(row)
+                done_bytes += row[2] + 16
+            if len(rows) >= batch_size or len(arp_rows) >= batch_size:
+                yield _batch(rows, arp_rows, cp, stats)
+                rows, arp_rows = [], []
                 if on_progress is not None:
                     on_progress(done_bytes)
-        if rows:
-            yield _batch_table(rows, cp, stats)
+        if rows or arp_rows:
+            yield _batch(rows, arp_rows, cp, stats)
         if on_progress is not None:
             on_progress(path.stat().st_size)
     finally:
@@ -542,6 +549,41 @@ def read_packets_pyshark(
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
     _check_exit(cap, path, stats)
+
+
+def _frame_row(pkt: Any, stats: CaptureStats) -> tuple | ArpRow | None:
+    """One pyshark packet → its packet row ``(ts, frame_len, cap_len, …)`` or ARP row, or None (counted in
+    ``stats``: non-IP, malformed, unsupported link type)."""
+    stats.records += 1
+    frame = pkt.frame_info._fields_dict
+    linktype = WTAP_TO_LINKTYPE.get(_num(frame.get("frame_frame_encap_type")))
+    if linktype is None:
+        stats.unsupported_linktype += 1
+        return None
+    stats.linktypes.add(linktype)
+    layers = {layer.layer_name: layer._fields_dict for layer in pkt.layers}
+    try:
+        out = _decode_frame(frame["frame_frame_protocols"].split(":"), layers)
+    except (_Malformed, ValueError, TypeError):
+        out = _MALFORMED
+    if out == _NON_IP:
+        stats.count_non_ip(1, 0)
+        return None
+    if isinstance(out, str):
+        stats.malformed += 1
+        return None
+    ts = _ts_ns(frame["frame_frame_time_epoch"])
+    if isinstance(out, ArpRow):
+        stats.count_non_ip(1, 1)
+        return out._replace(ts_ns=ts)
+    return (ts, int(frame["frame_frame_len"]), int(frame["frame_frame_cap_len"]), *out)
+
+
+def _batch(rows: list[tuple], arp_rows: list[ArpRow], capture_point: str, stats: CaptureStats) -> CaptureBatch:
+    return CaptureBatch(
+        _batch_table(rows, capture_point, stats) if rows else None,
+        arp_batch(arp_rows, capture_point) if arp_rows else None,
+    )
 
 
 def _check_exit(cap: Any, path: Path, stats: CaptureStats) -> None:

@@ -1,4 +1,4 @@
-"""Fast offline reader: pcap / pcapng (optionally gzip-compressed) → packet batches.
+"""Fast offline reader: pcap / pcapng (optionally gzip-compressed) → batches of IP packets and ARP frames.
 
 The file is read in fixed-size chunks, so memory stays bounded whatever the file size.
 Records are found and decoded by compiled walkers (:mod:`recwalk`, :mod:`decode`);
@@ -21,7 +21,7 @@ import pyarrow as pa
 from netsentry.pipeline.capture import decode as dec
 from netsentry.pipeline.capture import recwalk as rw
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError
-from netsentry.pipeline.core.schemas import PACKETS, ip16_array
+from netsentry.pipeline.core.schemas import ARP, PACKETS, ip16_array
 
 DEFAULT_CHUNK_BYTES = 32 << 20
 DEFAULT_BATCH_RECORDS = 1 << 18
@@ -48,6 +48,7 @@ class CaptureStats:
     packets: int = 0
     bytes: int = 0
     non_ip: int = 0
+    arp: int = 0
     malformed: int = 0
     unsupported_linktype: int = 0
     fragments: int = 0
@@ -61,7 +62,7 @@ class CaptureStats:
 
     @property
     def usable(self) -> bool:
-        return self.packets > 0
+        return self.packets > 0 or self.arp > 0
 
     def problems(self) -> list[str]:
         """One line per problem, each naming the file and what was wrong."""
@@ -97,6 +98,12 @@ class CaptureStats:
         lo, hi = int(cols["ts_ns"].min()), int(cols["ts_ns"].max())
         self.first_ts_ns = lo if self.first_ts_ns is None else min(self.first_ts_ns, lo)
         self.last_ts_ns = hi if self.last_ts_ns is None else max(self.last_ts_ns, hi)
+
+    def count_non_ip(self, frames: int, arp_rows: int) -> None:
+        """Account for frames without an IP packet, ``arp_rows`` of them kept as ARP rows (the first is a total:
+        ``non_ip`` counts every frame that carries no IP, ``arp`` those the ARP table keeps)."""
+        self.non_ip += frames
+        self.arp += arp_rows
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -259,7 +266,7 @@ def _dict_column(value: str, n: int) -> pa.DictionaryArray:
 
 
 def decode_records(buf: np.ndarray, rec: tuple[np.ndarray, ...], n: int) -> dict[str, np.ndarray]:
-    """Decode ``n`` walked records into packet columns (status column included, unfiltered)."""
+    """Decode ``n`` walked records into packet and ARP columns (status column included, unfiltered)."""
     off, cap, orig, ts, lt = (a[:n] for a in rec)
     cols = dec.output_arrays(n)
     dec.decode(buf, off, cap, orig, lt, *cols.values())
@@ -290,7 +297,42 @@ def columns_to_table(cols: dict[str, np.ndarray], capture_point: str) -> pa.Tabl
     return pa.Table.from_arrays(arrays, schema=PACKETS)
 
 
-def read_packets(
+def arp_table(cols: dict[str, np.ndarray], capture_point: str) -> pa.Table:
+    """ARP columns (``ts_ns``, ``vni``, ``vlan``, ``arp_op``, the MACs, ``sender_ip``/``target_ip`` as ``(n, 16)``
+    uint8), already filtered to ARP frames → a table in the ARP contract."""
+    n = len(cols["ts_ns"])
+    arrays: list[pa.Array] = []
+    for fld in ARP:
+        name = fld.name
+        if name == "capture_point":
+            arrays.append(_dict_column(capture_point, n))
+        elif name in ("sender_ip", "target_ip"):
+            arrays.append(ip16_array(cols[name]))
+        elif name == "op":
+            arrays.append(pa.array(cols["arp_op"], type=fld.type))
+        elif name == "gratuitous":
+            arrays.append(pa.array((cols["sender_ip"] == cols["target_ip"]).all(axis=1)))
+        else:
+            arrays.append(pa.array(cols[name], type=fld.type))
+    return pa.Table.from_arrays(arrays, schema=ARP)
+
+
+@dataclass
+class CaptureBatch:
+    """What one run of records gave: its IP packets and its ARP frames (``None`` where there are none)."""
+
+    packets: pa.Table | None
+    arp: pa.Table | None
+
+
+def _arp_rows(cols: dict[str, np.ndarray], arp_cols: dict[str, np.ndarray], is_arp: np.ndarray, cp: str) -> pa.Table:
+    """The ARP frames of a decoded batch as a table (``is_arp``: their status mask)."""
+    picked = {k: v[is_arp] for k, v in arp_cols.items()}
+    picked.update({k: cols[k][is_arp] for k in ("ts_ns", "vni", "vlan")})
+    return arp_table(picked, cp)
+
+
+def read_capture(
     path: str | Path,
     *,
     capture_point: str | None = None,
@@ -298,8 +340,8 @@ def read_packets(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     batch_records: int = DEFAULT_BATCH_RECORDS,
     on_progress: Callable[[int], None] | None = None,
-) -> Iterator[pa.Table]:
-    """Stream a capture file as packet tables (one per batch of records), updating ``stats``."""
+) -> Iterator[CaptureBatch]:
+    """Stream a capture file as batches of packet and ARP tables (one per run of records), updating ``stats``."""
     path = Path(path)
     stats = stats if stats is not None else CaptureStats(path=str(path))
     cp = capture_point or path.name
@@ -309,16 +351,43 @@ def read_packets(
         cols = decode_records(buf, rec, n)
         status = cols.pop("status")
         lts = cols.pop("linktype")
+        arp_cols = {k: cols.pop(k) for k in dec.ARP_OUTPUTS}
         stats.records += n
-        counts = np.bincount(status, minlength=4)
-        stats.non_ip += int(counts[dec.NON_IP])
+        counts = np.bincount(status, minlength=dec.N_STATUS)
+        stats.count_non_ip(int(counts[dec.NON_IP] + counts[dec.ARP]), int(counts[dec.ARP]))
         stats.malformed += int(counts[dec.MALFORMED])
         stats.unsupported_linktype += int(counts[dec.BAD_LINKTYPE])
         stats.linktypes.update(int(x) for x in np.unique(lts))
+        arp = _arp_rows(cols, arp_cols, status == dec.ARP, cp) if counts[dec.ARP] else None
         keep = status == dec.OK
         if not keep.all():
             cols = {k: v[keep] for k, v in cols.items()}
-        if not keep.any():
-            continue
-        stats.count_kept(cols)
-        yield columns_to_table(cols, cp)
+        packets = None
+        if keep.any():
+            stats.count_kept(cols)
+            packets = columns_to_table(cols, cp)
+        if packets is not None or arp is not None:
+            yield CaptureBatch(packets, arp)
+
+
+def read_packets(
+    path: str | Path,
+    *,
+    capture_point: str | None = None,
+    stats: CaptureStats | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    batch_records: int = DEFAULT_BATCH_RECORDS,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[pa.Table]:
+    """Stream a capture file as packet tables only (as :func:`read_capture`; ARP frames are counted, not kept)."""
+    batches = read_capture(
+        path,
+        capture_point=capture_point,
+        stats=stats,
+        chunk_bytes=chunk_bytes,
+        batch_records=batch_records,
+        on_progress=on_progress,
+    )
+    for batch in batches:
+        if batch.packets is not None:
+            yield batch.packets

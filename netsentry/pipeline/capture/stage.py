@@ -1,7 +1,7 @@
-"""Capture stage: capture files (or a live interface's spool) → ``WORKSPACE/packets/``.
+"""Capture stage: capture files (or a live interface's spool) → ``WORKSPACE/packets/`` and ``WORKSPACE/arp/``.
 
-One Parquet part per input file, row groups per read chunk, written into a temporary
-directory that replaces the previous table only when the run succeeds.
+One Parquet part per input file in each table, row groups per read chunk, written into temporary
+directories that replace the previous tables only when the run succeeds.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from netsentry.pipeline.capture.reader import DEFAULT_CHUNK_BYTES, CaptureStats, read_packets
+from netsentry.pipeline.capture.reader import DEFAULT_CHUNK_BYTES, CaptureBatch, CaptureStats, read_capture
 from netsentry.pipeline.capture.tenants import TenantMap, assign_packets, load_tenant_map, tenant_map_from_dict
 from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, NoUsableDataError
 from netsentry.pipeline.core.io import atomic_dir, file_fingerprint, parquet_writer, read_manifest, write_manifest
-from netsentry.pipeline.core.schemas import PACKETS
+from netsentry.pipeline.core.schemas import ARP, PACKETS
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,16 @@ class CaptureSummary:
     skipped_unchanged: bool = False
     seconds: float = 0.0
     out_dir: Path | None = None
+    arp_dir: Path | None = None
 
     @property
     def packets(self) -> int:
         return sum(s.packets for s in self.files)
+
+    @property
+    def arp(self) -> int:
+        """ARP frames kept in the ARP table."""
+        return sum(s.arp for s in self.files)
 
     @property
     def bytes(self) -> int:
@@ -105,13 +112,13 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     return unique
 
 
-def _engine_reader(engine: str) -> Callable[..., Iterator[pa.Table]]:
+def _engine_reader(engine: str) -> Callable[..., Iterator[CaptureBatch]]:
     if engine == "fast":
-        return read_packets
+        return read_capture
     if engine == "pyshark":
-        from netsentry.pipeline.capture.pyshark_reader import read_packets_pyshark
+        from netsentry.pipeline.capture.pyshark_reader import read_capture_pyshark
 
-        return read_packets_pyshark
+        return read_capture_pyshark
     raise CaptureFormatError(f"unknown engine {engine!r}; expected 'fast' or 'pyshark'")
 
 
@@ -129,80 +136,104 @@ def run_capture(
     options: CaptureOptions | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> CaptureSummary:
-    """Read every input into ``workspace/packets``; ``on_progress(done_bytes, total_bytes)``.
+    """Read every input into ``workspace/packets`` and ``workspace/arp``; ``on_progress(done_bytes, total_bytes)``.
 
-    A file that cannot be read is reported and skipped; the run fails (NoUsableDataError)
-    only when no file yields a packet, leaving any previous table intact.
+    A file that cannot be read is reported and skipped; the run fails (NoUsableDataError) only when no
+    file yields an IP packet or an ARP frame, leaving any previous tables intact.
     """
     opts = options or CaptureOptions()
     files = expand_inputs(inputs)
     tmap = load_tenant_map(opts.tenants) if opts.tenants else TenantMap.empty()
-    reader = _engine_reader(opts.engine)
-    out_dir = catalog.path(workspace, catalog.PACKETS)
+    out_dir, arp_dir = catalog.path(workspace, catalog.PACKETS), catalog.path(workspace, catalog.ARP)
     fingerprints = [file_fingerprint(p) for p in files]
     config = _run_config(opts, tmap)
-    summary = CaptureSummary(out_dir=out_dir)
+    summary = CaptureSummary(out_dir=out_dir, arp_dir=arp_dir)
     previous = read_manifest(out_dir)
-    if catalog.up_to_date([previous], {"inputs": fingerprints, "config": config}, force=opts.force):
+    expected = {"inputs": fingerprints, "config": config}
+    if catalog.up_to_date([previous, read_manifest(arp_dir)], expected, force=opts.force):
         summary.skipped_unchanged = True
         summary.files = [CaptureStats(**_stats_fields(s)) for s in previous.get("files", [])]  # type: ignore[union-attr]
         return summary
-    total = sum(f["bytes"] for f in fingerprints)
-    if on_progress is not None:
-        on_progress(0, total)
-    done_before = 0
     start = time.perf_counter()
-    parts: list[dict[str, Any]] = []
-    with atomic_dir(out_dir) as tmp:
-        for idx, path in enumerate(files):
-            stats = CaptureStats(path=str(path))
-            cp = opts.capture_point or path.name
-            part = tmp / f"part-{idx:05d}.parquet"
-            base = done_before
-
-            def progress(done: int, _base: int = base) -> None:
-                if on_progress is not None:
-                    on_progress(_base + done, total)
-
-            try:
-                rows = _write_part(reader(path, capture_point=cp, stats=stats, on_progress=progress), part, tmap)
-            except CaptureFormatError as e:
-                part.unlink(missing_ok=True)
-                summary.failed.append(str(e))
-                log.info("skipped %s", e)
-                rows = 0
-            done_before += fingerprints[idx]["bytes"]
-            progress(fingerprints[idx]["bytes"])
-            summary.files.append(stats)
-            if rows:
-                parts.append(
-                    {
-                        "part": part.name,
-                        "file": str(path),
-                        "capture_point": cp,
-                        "rows": rows,
-                        "first_ts_ns": stats.first_ts_ns,
-                        "last_ts_ns": stats.last_ts_ns,
-                    }
-                )
-        if not parts:
-            reasons = "; ".join(summary.problems()) or "no IP packets in the input"
+    with atomic_dir(out_dir) as tmp, atomic_dir(arp_dir) as arp_tmp:
+        parts, arp_parts = _read_files(files, fingerprints, (tmp, arp_tmp), opts, tmap, summary, on_progress)
+        if not parts and not arp_parts:
+            reasons = "; ".join(summary.problems()) or "no IP packets or ARP frames in the input"
             raise NoUsableDataError(f"nothing usable read from {len(files)} file(s): {reasons}")
+        if not parts:  # ARP frames only: an empty packets table, so later stages read no rows rather than no table
+            parts.append(_empty_part(tmp, arp_parts[0]))
         summary.seconds = time.perf_counter() - start
+        common = {"stage": "capture", **expected, "failed": summary.failed}
         write_manifest(
             tmp,
             {
-                "stage": "capture",
-                "inputs": fingerprints,
-                "config": config,
+                **common,
                 "parts": parts,
                 "files": [s.as_dict() for s in summary.files],
-                "failed": summary.failed,
                 "rows": sum(p["rows"] for p in parts),
                 "malformed": sum(s.malformed for s in summary.files),
             },
         )
+        arp_rows = sum(p["rows"] for p in arp_parts)
+        write_manifest(arp_tmp, {**common, "table": "arp", "parts": arp_parts, "rows": arp_rows})
     return summary
+
+
+def _read_files(
+    files: list[Path],
+    fingerprints: list[dict[str, Any]],
+    tmp_dirs: tuple[Path, Path],
+    opts: CaptureOptions,
+    tmap: TenantMap,
+    summary: CaptureSummary,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Read each file into one part of the packets table and one of the ARP table (each only when it has rows);
+    their manifest entries. Files that cannot be read are noted in ``summary.failed``."""
+    reader = _engine_reader(opts.engine)
+    total = sum(f["bytes"] for f in fingerprints)
+    if on_progress is not None:
+        on_progress(0, total)
+    done_before = 0
+    parts: list[dict[str, Any]] = []
+    arp_parts: list[dict[str, Any]] = []
+    for idx, path in enumerate(files):
+        stats = CaptureStats(path=str(path))
+        cp = opts.capture_point or path.name
+        name = f"part-{idx:05d}.parquet"
+        out = (_PartWriter(tmp_dirs[0] / name, PACKETS), _PartWriter(tmp_dirs[1] / name, ARP))
+        base = done_before
+
+        def progress(done: int, _base: int = base) -> None:
+            if on_progress is not None:
+                on_progress(_base + done, total)
+
+        try:
+            _write_parts(reader(path, capture_point=cp, stats=stats, on_progress=progress), out, tmap)
+        except CaptureFormatError as e:
+            for w in out:
+                w.discard()
+            summary.failed.append(str(e))
+            log.info("skipped %s", e)
+        done_before += fingerprints[idx]["bytes"]
+        progress(fingerprints[idx]["bytes"])
+        summary.files.append(stats)
+        entry = {"part": name, "file": str(path), "capture_point": cp}
+        if out[0].rows:
+            parts.append(
+                {**entry, "rows": out[0].rows, "first_ts_ns": stats.first_ts_ns, "last_ts_ns": stats.last_ts_ns}
+            )
+        if out[1].rows:
+            arp_parts.append(
+                {**entry, "rows": out[1].rows, "first_ts_ns": out[1].first_ts_ns, "last_ts_ns": out[1].last_ts_ns}
+            )
+    return parts, arp_parts
+
+
+def _empty_part(tmp: Path, like: dict[str, Any]) -> dict[str, Any]:
+    """Write a packets part with no rows for the file of ARP part ``like``; its manifest entry."""
+    parquet_writer(tmp / like["part"], PACKETS).close()
+    return {**like, "rows": 0, "first_ts_ns": None, "last_ts_ns": None}
 
 
 def _stats_fields(d: dict[str, Any]) -> dict[str, Any]:
@@ -212,21 +243,45 @@ def _stats_fields(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _write_part(tables: Iterator[pa.Table], part: Path, tmap: TenantMap) -> int:
-    """Write packet tables to one Parquet file (created on the first non-empty table)."""
-    writer: pq.ParquetWriter | None = None
-    rows = 0
+class _PartWriter:
+    """One Parquet part of a table, created on its first non-empty table; counts rows and their time span."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path, self.schema = path, schema
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+        self.first_ts_ns: int | None = None
+        self.last_ts_ns: int | None = None
+
+    def write(self, t: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = parquet_writer(self.path, self.schema)
+        self.writer.write_table(t, row_group_size=1 << 20)
+        self.rows += t.num_rows
+        lo, hi = pc.min_max(t["ts_ns"]).values()
+        self.first_ts_ns = lo.as_py() if self.first_ts_ns is None else min(self.first_ts_ns, lo.as_py())
+        self.last_ts_ns = hi.as_py() if self.last_ts_ns is None else max(self.last_ts_ns, hi.as_py())
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def discard(self) -> None:
+        """Forget a part whose file could not be read to its end."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+        self.rows = 0
+
+
+def _write_parts(batches: Iterator[CaptureBatch], out: tuple[_PartWriter, _PartWriter], tmap: TenantMap) -> None:
+    """Write a file's packet and ARP tables to its two parts (each created on its first non-empty table)."""
+    packets, arp = out
     try:
-        for t in tables:
-            if t.num_rows == 0:
-                continue
-            if tmap.config.vpcs:
-                t = assign_packets(t, tmap)
-            if writer is None:
-                writer = parquet_writer(part, PACKETS)
-            writer.write_table(t, row_group_size=1 << 20)
-            rows += t.num_rows
+        for b in batches:
+            if b.packets is not None and b.packets.num_rows:
+                packets.write(assign_packets(b.packets, tmap) if tmap.config.vpcs else b.packets)
+            if b.arp is not None and b.arp.num_rows:
+                arp.write(b.arp)
     finally:
-        if writer is not None:
-            writer.close()
-    return rows
+        packets.close()
+        arp.close()

@@ -29,13 +29,16 @@ class Table:
 
 
 PACKETS = Table("packets", "packets", schemas.PACKETS)
+ARP = Table("arp", "arp", schemas.ARP)
 FLOWS = Table("flows", "flows", schemas.FLOWS)
 TCP_EVENTS = Table("tcp_events", "tcp_events", schemas.TCP_EVENTS)
 TENANT_WINDOWS = Table("tenant_windows", "features/tenant_windows")
 FAULT_WINDOWS = Table("fault_windows", "features/fault_windows")
 FINDINGS = Table("findings", "findings")
 
-TABLES: dict[str, Table] = {t.name: t for t in (PACKETS, FLOWS, TCP_EVENTS, TENANT_WINDOWS, FAULT_WINDOWS, FINDINGS)}
+TABLES: dict[str, Table] = {
+    t.name: t for t in (PACKETS, ARP, FLOWS, TCP_EVENTS, TENANT_WINDOWS, FAULT_WINDOWS, FINDINGS)
+}
 """Every workspace table by name, in pipeline order."""
 
 FEATURE_TABLES: dict[str, Table] = {"compromise": TENANT_WINDOWS, "faults": FAULT_WINDOWS}

@@ -49,6 +49,35 @@ PACKETS = pa.schema(
 )
 """One row per IP packet; no payload bytes. ``frag``: 0 not a fragment, 1 first, 2 later fragment."""
 
+MAC = pa.uint64()
+"""A 48-bit MAC address as an unsigned integer, first octet most significant (``00:0c:29:20:a8:7f`` →
+``0x000C2920A87F``): compact, and grouped or compared like any integer column. :func:`mac_text` renders it."""
+
+ARP = pa.schema(
+    [
+        pa.field("ts_ns", pa.int64(), nullable=False),
+        pa.field("capture_point", TENANT_TYPE, nullable=False),
+        pa.field("vni", pa.uint32(), nullable=False),
+        pa.field("vlan", pa.uint16(), nullable=False),
+        pa.field("op", pa.uint16(), nullable=False),
+        pa.field("src_mac", MAC, nullable=False),
+        pa.field("dst_mac", MAC, nullable=False),
+        pa.field("sender_mac", MAC, nullable=False),
+        pa.field("sender_ip", IP16, nullable=False),
+        pa.field("target_mac", MAC, nullable=False),
+        pa.field("target_ip", IP16, nullable=False),
+        pa.field("gratuitous", pa.bool_(), nullable=False),
+    ]
+)
+"""One row per ARP frame for Ethernet/IPv4 (hardware type 1, protocol 0x0800, address sizes 6 and 4); no other
+byte of the frame. ``op`` 1 request, 2 reply, any other value as sent. ``src_mac``/``dst_mac`` are the frame's
+link-layer addresses (a Linux cooked capture keeps only the source: ``dst_mac`` 0 there), ``sender_*``/``target_*``
+the ARP fields; MACs as :data:`MAC`, addresses IPv4-mapped like :data:`PACKETS`. ``vlan`` the outermost tag,
+``vni`` the VXLAN/Geneve network of a decapsulated frame (else 0). ``gratuitous``: sender IP = target IP (an
+announcement or a claim of that address)."""
+
+ARP_REQUEST, ARP_REPLY = 1, 2
+
 # TCP flag bits as in the TCP header (``tcp_flags``).
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
@@ -194,6 +223,24 @@ def ip16_numpy(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     buf = col.buffers()[1]
     arr = np.frombuffer(buf, dtype=np.uint8, count=16 * (len(col) + col.offset))
     return arr.reshape(-1, 16)[col.offset :]
+
+
+def mac_text(values: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
+    """Render :data:`MAC` values as ``aa:bb:cc:dd:ee:ff`` text (object array)."""
+    raw = np.asarray(values.to_numpy() if isinstance(values, pa.ChunkedArray | pa.Array) else values, np.uint64)
+    octets = raw.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 2:]
+    return np.array([":".join(f"{o:02x}" for o in row) for row in octets.tolist()], dtype=object)
+
+
+def mac_from_text(text: str) -> int:
+    """``aa:bb:cc:dd:ee:ff`` (or with ``-``) → the :data:`MAC` integer; a clear error naming the value."""
+    digits = text.replace(":", "").replace("-", "")
+    if len(digits) != 12:
+        raise SchemaError(f"MAC address {text!r} is not six octets")
+    try:
+        return int(digits, 16)
+    except ValueError:
+        raise SchemaError(f"MAC address {text!r} is not hexadecimal") from None
 
 
 def _one_ip_text(b: bytes) -> str:

@@ -20,7 +20,7 @@ from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.errors import ConfigError, InputNotFoundError
 from netsentry.pipeline.core.io import require_table
 from netsentry.pipeline.core.pseudonym import Pseudonymizer
-from netsentry.pipeline.core.schemas import IP16, ip_text
+from netsentry.pipeline.core.schemas import IP16, MAC, ip_text, mac_text
 
 FORMATS = ("parquet", "csv")
 BATCH_ROWS = 1 << 18
@@ -37,11 +37,14 @@ class ExportSummary:
 
 
 def _csv_ready(t: pa.Table) -> pa.Table:
-    """Addresses as text, dictionaries decoded (CSV has neither binary nor dictionary types)."""
+    """Addresses as text (IPs, and MACs: ``*_mac`` columns), dictionaries decoded (CSV has neither binary nor
+    dictionary types)."""
     cols, fields = [], []
     for f, col in zip(t.schema, t.columns, strict=True):
         if f.type == IP16:
             col, f = pa.chunked_array([pa.array(ip_text(col), pa.string())]), pa.field(f.name, pa.string())
+        elif f.type == MAC and f.name.endswith("_mac"):
+            col, f = pa.chunked_array([pa.array(mac_text(col), pa.string())]), pa.field(f.name, pa.string())
         elif pa.types.is_dictionary(f.type):
             col, f = col.cast(f.type.value_type), pa.field(f.name, f.type.value_type)
         cols.append(col)
