@@ -17,14 +17,23 @@ import typer
 
 from netsentry import __version__
 from netsentry.pipeline import cli_render as render
-from netsentry.pipeline.cli_options import ConfigOpt, ForceOpt, KindOpt, TrackingUriOpt, WorkspaceOpt, fail_cleanly
+from netsentry.pipeline.cli_models import models_app
+from netsentry.pipeline.cli_options import (
+    ConfigOpt,
+    FailOnOpt,
+    ForceOpt,
+    TrackingUriOpt,
+    WorkspaceOpt,
+    checked_fail_on,
+    fail_cleanly,
+)
 from netsentry.pipeline.cli_render import err, out
 from netsentry.pipeline.core.errors import ConfigError, NetsentryError
 from netsentry.pipeline.core.units import parse_duration_s
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 success (inspect: nothing flagged); 1 unexpected error; 2 bad usage, config or missing input; "
-    "3 inspect: findings reported; "
+    "Exit codes: 0 success (inspect: no finding at or above --fail-on); 1 unexpected error; 2 bad usage, config or "
+    "missing input; 3 inspect: a finding at or above --fail-on (default medium); "
     "4 nothing usable read; 5 table does not match its contract; 6 tshark/dumpcap missing; "
     "7 live capture not permitted; 8 MLflow tracking store or registry unusable; 9 MLflow UI could not start; "
     "10 another retraining job holds the lock; 130 interrupted."
@@ -329,6 +338,7 @@ def inspect(
         Path | None, typer.Option(help="Pseudonym key file (>= 16 bytes) [default: $NETSENTRY_PSEUDONYM_KEY].")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON (for scripts).")] = False,
+    fail_on: FailOnOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Score the workspace's feature windows with the registered champions and report what they find.
@@ -336,17 +346,19 @@ def inspect(
     Writes WORKSPACE/findings/ (findings.parquet, findings.json) and WORKSPACE/report.html, and logs an
     inspection run (findings and report as artifacts) in the netsentry-inspections experiment. Compromise
     findings are per VM (or address) with evidence; fault findings are incidents (flagged windows merged,
-    related scopes clustered) with a type and magnitude. Exit code 0: nothing flagged; 3: findings.
+    related scopes clustered) with a type and magnitude. Exit code 3 when a finding is at or above --fail-on
+    (default medium), else 0; lower findings are still written and counted.
     """
     from netsentry.pipeline.core.config import load_settings
     from netsentry.pipeline.core.stage_options import inspect_options
     from netsentry.pipeline.inspect import run_inspect
+    from netsentry.pipeline.inspect.stage import at_or_above
 
     settings = load_settings(config, {
         "workspace": workspace, "train": {"tracking_uri": tracking_uri},
         "inspect": {"compromise_model": compromise_model, "fault_model": fault_model,
                     "threshold_scale": threshold_scale, "pseudonymize": pseudonymize,
-                    "pseudonym_key_file": pseudonym_key},
+                    "pseudonym_key_file": pseudonym_key, "fail_on": checked_fail_on(fail_on)},
     })  # fmt: skip
     with err.status("inspecting"):
         result = run_inspect(
@@ -355,10 +367,11 @@ def inspect(
     if as_json:
         from netsentry.pipeline.inspect.findings import findings_document
 
-        sys.stdout.write(findings_document(result.findings, {"report": str(result.report), "run_id": result.run_id}))
+        meta = {"report": str(result.report), "run_id": result.run_id, "fail_on": settings.inspect.fail_on}
+        sys.stdout.write(findings_document(result.findings, meta))
     else:
-        render.print_findings(result)
-    if result.findings:
+        render.print_findings(result, settings.inspect.fail_on)
+    if at_or_above(result.findings, settings.inspect.fail_on):
         raise typer.Exit(3)
 
 
@@ -386,20 +399,23 @@ def run(
         bool | None,
         typer.Option("--pseudonymize/--no-pseudonymize", help="Pseudonymize addresses in findings and report."),
     ] = None,
+    fail_on: FailOnOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Run every stage in order: capture → flows → features → train (each kind, when labels are given) →
     inspect. A stage whose inputs and config are unchanged (per the workspace manifests) is skipped.
 
     Settings come from configs/default.yaml, then --config, then these flags. Exit code 3 when the
-    inspection reports findings, as `netsentry inspect`.
+    inspection reports a finding at or above --fail-on (default medium), as `netsentry inspect`.
     """
     from netsentry.pipeline.core.config import load_settings
+    from netsentry.pipeline.inspect.stage import at_or_above
     from netsentry.pipeline.runner import run_pipeline
 
     settings = load_settings(config, {
         "workspace": workspace, "capture": {"tenants": tenants}, "features": {"labels": labels},
-        "train": {"tracking_uri": tracking_uri}, "inspect": {"pseudonymize": pseudonymize},
+        "train": {"tracking_uri": tracking_uri},
+        "inspect": {"pseudonymize": pseudonymize, "fail_on": checked_fail_on(fail_on)},
         "run": {"train": train, "inspect": do_inspect},
     })  # fmt: skip
     started = time.perf_counter()
@@ -409,8 +425,8 @@ def run(
     render.print_run(settings.workspace, report, time.perf_counter() - started)
     result = report.inspect
     if result is not None:
-        render.print_findings(result)
-        if result.findings:
+        render.print_findings(result, settings.inspect.fail_on)
+        if at_or_above(result.findings, settings.inspect.fail_on):
             raise typer.Exit(3)
 
 
@@ -528,69 +544,7 @@ def _retrain_once(settings: Any) -> None:
     render.print_retrain(res, settings.retrain.spool)
 
 
-models_app = typer.Typer(
-    help="The registry's versions per kind: list them, promote one to champion, roll back to the previous one.",
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 app.add_typer(models_app, name="models")
-
-
-def _tracker(workspace: Path | None, config: Path | None, tracking_uri: str | None) -> Any:
-    from netsentry.pipeline.core.config import load_settings
-    from netsentry.pipeline.core.tracking import Tracker
-
-    settings = load_settings(config, {"workspace": workspace, "train": {"tracking_uri": tracking_uri}})
-    return Tracker(settings.workspace, settings.train.tracking_uri)
-
-
-def _kind(kind: str) -> str:
-    if kind not in ("compromise", "faults"):
-        raise ConfigError(f"--kind must be compromise or faults, got {kind!r}")
-    return kind
-
-
-@models_app.command("list")
-@fail_cleanly
-def models_list(
-    kind: Annotated[str | None, typer.Option(help="compromise or faults [default: both].")] = None,
-    workspace: WorkspaceOpt = None,
-    config: ConfigOpt = None,
-    tracking_uri: TrackingUriOpt = None,
-) -> None:
-    """Every registered version with its aliases, training metrics and promotion record."""
-    tracker = _tracker(workspace, config, tracking_uri)
-    for k in [_kind(kind)] if kind else ["compromise", "faults"]:
-        render.print_model_versions(tracker, k)
-
-
-@models_app.command("promote")
-@fail_cleanly
-def models_promote(
-    version: Annotated[str, typer.Argument(help="The version to make champion.")],
-    kind: KindOpt = "compromise",
-    reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "manual promotion",
-    workspace: WorkspaceOpt = None,
-    config: ConfigOpt = None,
-    tracking_uri: TrackingUriOpt = None,
-) -> None:
-    """Make VERSION the champion (the one it replaces is recorded for rollback)."""
-    p = _tracker(workspace, config, tracking_uri).promote(_kind(kind), version, reason)
-    was = f" (was v{p.previous})" if p.previous and p.previous != p.version else ""
-    out.print(f"netsentry-{kind}: champion is v{p.version}{was}", highlight=False)
-
-
-@models_app.command("rollback")
-@fail_cleanly
-def models_rollback(
-    kind: KindOpt = "compromise",
-    workspace: WorkspaceOpt = None,
-    config: ConfigOpt = None,
-    tracking_uri: TrackingUriOpt = None,
-) -> None:
-    """Move champion back to the version the current champion replaced."""
-    p = _tracker(workspace, config, tracking_uri).rollback(_kind(kind))
-    out.print(f"netsentry-{kind}: champion is v{p.version} again (rolled back from v{p.previous})", highlight=False)
 
 
 def main() -> None:

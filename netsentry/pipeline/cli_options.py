@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from netsentry.pipeline.cli_render import err
-from netsentry.pipeline.core.errors import NetsentryError
+from netsentry.pipeline.core.errors import ConfigError, NetsentryError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +31,21 @@ TrackingUriOpt = Annotated[
     str | None,
     typer.Option(help="MLflow tracking URI [default: $NETSENTRY_TRACKING_URI, else sqlite in the workspace]."),
 ]
+
+FailOnOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Exit code 3 only for a finding at or above this severity: high, medium or low [default: medium "
+        "(inspect.fail_on)]. Lower findings stay in the report, the JSON and the terminal's count."
+    ),
+]
+
+
+def checked_fail_on(value: str | None) -> str | None:
+    """The --fail-on flag, checked before it reaches the settings (so the error names the flag, not a file)."""
+    if value is not None and value not in ("high", "medium", "low"):
+        raise ConfigError(f"--fail-on must be high, medium or low, got {value!r}")
+    return value
 
 
 def fail_cleanly(fn: F) -> F:

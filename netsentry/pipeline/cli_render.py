@@ -22,7 +22,8 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 1000)
 def print_capture(summary: Any) -> None:
     """Per-file counts of a capture run, then the packet rate (or that the packets are up to date)."""
     if summary.skipped_unchanged:
-        out.print(f"packets up to date in {summary.out_dir} ({summary.packets:,} packets); use --force to rerun")
+        arp = f", {summary.arp:,} ARP frames" if summary.arp else ""
+        out.print(f"packets up to date in {summary.out_dir} ({summary.packets:,} packets{arp}); use --force to rerun")
         return
     table = Table(title=f"capture → {summary.out_dir}", title_justify="left")
     for col in ("file", "format", "packets", "bytes", "non-IP", "malformed", "fragments"):
@@ -40,6 +41,8 @@ def print_capture(summary: Any) -> None:
     out.print(table)
     rate = summary.packets / summary.seconds if summary.seconds else 0.0
     out.print(f"{summary.packets:,} packets in {summary.seconds:.2f} s ({rate:,.0f} packets/s)")
+    if summary.arp:
+        out.print(f"{summary.arp:,} ARP frames (of the non-IP ones) → {summary.arp_dir}")
 
 
 def print_flows(summary: Any) -> None:
@@ -136,25 +139,39 @@ def print_training(res: Any, target_fpr: float) -> None:
     )
 
 
-def print_findings(result: Any) -> None:
-    """Skipped kinds, the findings table (low severity only counted), then where findings and report are."""
+def print_findings(result: Any, fail_on: str = "medium") -> None:
+    """Skipped kinds, the findings table (low severity only counted unless ``fail_on`` is low), how many findings
+    are below ``fail_on`` (they do not make the exit code 3), then where findings and report are."""
     for kind, why in result.skipped_kinds.items():
         err.print(f"[yellow]{kind}: skipped[/]: {why}", highlight=False, soft_wrap=True)
     models = ", ".join(f"{r.name or r.uri} v{r.version}" if r.version else r.uri for r in result.models.values())
-    shown = [f for f in result.findings if f.severity != "low"]
-    low = len(result.findings) - len(shown)
+    shown = [f for f in result.findings if f.severity != "low" or fail_on == "low"]
     if shown:
         out.print(_findings_table(shown, models))
     elif not result.findings:
         out.print(f"nothing flagged ({models})", highlight=False)
-    if low:
-        out.print(f"{low} low-severity finding{'s' if low != 1 else ''} (single windows near the threshold) "
-                  "are in the report", highlight=False)  # fmt: skip
+    below = _below(result.findings, fail_on)
+    if below:
+        hidden = " (low ones: single windows near the threshold or too little evidence; not listed here)"
+        out.print(f"{below} below --fail-on {fail_on}, so not failing: in the report and the JSON"
+                  f"{hidden if len(shown) < len(result.findings) else ''}", highlight=False)  # fmt: skip
     state = " (up to date; --force reruns)" if result.skipped_unchanged else ""
     out.print(f"findings: {result.findings_dir}; report: {result.report}{state}", highlight=False)
     if result.run_id:
         out.print(f"inspection run {result.run_id}; browse runs and models with "
                   f"`netsentry ui --tracking-uri {result.tracking_uri}`", highlight=False)  # fmt: skip
+
+
+def _below(findings: list[Any], fail_on: str) -> str:
+    """'2 findings (1 medium, 1 low)' below ``fail_on``; '' when none."""
+    order = ("high", "medium", "low")
+    worst = order.index(fail_on) if fail_on in order else 1
+    counts = {s: sum(f.severity == s for f in findings) for s in order[worst + 1 :]}
+    n = sum(counts.values())
+    if not n:
+        return ""
+    parts = ", ".join(f"{k} {s}" for s, k in counts.items() if k)
+    return f"{n} finding{'s' if n != 1 else ''} ({parts})"
 
 
 def _findings_table(shown: list[Any], models: str) -> Table:
@@ -164,7 +181,7 @@ def _findings_table(shown: list[Any], models: str) -> Table:
     for col in ("severity", "kind", "scope", "from", "to", "windows", "score / thr", "what"):
         table.add_column(col, justify="right" if col in ("windows", "score / thr") else "left",
                          overflow="fold")  # fmt: skip
-    colour = {"high": "bold red", "medium": "yellow"}
+    colour = {"high": "bold red", "medium": "yellow", "low": "dim"}
     for f in shown:
         table.add_row(
             f"[{colour[f.severity]}]{f.severity}[/]",

@@ -59,7 +59,9 @@ def test_a_lossy_uplink_is_one_incident_at_the_host() -> None:
             ("capture_point", "host.pcap"),
         ]
     }
-    df = windows(hit, retransmissions=12.0, dup_acks=20.0)
+    # 12 retransmitted data segments of 80 per window, in 4 connections: a lossy link by the minimum evidence rule
+    # (the windows once carried retransmissions with a data retransmission rate of 0, which no capture produces)
+    df = windows(hit, retransmissions=12.0, retransmission_rate=12 / 80, retransmitting_flows=4.0, dup_acks=20.0)
     found = fault_findings(df, VM_HOSTS, MODEL)
     assert len(found) == 1
     f = found[0]
@@ -115,7 +117,9 @@ BASE = {"matched_loss_rate": 0.0, "lost_packets": 0.0, "syn_unanswered": 0.0, "p
         ({"rtt_p99_vs_baseline": 8.0}, "latency"),
         ({"hop_delay_ratio_max": 5.0, "retransmissions": 1.0, "retransmission_rate": 0.001}, "latency"),
         ({"retransmissions": 30.0, "retransmission_rate": 0.05, "rtt_p99_vs_baseline": 8.0}, "loss"),
-        ({"dup_acks": 12.0}, "loss"),
+        ({"dup_acks": 12.0}, "reordering"),  # was "loss": dup-ACKs without any retransmission are reordering
+        ({"out_of_order": 5.0}, "reordering"),
+        ({"dup_acks": 12.0, "retransmissions": 2.0}, "loss"),
         ({"burstiness_max": 200.0, "max_packets_per_ms": 80.0}, "microburst"),
         ({"burstiness_max": 300.0, "max_packets_per_ms": 3.0}, "other"),
         ({"zero_windows": 4.0}, "zero_window"),

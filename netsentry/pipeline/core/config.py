@@ -68,6 +68,7 @@ class InspectSettings(_Section):
     pseudonymize: bool = False
     pseudonym_key_file: Path | None = None
     ui_url: str | None = None
+    fail_on: Literal["high", "medium", "low"] = "medium"
 
 
 class RunSettings(_Section):

@@ -4,7 +4,8 @@ A loss burst on one host uplink flags that host's rows, the host pairs through i
 points that saw the traffic. Per scope, consecutive flagged windows (gaps up to ``gap_windows``) form a
 scope incident; scope incidents overlapping in time that share a host form one incident, reported at the
 scope that explains the others (:func:`primary_scope`). Capture-point incidents join the cluster they
-overlap most, or stand alone.
+overlap most, or stand alone. A ``loss`` incident without the minimum evidence of loss
+(:mod:`~netsentry.pipeline.inspect.loss_evidence`) and a ``reordering`` one are reported at low severity.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 from netsentry.pipeline.core.tracking import ModelRef
 from netsentry.pipeline.features.faults.catalogue import FAULT_FEATURES
 from netsentry.pipeline.inspect.findings import Finding, build_finding, hhmmss
+from netsentry.pipeline.inspect.loss_evidence import loss_evidence, loss_shown, shortfall
 from netsentry.pipeline.inspect.scoring import deviations, fold, severity, spreads, timeline
 
 SUSTAINED_WINDOWS = 2
@@ -144,6 +146,7 @@ def magnitude(rows: pd.DataFrame, quiet: pd.DataFrame) -> dict[str, float]:
         "retransmissions": float(s.get("retransmissions", 0.0)),
         "retransmission_rate": float(s.get("retransmissions", 0.0)) / data if data else 0.0,
         "dup_acks": float(s.get("dup_acks", 0.0)),
+        "out_of_order": float(s.get("out_of_order", 0.0)),
         "lost_packets": float(s.get("matched_loss", 0.0)) or float(s.get("lost_segments", 0.0)),
         "rst_packets": float(s.get("rst_packets", 0.0)),
         "reset_connections": float(s.get("reset_connections", 0.0)),
@@ -182,8 +185,10 @@ def fault_type(m: dict[str, float]) -> str:
         m["retransmission_rate"] < 0.02
     ):
         return "latency"
-    if m["retransmissions"] > 0 or m["dup_acks"] > 0 or m["lost_packets"] > 0:
+    if m["retransmissions"] > 0 or m["lost_packets"] > 0:
         return "loss"
+    if m["dup_acks"] > 0 or m.get("out_of_order", 0.0) > 0:  # segments arrived, in another order: nothing was resent
+        return "reordering"
     if m["burstiness_max"] >= 20 and m["max_packets_per_ms"] >= MICROBURST_PACKETS_PER_MS:
         return "microburst"
     if m["zero_windows"] > 0:
@@ -229,11 +234,12 @@ def _finding(scored: pd.DataFrame, members: list[ScopeIncident], model: ModelRef
         "timeline": timeline(all_rows),
     }
     windows = len(rows)
-    sev = severity(windows, tail, sustained=SUSTAINED_WINDOWS)
+    kind = fault_type(mag)
+    sev = _capped(kind, severity(windows, tail, sustained=SUSTAINED_WINDOWS), evidence, rows, quiet)
     in_vm = p.scope_type == "vm" and "/" in p.scope
     return build_finding(
         "fault",
-        fault_type(mag),
+        kind,
         id_parts=("fault", p.scope_type, p.scope, p.start_ns),
         scope_type=p.scope_type,
         scope=p.scope,
@@ -252,8 +258,24 @@ def _finding(scored: pd.DataFrame, members: list[ScopeIncident], model: ModelRef
     )
 
 
+def _capped(kind: str, sev: str, evidence: dict[str, Any], rows: pd.DataFrame, quiet: pd.DataFrame) -> str:
+    """Severity after the evidence rules: loss without the minimum evidence of loss, and reordering, stay low
+    (``evidence`` gets ``loss_evidence`` and, when loss falls short, ``insufficient_evidence``)."""
+    if kind == "reordering":
+        return "low"
+    if kind != "loss":
+        return sev
+    ev = loss_evidence(rows, quiet)
+    evidence["loss_evidence"] = ev
+    if loss_shown(ev) is not None:
+        return sev
+    evidence["insufficient_evidence"] = shortfall(ev)
+    return "low"
+
+
 _WHAT = {
     "loss": "dropped packets",
+    "reordering": "reordered packets",
     "latency": "delayed packets",
     "microburst": "saw a microburst",
     "reset_storm": "saw a reset storm",
@@ -282,9 +304,15 @@ def fault_summary(f: Finding) -> str:
         )
     if f.type == "black_hole":
         parts.append(f"{m.get('syn_unanswered', 0):,.0f} unanswered SYNs")
+    if f.type == "reordering":
+        parts.append(f"{m.get('dup_acks', 0):,.0f} duplicate ACKs, {m.get('out_of_order', 0):,.0f} out-of-order "
+                     "packets, no retransmission (reordering, not loss)")  # fmt: skip
     if f.type == "microburst":
         parts.append(f"{m.get('max_packets_per_ms', 0):,.0f} packets in 1 ms ({m.get('burstiness_max', 0):,.0f}x mean)")
     related = f.evidence.get("related_scopes", [])
     if related:
         parts.append(f"also seen on {len(related)} related scope{'s' if len(related) != 1 else ''}")
+    short = f.evidence.get("insufficient_evidence")
+    if short:
+        parts.append(f"too little evidence of loss ({short})")
     return text + (": " + ", ".join(parts) if parts else "") + "."

@@ -13,6 +13,10 @@ Evidence layout (all keys optional; values are plain JSON):
 * ``remotes``: ``[{"ip", "flows", "packets", "bytes", "ports"}]`` — top remote endpoints.
 * ``ports``: ``[{"port", "proto", "flows", "failed"}]`` — top remote ports.
 * ``magnitude``: ``{name: number}`` — fault size (retransmission rate, RTT p99 vs baseline, lost packets, ...).
+* ``loss_evidence``: ``{name: number}`` — for ``loss`` faults, what the minimum evidence of loss reads (retransmitted
+  data segments, retransmitting flows, rate lower bound vs baseline, matched loss; see ``loss_evidence.py``).
+* ``insufficient_evidence``: text — why a ``loss`` fault stays at low severity (e.g. "2 retransmitted data segments
+  in 1 flow").
 * ``timeline``: ``[{"start_ns", "end_ns", "score", "flag"}]`` — every window of this scope, for plots.
 """
 
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
 
 KINDS = ("compromise", "fault")
 SEVERITIES = ("high", "medium", "low")
-FAULT_TYPES = ("loss", "latency", "microburst", "reset_storm", "black_hole", "zero_window", "other")
+FAULT_TYPES = ("loss", "reordering", "latency", "microburst", "reset_storm", "black_hole", "zero_window", "other")
 
 FINDINGS = pa.schema(
     [

@@ -24,7 +24,13 @@ from netsentry.pipeline.core.tracking import EXPERIMENTS, ModelRef, Tracker
 from netsentry.pipeline.features.stage import read_feature_table
 from netsentry.pipeline.inspect.compromise import MIN_CONNECTIONS, compromise_findings, require_support
 from netsentry.pipeline.inspect.faults import fault_findings
-from netsentry.pipeline.inspect.findings import Finding, findings_document, findings_from_table, findings_table
+from netsentry.pipeline.inspect.findings import (
+    SEVERITIES,
+    Finding,
+    findings_document,
+    findings_from_table,
+    findings_table,
+)
 from netsentry.pipeline.inspect.flow_evidence import FlowIndex
 from netsentry.pipeline.inspect.scoring import score_windows
 from netsentry.pipeline.ui import remote_ui_url
@@ -79,6 +85,14 @@ class InspectResult:
     def counts(self) -> dict[str, int]:
         """Findings per ``kind:severity``."""
         return dict(Counter(f"{f.kind}:{f.severity}" for f in self.findings))
+
+
+def at_or_above(findings: list[Finding], severity: str) -> list[Finding]:
+    """The findings of ``severity`` or worse (``--fail-on``: only these make the exit code 3)."""
+    if severity not in SEVERITIES:
+        raise ConfigError(f"fail-on severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+    worst = SEVERITIES.index(severity)
+    return [f for f in findings if SEVERITIES.index(f.severity) <= worst]
 
 
 def _vm_hosts(workspace: Path) -> dict[str, str]:

@@ -163,6 +163,16 @@ def ports_table(f: Finding) -> str:
                  caption="Top remote ports")  # fmt: skip
 
 
+def _cap_reason(f: Finding) -> str:
+    """Why a fault stays at low severity whatever its score: too little evidence of loss, or reordering."""
+    ev = f.evidence if isinstance(f.evidence, Mapping) else {}
+    if ev.get("insufficient_evidence"):
+        return f"too little evidence of loss: {ev['insufficient_evidence']}"
+    if f.kind == "fault" and f.type == "reordering":
+        return "reordering (duplicate ACKs or out-of-order packets without retransmission) is not loss"
+    return ""
+
+
 def _facts(f: Finding) -> str:
     items = [
         ("Kind", f"{f.kind} ({f.type})" if f.type and f.type != f.kind else f.kind),
@@ -175,6 +185,7 @@ def _facts(f: Finding) -> str:
             f"{units.utc(f.start_ns)} – {units.utc(f.end_ns)} UTC ({units.duration(f.end_ns - f.start_ns)})",
         ),
         ("Flagged windows", units.num(f.windows)),
+        ("Severity capped at low", _cap_reason(f)),
         ("Score / threshold", f"{units.num(f.score)} / {units.num(f.threshold)}"),
         ("Model", f"{f.model_uri} (version {f.model_version})" if f.model_version else f.model_uri),
         ("Finding id", f.finding_id),
@@ -189,6 +200,7 @@ def evidence_card(f: Finding, anchor: str) -> str:
         _facts(f),
         features_table(f),
         named_values_table(_dict(ev, "magnitude"), "Magnitude"),
+        named_values_table({k: v for k, v in _dict(ev, "loss_evidence").items() if v is not None}, "Evidence of loss"),
         named_values_table(_dict(ev, "counts"), "Counts over the flagged span"),
         remotes_table(f),
         ports_table(f),

@@ -9,9 +9,10 @@ import pandas as pd
 from netsentry.pipeline.features.faults.catalogue import FAULT_FEATURES, FAULT_MONOTONIC
 from netsentry.pipeline.features.tenant.catalogue import MODEL_FEATURES, TENANT_FEATURES
 
-CONTEXT_COLUMNS = ("observed_s", "matched_packets")
+CONTEXT_COLUMNS = ("observed_s", "matched_packets", "retransmitting_flows")
 """Catalogued columns that describe a window rather than behaviour; not model inputs (``matched_packets`` counts
-packets seen at several taps: zero for every single-tap capture, whatever its health)."""
+packets seen at several taps: zero for every single-tap capture, whatever its health; ``retransmitting_flows`` is
+read by inspect's minimum evidence of loss, and models trained before it existed must keep their inputs)."""
 
 
 def feature_columns(kind: str) -> list[str]:

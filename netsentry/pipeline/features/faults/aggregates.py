@@ -34,6 +34,29 @@ class Partials:
         return df.groupby(self.keys, as_index=False, sort=False).agg(spec)
 
 
+class DistinctKeys:
+    """Distinct rows of integer keys, deduplicated now and then: counts of distinct things that do not depend on
+    how the input was chunked (a flow seen in two chunks of one window counts once)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        self._parts: list[pd.DataFrame] = []
+
+    def add(self, columns: dict[str, np.ndarray]) -> None:
+        frame = pd.DataFrame(columns, columns=self.keys)
+        if len(frame):
+            self._parts.append(frame.drop_duplicates())
+        if len(self._parts) > _CONSOLIDATE:
+            self._parts = [pd.concat(self._parts, ignore_index=True).drop_duplicates()]
+
+    def count(self, by: list[str], name: str) -> pd.DataFrame:
+        """Distinct rows per ``by`` group, as a ``by`` + ``name`` frame."""
+        if not self._parts:
+            return pd.DataFrame(columns=[*by, name])
+        df = pd.concat(self._parts, ignore_index=True).drop_duplicates()
+        return df.groupby(by, as_index=False, sort=False).size().rename(columns={"size": name})
+
+
 def log_bin(ms: np.ndarray) -> np.ndarray:
     """Delays in ms → their log histogram bin."""
     return np.floor(np.log10(np.maximum(ms, _MIN_MS)) * _BINS_PER_DECADE).astype(np.int64)

@@ -21,7 +21,7 @@ from netsentry.pipeline.capture.tenants import TenantMap
 from netsentry.pipeline.core.errors import ConfigError, SchemaError
 from netsentry.pipeline.core.schemas import ACK, RST, SYN, TCP_ANALYSIS_BITS, ip16_numpy
 from netsentry.pipeline.core.units import NS_PER_MS, NS_PER_S
-from netsentry.pipeline.features.faults.aggregates import Partials, hist_quantile
+from netsentry.pipeline.features.faults.aggregates import DistinctKeys, Partials, hist_quantile
 from netsentry.pipeline.features.faults.arrays import count_per_group, dict_codes, flow_hash, group_rows, loo_median
 from netsentry.pipeline.features.faults.catalogue import (
     EVENT_COLUMNS,
@@ -82,6 +82,7 @@ class FaultWindowBuilder:
         self._events = Partials(["scope", "window"])
         self._flows = Partials(["scope", "window"])
         self._udp = Partials(["scope", "window", "server"])
+        self._retx_flows = DistinctKeys(["scope", "window", "flow"])
         self._rtt: list[dict[str, np.ndarray]] = []  # one sample per handshake: ~80 bytes each
 
     # ------------------------------------------------------------------ inputs
@@ -193,13 +194,15 @@ class FaultWindowBuilder:
         a = events.column("analysis").to_numpy().astype(np.int64)
         bit = TCP_ANALYSIS_BITS
         retx = (a & bit["retransmission"]) != 0
+        data_retx = retx & (events.column("payload_len").to_numpy() > 0)
+        hit = data_retx[r]
+        self._retx_flows.add({"scope": scopes[codes[hit]], "window": windows[codes[hit]],
+                              "flow": _connection_hash(events)[r[hit]]})  # fmt: skip
         cols = {
             "scope": scopes,
             "window": windows,
             "retransmissions": count_per_group(codes, n_groups, retx[r]),
-            "data_retransmissions": count_per_group(
-                codes, n_groups, (retx & (events.column("payload_len").to_numpy() > 0))[r]
-            ),
+            "data_retransmissions": count_per_group(codes, n_groups, hit),
             "fast_retransmissions": count_per_group(codes, n_groups, ((a & bit["fast_retransmission"]) != 0)[r]),
             "dup_acks": count_per_group(codes, n_groups, ((a & bit["duplicate_ack"]) != 0)[r]),
             "out_of_order": count_per_group(codes, n_groups, ((a & bit["out_of_order"]) != 0)[r]),
@@ -294,7 +297,9 @@ class FaultWindowBuilder:
             burstiness=("burst", "max"),
             capture_points=("point", "nunique"),
         )
-        for part in (self._events.frame(), self._flows.frame(), self._hops.counts.frame(), self._udp_unanswered()):
+        retx_flows = self._retx_flows.count(["scope", "window"], "retransmitting_flows")
+        for part in (self._events.frame(), retx_flows, self._flows.frame(), self._hops.counts.frame(),
+                     self._udp_unanswered()):  # fmt: skip
             if len(part):
                 df = df.join(part.set_index(["scope", "window"]), how="left")
         df = df.join(self._latency(), how="left").reset_index()
@@ -328,10 +333,10 @@ class FaultWindowBuilder:
         return pd.concat(cols, axis=1)
 
     def _features(self, df: pd.DataFrame) -> pd.DataFrame:
-        zero_fill = ["retransmissions", "data_retransmissions", "fast_retransmissions", "dup_acks", "out_of_order",
-                     "lost_segments", "zero_windows", "connections", "syn_attempts", "syn_unanswered",
-                     "handshake_failures", "reset_connections", "handshakes", "matched", "lost", "udp_requests",
-                     "udp_unanswered"]  # fmt: skip
+        zero_fill = ["retransmissions", "data_retransmissions", "retransmitting_flows", "fast_retransmissions",
+                     "dup_acks", "out_of_order", "lost_segments", "zero_windows", "connections", "syn_attempts",
+                     "syn_unanswered", "handshake_failures", "reset_connections", "handshakes", "matched", "lost",
+                     "udp_requests", "udp_unanswered"]  # fmt: skip
         for c in zero_fill:
             df[c] = df[c].fillna(0).astype(np.int64) if c in df else 0
         for c in ("handshake_rtt_p50_ms", "handshake_rtt_p99_ms", "handshake_rtt_path_ratio", "hop_delay_p50_ms",
@@ -374,6 +379,18 @@ class FaultWindowBuilder:
         df["capture_points"] = df["capture_points"].astype(np.int16)
         out = df[list(KEY_COLUMNS) + list(FAULT_FEATURES)]
         return out.sort_values(["scope_type", "scope", "window_start_ns"], ignore_index=True)
+
+
+def _connection_hash(events: pa.Table) -> np.ndarray:
+    """Per tcp_events row, a hash of its TCP connection, the same for both directions (the smaller of the two
+    directed hashes); without port columns, of its address pair."""
+    vni = events.column("vni").to_numpy().astype(np.uint32)
+    src, dst = ip16_numpy(events.column("src_ip")), ip16_numpy(events.column("dst_ip"))
+    zero = np.zeros(events.num_rows, np.uint16)
+    sport = events.column("src_port").to_numpy() if "src_port" in events.column_names else zero
+    dport = events.column("dst_port").to_numpy() if "dst_port" in events.column_names else zero
+    tcp = np.full(events.num_rows, 6, np.uint8)
+    return np.minimum(flow_hash(vni, src, dst, sport, dport, tcp), flow_hash(vni, dst, src, dport, sport, tcp))
 
 
 def _hop_ratio(per_hop: pd.Series, samples: pd.Series) -> pd.Series:

@@ -17,6 +17,8 @@ FAULT_FEATURES: dict[str, str] = {
     "tcp_data_packets": "TCP packets carrying payload (count)",
     "retransmissions": "packets flagged tcp.analysis.retransmission, incl. fast, spurious and SYN ones (count)",
     "retransmission_rate": "retransmitted packets with payload / tcp_data_packets; 0 without data (ratio)",
+    "retransmitting_flows": "TCP connections (either direction, any capture point) with a retransmitted packet "
+    "carrying payload in the window; context for the minimum evidence of loss, not a model input (count)",
     "fast_retransmissions": "packets flagged tcp.analysis.fast_retransmission (count)",
     "dup_acks": "packets flagged tcp.analysis.duplicate_ack (count)",
     "dup_ack_rate": "dup_acks / tcp_packets; 0 without TCP (ratio)",
