@@ -12,13 +12,14 @@ import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from netsentry.pipeline.capture.reader import CaptureStats, read_packets
 from netsentry.pipeline.capture.stage import CaptureOptions, run_capture
-from netsentry.pipeline.core.schemas import PACKETS
+from netsentry.pipeline.core.schemas import ARP, PACKETS
 from netsentry.pipeline.features.stage import run_features
 from netsentry.pipeline.flows.stage import run_flows
 from netsentry.pipeline.simulate.stage import simulate_to_dir
@@ -166,6 +167,19 @@ def read_all(path: Path, **kw: object) -> tuple[pa.Table, CaptureStats]:
     tables = list(read_packets(path, stats=stats, **kw))  # type: ignore[arg-type]
     table = pa.concat_tables(tables) if tables else PACKETS.empty_table()
     return table, stats
+
+
+def read_tables(reader: Callable[..., Any], path: Path, **kw: object) -> tuple[pa.Table, pa.Table, CaptureStats]:
+    """A whole capture through a batch reader (``read_capture`` or the pyshark engine's): packets, ARP, stats."""
+    stats = CaptureStats(path=str(path))
+    batches = list(reader(path, stats=stats, **kw))
+    packets = [b.packets for b in batches if b.packets is not None]
+    arp = [b.arp for b in batches if b.arp is not None]
+    return (
+        pa.concat_tables(packets) if packets else PACKETS.empty_table(),
+        pa.concat_tables(arp) if arp else ARP.empty_table(),
+        stats,
+    )
 
 
 @pytest.fixture(scope="session")

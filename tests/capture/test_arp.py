@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from netsentry.pipeline.capture.reader import CaptureStats, read_capture
+from netsentry.pipeline.capture.reader import read_capture
 from netsentry.pipeline.capture.stage import run_capture
 from netsentry.pipeline.cli import app
 from netsentry.pipeline.core import catalog
@@ -21,7 +21,7 @@ from netsentry.pipeline.core.schemas import ARP, PACKETS, ip_text, mac_from_text
 from netsentry.pipeline.features.stage import run_features
 from netsentry.pipeline.flows.stage import run_flows
 from tests import pcapbuild as pb
-from tests.conftest import TSHARK, run_tshark
+from tests.conftest import TSHARK, read_tables, run_tshark
 from tests.paths import SHARED_DATA
 
 T0 = 1_700_000_000_000_000_000
@@ -29,19 +29,6 @@ A, B, C, GW = "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.254"
 MAC_C, MAC_GW = "02:00:00:00:00:0c", "02:00:00:00:00:fe"
 ARP_SCAN = SHARED_DATA / "open" / "sgr-favilli" / "hs-arpScan.pcap"
 SCANNER, SCANNER_MAC = "10.0.0.128", "00:0c:29:20:a8:7f"
-
-
-def read_all(path: Path, **kw: object) -> tuple[pa.Table, pa.Table, CaptureStats]:
-    """A whole capture: its packets table, its ARP table, its stats."""
-    stats = CaptureStats(path=str(path))
-    batches = list(read_capture(path, stats=stats, **kw))  # type: ignore[arg-type]
-    packets = [b.packets for b in batches if b.packets is not None]
-    arp = [b.arp for b in batches if b.arp is not None]
-    return (
-        pa.concat_tables(packets) if packets else PACKETS.empty_table(),
-        pa.concat_tables(arp) if arp else ARP.empty_table(),
-        stats,
-    )
 
 
 def rows(arp: pa.Table) -> list[dict]:
@@ -100,7 +87,7 @@ def write(path: Path, frames: list[bytes], linktype: int = pb.LINKTYPE_ETHERNET)
 
 
 def test_arp_frames_decode_to_known_rows(tmp_path: Path) -> None:
-    packets, arp, stats = read_all(write(tmp_path / "arp.pcap", arp_frames()))
+    packets, arp, stats = read_tables(read_capture, write(tmp_path / "arp.pcap", arp_frames()))
     assert arp.schema == ARP
     assert [tuple(r[k] for k in KEYS) for r in rows(arp)] == EXPECTED
     assert arp["ts_ns"].to_pylist() == EXPECTED_TS
@@ -116,15 +103,15 @@ def test_every_cut_of_an_arp_frame_is_malformed_until_it_is_whole(tmp_path: Path
     of no kind we keep) and never as a row; the whole frame is one row."""
     frame = pb.ethernet(pb.arp_request(A, B), pb.ETH_ARP, vlans=[7])
     cuts = list(range(len(frame)))
-    _, arp, stats = read_all(write(tmp_path / "cuts.pcap", [frame[:k] for k in cuts] + [frame]))
+    _, arp, stats = read_tables(read_capture, write(tmp_path / "cuts.pcap", [frame[:k] for k in cuts] + [frame]))
     assert arp.num_rows == 1 and arp["vlan"].to_pylist() == [7]
     assert stats.malformed == len(cuts) and stats.non_ip == 1
 
 
 def test_arp_rows_survive_small_batches(tmp_path: Path) -> None:
     path = write(tmp_path / "arp.pcap", arp_frames() * 5)
-    _, whole, _ = read_all(path)
-    _, batched, stats = read_all(path, batch_records=3, chunk_bytes=1 << 16)
+    _, whole, _ = read_tables(read_capture, path)
+    _, batched, stats = read_tables(read_capture, path, batch_records=3, chunk_bytes=1 << 16)
     assert batched.equals(whole) and whole.num_rows == 30 and stats.arp == 30
 
 
@@ -137,7 +124,7 @@ def test_arp_rows_survive_small_batches(tmp_path: Path) -> None:
     ids=["sll", "sll2"],
 )
 def test_cooked_captures_give_the_source_mac_only(tmp_path: Path, linktype: int, frame: bytes) -> None:
-    _, arp, stats = read_all(write(tmp_path / "cooked.pcap", [frame], linktype))
+    _, arp, stats = read_tables(read_capture, write(tmp_path / "cooked.pcap", [frame], linktype))
     (row,) = rows(arp)
     assert (row["src_mac"], row["dst_mac"], row["sender_mac"], row["sender_ip"]) == (pb.MAC_A, pb.MAC_ZERO, pb.MAC_A, A)
     assert stats.arp == 1 and stats.linktypes == {linktype}
@@ -146,7 +133,7 @@ def test_cooked_captures_give_the_source_mac_only(tmp_path: Path, linktype: int,
 def test_arp_inside_vxlan_carries_the_vni_and_inner_macs(tmp_path: Path) -> None:
     inner = pb.ethernet(pb.gratuitous_arp(GW, sender_mac=MAC_GW), pb.ETH_ARP, src=MAC_GW, dst=pb.MAC_BROADCAST)
     outer = pb.ethernet(pb.ipv4(A, B, pb.UDP, pb.udp(A, B, 40000, pb.VXLAN_PORT, pb.vxlan(5001, inner))), vlans=[3])
-    packets, arp, _ = read_all(write(tmp_path / "vx.pcap", [outer]))
+    packets, arp, _ = read_tables(read_capture, write(tmp_path / "vx.pcap", [outer]))
     (row,) = rows(arp)
     assert (row["vni"], row["vlan"], row["src_mac"], row["sender_ip"], row["gratuitous"]) == (5001, 3, MAC_GW, GW, True)
     assert packets.num_rows == 0  # as before: the tunnel packet of a non-IP inner frame is not a packet row
@@ -217,7 +204,7 @@ def arp_scan() -> Path:
 @pytest.mark.shared
 def test_real_arp_scan(arp_scan: Path, tmp_path: Path) -> None:
     """509 who-has requests from 10.0.0.128 (00:0c:29:20:a8:7f), broadcast, for the 256 addresses of 10.0.0.0/24."""
-    packets, arp, stats = read_all(arp_scan)
+    packets, arp, stats = read_tables(read_capture, arp_scan)
     assert (packets.num_rows, arp.num_rows, stats.arp, stats.malformed) == (0, 509, 509, 0)
     got = rows(arp)
     assert {(r["op"], r["sender_ip"], r["sender_mac"], r["src_mac"], r["dst_mac"]) for r in got} == {
@@ -237,5 +224,8 @@ def test_real_arp_scan(arp_scan: Path, tmp_path: Path) -> None:
 def test_real_arp_scan_matches_tshark(arp_scan: Path) -> None:
     fields = ("arp.opcode", "arp.src.hw_mac", "arp.src.proto_ipv4", "arp.dst.proto_ipv4")
     expected = [tuple(r[f][0] for f in fields) for r in run_tshark(arp_scan, fields)]
-    got = [(str(r["op"]), r["sender_mac"], r["sender_ip"], r["target_ip"]) for r in rows(read_all(arp_scan)[1])]
+    got = [
+        (str(r["op"]), r["sender_mac"], r["sender_ip"], r["target_ip"])
+        for r in rows(read_tables(read_capture, arp_scan)[1])
+    ]
     assert got == expected

@@ -11,11 +11,12 @@ import pyarrow as pa
 import pytest
 
 from netsentry.pipeline.capture.pyshark_reader import read_capture_pyshark, read_packets_pyshark
-from netsentry.pipeline.capture.reader import CaptureStats, read_capture
+from netsentry.pipeline.capture.reader import read_capture
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, ToolMissingError
 from netsentry.pipeline.core.schemas import ARP, PACKETS
 from tests import pcapbuild as pb
 from tests.capture.test_arp import arp_frames
+from tests.conftest import read_tables
 from tests.paths import SHARED_DATA
 
 REAL_TRACES = ["zeek/traces/tcp/ssh-dups.pcap", "chrissanders/tcp_ports.pcapng", "zeek/traces/wikipedia.pcap"]
@@ -23,18 +24,6 @@ STATS_FIELDS = ("format", "records", "packets", "bytes", "non_ip", "arp", "malfo
                 "first_ts_ns", "last_ts_ns")  # fmt: skip
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
-
-
-def _read(reader, path: Path, **kw) -> tuple[pa.Table, pa.Table, CaptureStats]:
-    stats = CaptureStats(path=str(path))
-    batches = list(reader(path, stats=stats, **kw))
-    packets = [b.packets for b in batches if b.packets is not None]
-    arp = [b.arp for b in batches if b.arp is not None]
-    return (
-        pa.concat_tables(packets) if packets else PACKETS.empty_table(),
-        pa.concat_tables(arp) if arp else ARP.empty_table(),
-        stats,
-    )
 
 
 def _assert_same_rows(path: Path, fast: pa.Table, slow: pa.Table, schema: pa.Schema) -> None:
@@ -55,8 +44,8 @@ def assert_same_packets(path: Path, **kw) -> pa.Table:
 
 def assert_same_capture(path: Path, **kw) -> tuple[pa.Table, pa.Table]:
     """:func:`assert_same_packets`, returning the pyshark engine's packet and ARP tables."""
-    fast, fast_arp, fast_stats = _read(read_capture, path)
-    slow, slow_arp, slow_stats = _read(read_capture_pyshark, path, **kw)
+    fast, fast_arp, fast_stats = read_tables(read_capture, path)
+    slow, slow_arp, slow_stats = read_tables(read_capture_pyshark, path, **kw)
     _assert_same_rows(path, fast, slow, PACKETS)
     _assert_same_rows(path, fast_arp, slow_arp, ARP)
     for f in STATS_FIELDS:
