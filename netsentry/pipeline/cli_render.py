@@ -185,7 +185,7 @@ def _findings_table(shown: list[Any], models: str) -> Table:
     for f in shown:
         table.add_row(
             f"[{colour[f.severity]}]{f.severity}[/]",
-            f.kind if f.kind == "compromise" else f"fault: {f.type}",
+            f.kind if f.type == f.kind else f"{f.kind}: {f.type}",
             f.scope + (f" ({f.ip})" if f.ip and f.ip != f.scope else ""),
             hhmmss(f.start_ns), hhmmss(f.end_ns), f"{f.windows:,}", f"{f.score:.3g} / {f.threshold:.3g}",
             f.summary,

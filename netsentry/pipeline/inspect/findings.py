@@ -17,6 +17,9 @@ Evidence layout (all keys optional; values are plain JSON):
   data segments, retransmitting flows, rate lower bound vs baseline, matched loss; see ``loss_evidence.py``).
 * ``insufficient_evidence``: text — why a ``loss`` fault stays at low severity (e.g. "2 retransmitted data segments
   in 1 flow").
+* ``claimants``: ``[{"mac", "address", "claims", "replies", "gratuitous", "first_ns", "last_ns"}]`` — for
+  ``arp_spoofing``, every MAC claiming the address (``arp_scan`` and ``arp_spoofing`` keep their fields at the top
+  level too, see ``arp.py``).
 * ``timeline``: ``[{"start_ns", "end_ns", "score", "flag"}]`` — every window of this scope, for plots.
 """
 
@@ -42,7 +45,7 @@ FINDINGS = pa.schema(
     [
         pa.field("finding_id", pa.string(), nullable=False),
         pa.field("kind", pa.string(), nullable=False),  # compromise | fault
-        pa.field("type", pa.string(), nullable=False),  # compromise: "compromise"; fault: one of FAULT_TYPES
+        pa.field("type", pa.string(), nullable=False),  # compromise, arp_scan, arp_spoofing; FAULT_TYPES
         pa.field("scope_type", pa.string(), nullable=False),  # vm | address | host | host_pair | capture_point
         pa.field("scope", pa.string(), nullable=False),  # e.g. "acme/acme-web-1", "host2-host3"
         pa.field("tenant", pa.string(), nullable=False),  # "" when not a tenant scope

@@ -22,6 +22,7 @@ from netsentry.pipeline.core.errors import ConfigError, TrackingError
 from netsentry.pipeline.core.io import atomic_dir, atomic_write_text, manifest_digest, read_manifest, write_manifest
 from netsentry.pipeline.core.tracking import EXPERIMENTS, ModelRef, Tracker
 from netsentry.pipeline.features.stage import read_feature_table
+from netsentry.pipeline.inspect.arp import arp_findings, read_arp
 from netsentry.pipeline.inspect.compromise import MIN_CONNECTIONS, compromise_findings, require_support
 from netsentry.pipeline.inspect.faults import fault_findings
 from netsentry.pipeline.inspect.findings import (
@@ -127,6 +128,7 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
     inputs = {
         "tenant_windows": manifest_digest(catalog.manifest(ws, catalog.TENANT_WINDOWS)),
         "fault_windows": manifest_digest(catalog.manifest(ws, catalog.FAULT_WINDOWS)),
+        "arp": manifest_digest(catalog.manifest(ws, catalog.ARP)),
         "models": {k: [r.uri, r.version, r.run_id] for k, r in refs.items()},
     }
     config = {
@@ -165,6 +167,13 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
         scored_n["faults"] = len(scored)
         meta["fault_windows"] = len(scored)
         _span(meta, scored)
+    arp = read_arp(str(ws))
+    found += arp_findings(arp)
+    if arp is not None and len(arp):
+        meta["arp_frames"] = len(arp)
+        first, last = int(arp["ts_ns"].min()), int(arp["ts_ns"].max())
+        meta["capture_start_ns"] = min(meta.get("capture_start_ns", first), first)
+        meta["capture_end_ns"] = max(meta.get("capture_end_ns", last), last)
     for kind, ref in refs.items():
         meta["models"][kind] = {"uri": ref.uri, "name": ref.name, "version": ref.version, "run_id": ref.run_id,
                                 "experiment_id": ref.experiment_id, "threshold": thresholds.get(kind)}  # fmt: skip

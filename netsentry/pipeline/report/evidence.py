@@ -8,6 +8,7 @@ from typing import Any
 from netsentry.pipeline.core import units
 from netsentry.pipeline.inspect.findings import Finding
 from netsentry.pipeline.report import fmt
+from netsentry.pipeline.report.arp_evidence import arp_table
 from netsentry.pipeline.report.markup import Cell, badge, esc, table, text_cell
 
 SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1}
@@ -202,6 +203,7 @@ def evidence_card(f: Finding, anchor: str) -> str:
         named_values_table(_dict(ev, "magnitude"), "Magnitude"),
         named_values_table({k: v for k, v in _dict(ev, "loss_evidence").items() if v is not None}, "Evidence of loss"),
         named_values_table(_dict(ev, "counts"), "Counts over the flagged span"),
+        arp_table(f),
         remotes_table(f),
         ports_table(f),
     ]
