@@ -8,6 +8,7 @@ owner on a link).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -147,24 +148,10 @@ def _scan_finding(
         "mac": mac, "address": ip, "vni": vni, "target_prefix": _prefix(targets), "first_ns": first,
         "last_ns": last, "bound": SCAN_TARGETS, "span_limit_s": SPAN_NS // 10**9, **counts, "counts": counts,
     }  # fmt: skip
-    return build_finding(
-        "compromise",
-        "arp_scan",
-        id_parts=("arp_scan", mac, ip, vni, first),
-        scope_type="address",
-        scope=ip,
-        ip=ip,
-        capture_point=str(asked["capture_point"].iloc[0]),
-        start_ns=first,
-        end_ns=last,
-        windows=1,
-        score=float(in_span),
-        threshold=float(SCAN_TARGETS),
-        severity="high" if in_span > HIGH_FACTOR * SCAN_TARGETS else "medium",
-        model=ARP_MODEL,
-        evidence=evidence,
-        summarize=_scan_summary,
-    )
+    severity = "high" if in_span > HIGH_FACTOR * SCAN_TARGETS else "medium"
+    where = str(asked["capture_point"].iloc[0])
+    return _address_finding("arp_scan", ip, where, (first, last), (float(in_span), float(SCAN_TARGETS)), severity,
+                            evidence, _scan_summary, id_parts=("arp_scan", mac, ip, vni, first))  # fmt: skip
 
 
 def _scan_summary(f: Finding) -> str:
@@ -203,24 +190,9 @@ def _spoof_finding(key: tuple[int, int], rows: pd.DataFrame, asked_by: int) -> F
         "claimants": claimants, "first_ns": start, "last_ns": end,
         "counts": {"macs": len(claimants), "claims": len(rows), "asked_by": asked_by},
     }  # fmt: skip
-    return build_finding(
-        "compromise",
-        "arp_spoofing",
-        id_parts=("arp_spoofing", ip, vni, start),
-        scope_type="address",
-        scope=ip,
-        ip=ip,
-        capture_point=str(rows["capture_point"].iloc[0]),
-        start_ns=start,
-        end_ns=end,
-        windows=1,
-        score=float(len(claimants)),
-        threshold=2.0,
-        severity="high",
-        model=ARP_MODEL,
-        evidence=evidence,
-        summarize=_spoof_summary,
-    )
+    where = str(rows["capture_point"].iloc[0])
+    return _address_finding("arp_spoofing", ip, where, (start, end), (float(len(claimants)), 2.0), "high", evidence,
+                            _spoof_summary, id_parts=("arp_spoofing", ip, vni, start))  # fmt: skip
 
 
 def _spoof_summary(f: Finding) -> str:
@@ -229,3 +201,23 @@ def _spoof_summary(f: Finding) -> str:
     what = f"gateway {ev['address']} (asked for by {ev['asked_by']} hosts)" if ev["gateway"] else ev["address"]
     others = ", ".join(c["mac"] for c in later)
     return f"{what} is claimed by {len(ev['claimants'])} MACs: {first['mac']} first, then {others}"
+
+
+def _address_finding(
+    finding_type: str,
+    ip: str,
+    capture_point: str,
+    span: tuple[int, int],
+    score_threshold: tuple[float, float],
+    severity: str,
+    evidence: dict[str, Any],
+    summarize: Callable[[Finding], str],
+    *,
+    id_parts: tuple[Any, ...],
+) -> Finding:
+    """An ARP finding about one address: a compromise finding named by the rules, not a registered model."""
+    return build_finding(
+        "compromise", finding_type, id_parts=id_parts, scope_type="address", scope=ip, ip=ip,
+        capture_point=capture_point, start_ns=span[0], end_ns=span[1], windows=1, score=score_threshold[0],
+        threshold=score_threshold[1], severity=severity, model=ARP_MODEL, evidence=evidence, summarize=summarize,
+    )  # fmt: skip
