@@ -165,7 +165,13 @@ def simulate(
         int | None, typer.Option(help="Random seed [default: the scenario's]; same seed, same bytes.")
     ] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds of traffic [default: the scenario's].")] = None,
-    snaplen: Annotated[int, typer.Option(help="Bytes kept per packet in the pcaps (0: whole frames).")] = 0,
+    snaplen: Annotated[
+        int,
+        typer.Option(
+            help="Bytes kept per packet in the pcaps (0: whole frames); a DNS message is never cut before the end "
+            "of its question (as a tap's port-53 filter with a larger snap length keeps it)."
+        ),
+    ] = 0,
 ) -> None:
     """Simulate a multi-tenant cloud and write labelled captures.
 
@@ -367,7 +373,8 @@ def inspect(
     if as_json:
         from netsentry.pipeline.inspect.findings import findings_document
 
-        meta = {"report": str(result.report), "run_id": result.run_id, "fail_on": settings.inspect.fail_on}
+        meta = {"report": str(result.report), "run_id": result.run_id, "fail_on": settings.inspect.fail_on,
+                "not_judged": result.not_judged}  # fmt: skip
         sys.stdout.write(findings_document(result.findings, meta))
     else:
         render.print_findings(result, settings.inspect.fail_on)

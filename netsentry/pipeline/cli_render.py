@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +156,30 @@ def print_findings(result: Any, fail_on: str = "medium") -> None:
         hidden = " (low ones: single windows near the threshold or too little evidence; not listed here)"
         out.print(f"{below} below --fail-on {fail_on}, so not failing: in the report and the JSON"
                   f"{hidden if len(shown) < len(result.findings) else ''}", highlight=False)  # fmt: skip
+    _print_not_judged(getattr(result, "not_judged", []))
     state = " (up to date; --force reruns)" if result.skipped_unchanged else ""
     out.print(f"findings: {result.findings_dir}; report: {result.report}{state}", highlight=False)
     if result.run_id:
         out.print(f"inspection run {result.run_id}; browse runs and models with "
                   f"`netsentry ui --tracking-uri {result.tracking_uri}`", highlight=False)  # fmt: skip
+
+
+def _print_not_judged(items: list[dict[str, Any]], shown: int = 5) -> None:
+    """What the capture was too short or thin to judge, by behaviour, then the first few (never silently clean)."""
+    if not items:
+        return
+    from rich.markup import escape
+
+    by_what = Counter(str(j.get("what", "?")) for j in items)
+    scopes = len({j.get("scope") for j in items})
+    kinds = ", ".join(f"{n} {w}" for w, n in by_what.items())
+    out.print(f"[yellow]not judged[/] ({escape(kinds)}; {scopes} scope(s)): too short or too thin a capture",
+              highlight=False)  # fmt: skip
+    for j in items[:shown]:
+        out.print(f"  {escape(str(j.get('scope')))} {escape(str(j.get('what')))}: {escape(str(j.get('reason')))}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+    if len(items) > shown:
+        out.print(f"  … {len(items) - shown} more in the report and the JSON", highlight=False)
 
 
 def _below(findings: list[Any], fail_on: str) -> str:

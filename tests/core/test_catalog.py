@@ -21,6 +21,7 @@ def test_tables_have_their_workspace_directories_and_schemas(tmp_path: Path) -> 
     assert dirs == {
         "packets": "packets",
         "arp": "arp",
+        "dns": "dns",
         "flows": "flows",
         "tcp_events": "tcp_events",
         "tenant_windows": "features/tenant_windows",
@@ -29,6 +30,7 @@ def test_tables_have_their_workspace_directories_and_schemas(tmp_path: Path) -> 
     }
     assert catalog.PACKETS.schema is schemas.PACKETS
     assert catalog.ARP.schema is schemas.ARP
+    assert catalog.DNS.schema is schemas.DNS
     assert catalog.FLOWS.schema is schemas.FLOWS
     assert catalog.TCP_EVENTS.schema is schemas.TCP_EVENTS
     assert catalog.path(tmp_path, catalog.FAULT_WINDOWS) == tmp_path / "features" / "fault_windows"

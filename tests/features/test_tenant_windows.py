@@ -86,7 +86,9 @@ def test_known_answers_for_one_window() -> None:
     assert a["observed_s"] == pytest.approx(60.0)
     assert a["flows_out_per_min"] == pytest.approx(8.0)
     assert a["remote_ips_out"] == 2 and a["service_ports_out"] == 2 and a["remote_24s_out"] == 2
-    assert a["failed_ratio_out"] == pytest.approx(3 / 5) and a["failed_out_per_min"] == pytest.approx(3.0)
+    # 3 unanswered SYNs of 8 outgoing flows; the DNS queries were answered
+    assert a["failed_ratio_out"] == pytest.approx(3 / 8) and a["failed_out_per_min"] == pytest.approx(3.0)
+    assert a["short_per_service_out_per_min"] == pytest.approx(5.0)  # five 1-s connections to 10.0.0.2:22
     assert a["sensitive_share_out"] == pytest.approx(5 / 8)
     assert a["max_flows_per_service_out"] == 5 and a["max_ports_per_remote_out"] == 1
     assert a["flows_per_service_out"] == pytest.approx(8 / 2)
@@ -102,6 +104,37 @@ def test_known_answers_for_one_window() -> None:
     assert b["failed_ratio_in"] == pytest.approx(3 / 5) and b["sensitive_share_in"] == 1.0
     assert b["max_flows_per_service_in"] == 5 and b["max_remotes_per_port_in"] == 1
     assert list(tw.columns[8:]) == list(TENANT_FEATURES)
+
+
+def test_unanswered_udp_and_icmp_fail_and_a_ping_sweep_is_one_service() -> None:
+    """A ping sweep of 20 hosts (each echo with its own identifier as the flow's 'port') and 10 unanswered UDP
+    probes: 30 failed flows, one ICMP service reaching 20 hosts; a broadcast nobody answers is no failure."""
+    rows = [flow("10.0.0.1", f"10.0.9.{i}", 1000 + i, 0.1 * (i - 1), dur_s=0.0, proto=1, sp=1, dp=0, state="S0")
+            for i in range(1, 21)]  # fmt: skip
+    rows += [flow("10.0.0.1", f"10.0.8.{i}", 40125, 5 + 0.1 * i, dur_s=0.0, proto=17, sp=1, dp=0, state="S0")
+             for i in range(1, 11)]  # fmt: skip
+    rows.append(flow("10.0.0.1", "10.0.0.255", 137, 8.0, dur_s=0.0, proto=17, sp=1, dp=0, state="S0"))
+    rows.append(flow("10.0.0.1", "10.0.0.2", 443, 59.0, dur_s=1.0))  # answered; ends the capture
+    a = row(tenant_windows(flows_table(rows), WindowSpec(60, 60)), "acme-web-1")
+    assert a["failed_out_per_min"] == pytest.approx(30.0)
+    assert a["failed_ratio_out"] == pytest.approx(30 / 32)
+    assert a["max_remotes_per_port_out"] == 20  # ICMP echo: one service, not 20 'ports'
+    assert a["max_ports_per_remote_out"] == 1
+
+
+def test_reflected_replies_count_sources_per_remote_service_port() -> None:
+    """50 reflectors answering from udp/53 to random ports of acme-web-1 (never asked) vs 5 clients of its web port."""
+    rows = []
+    for i in range(50):
+        r = flow(f"198.51.100.{i}", "10.0.0.1", 30000 + i, 0.5 * i, dur_s=0.0, proto=17, sp=1, dp=0, state="S0",
+                 sb=3000)  # fmt: skip
+        r["sport"] = 53
+        rows.append(r)
+    rows += [flow(f"203.0.113.{i}", "10.0.0.1", 443, 1.0 + i) for i in range(5)]
+    rows.append(flow("10.0.0.1", "10.0.0.2", 443, 59.0, dur_s=1.0))
+    a = row(tenant_windows(flows_table(rows), WindowSpec(60, 60)), "acme-web-1")
+    assert a["max_remotes_per_remote_port_in"] == 50
+    assert a["max_remotes_per_port_in"] == 5  # each reflected reply lands on its own local port
 
 
 def test_large_dns_a_resolver_relays_is_not_originated() -> None:
@@ -249,3 +282,65 @@ def test_labels_file_errors(tmp_path: Path) -> None:
     bad.write_text(LABELS.format(s="soon", e=1, s2=1, e2=2))
     with pytest.raises(SchemaError, match=r"line 2.*start_ns"):
         read_labels(bad)
+
+
+def test_rates_divide_by_the_span_the_capture_covers() -> None:
+    # masscan-like: 1001 SYNs to distinct ports in 10 s, the whole capture
+    rows = [flow("10.0.0.1", "198.51.100.7", p, p * 0.01, dur_s=0.0, state="S0", sp=1, dp=0, db=0) for p in range(1001)]
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 10))
+    a = row(tw, "acme-web-1")
+    assert a["observed_s"] == pytest.approx(10.0)
+    assert a["flows_out_per_min"] == pytest.approx(1001 * 6.0)
+    assert a["failed_out_per_min"] == pytest.approx(1001 * 6.0)
+
+
+def test_observed_span_has_a_one_second_floor() -> None:
+    # three connections within 0.2 s: one second of exposure, not 0.2 s (and not 30 s)
+    rows = [flow("10.0.0.1", "10.0.0.2", 22, s, dur_s=0.0) for s in (0.0, 0.1, 0.2)]
+    a = row(tenant_windows(flows_table(rows), WindowSpec(60, 10)), "acme-web-1")
+    assert a["observed_s"] == pytest.approx(1.0)
+    assert a["flows_out_per_min"] == pytest.approx(180.0)
+
+
+def test_a_session_to_a_server_only_one_vm_knows_is_solo_a_shared_one_is_not() -> None:
+    """Both VMs hold a session to 1.1.1.1; acme-web-1 also holds one to 6.6.6.6 (its pool): only that is solo."""
+    rows = [flow(src, "1.1.1.1", 443, 0.0, dur_s=170.0) for src in ("10.0.0.1", "10.0.0.2")]
+    rows.append(flow("10.0.0.1", "6.6.6.6", 3333, 0.0, dur_s=170.0, sb=50_000, db=30_000))
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
+    web, db = row(tw, "acme-web-1", 60.0), row(tw, "acme-db-1", 60.0)
+    assert web["persistent_flows_out"] == 2 and db["persistent_flows_out"] == 1
+    assert web["solo_persistent_flows_out"] == 1 and db["solo_persistent_flows_out"] == 0
+    assert web["solo_persistent_bytes_per_s_out"] == pytest.approx(80_000 * 60 / 170 / 60)
+
+
+def test_without_a_tenant_map_no_remote_is_solo() -> None:
+    """Which addresses are our hosts is unknown without a tenant map: solo says nothing (0)."""
+    no_map = {"192.0.2.1": ("external", "external")}  # a map that knows none of these addresses
+    rows = [flow(src, "6.6.6.6", 3333, 0.0, dur_s=170.0, tenants=no_map) for src in ("10.0.0.1",)]
+    rows.append(flow("10.0.0.2", "1.1.1.1", 443, 0.0, dur_s=170.0, tenants=no_map))
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
+    web = tw[(tw["ip"] == "10.0.0.1") & (tw["window_start_ns"] == T0 + 60 * NS)].iloc[0]
+    assert web["persistent_flows_out"] == 1 and web["solo_persistent_flows_out"] == 0
+
+
+def test_a_check_in_begun_lately_is_a_new_beacon_a_timer_from_the_start_is_not() -> None:
+    """acme-web-1 polls 1.1.1.1 every 10 s from the start; from 120 s it also checks in with 6.6.6.6 every 10 s."""
+    rows = [flow("10.0.0.1", "1.1.1.1", 443, 10.0 * k, dur_s=0.5) for k in range(25)]
+    rows += [flow("10.0.0.1", "6.6.6.6", 8443, 120.0 + 10.0 * k + 3, dur_s=0.5) for k in range(12)]
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
+    before, after = row(tw, "acme-web-1", 60.0), row(tw, "acme-web-1", 180.0)
+    assert before["beacon_score_out"] > 0.9 and before["new_beacon_score_out"] == 0.0
+    assert after["new_beacon_score_out"] > 0.9
+
+
+def test_short_connections_to_a_service_begun_lately_count_steady_ones_do_not() -> None:
+    """acme-web-1 talks to its database every 2 s from the start; at 120 s it starts guessing at 203.0.113.7:2121
+    (20 short connections in a minute): only the guessing is at a new service."""
+    rows = [flow("10.0.0.1", "10.0.0.2", 5432, 2.0 * k, dur_s=0.2) for k in range(95)]
+    rows += [flow("10.0.0.1", "203.0.113.7", 2121, 120.0 + 3.0 * k, dur_s=1.0, sb=60, db=90) for k in range(20)]
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
+    early, late = row(tw, "acme-web-1", 60.0), row(tw, "acme-web-1", 120.0)
+    assert early["short_per_service_out_per_min"] == pytest.approx(30.0)  # the database, 30 a minute
+    assert early["new_service_short_out_per_min"] == 0.0
+    assert late["new_service_short_out_per_min"] == pytest.approx(20.0)
+    assert row(tw, "acme-web-1", 0.0)["new_service_short_out_per_min"] == 0.0  # no history yet: not judged new

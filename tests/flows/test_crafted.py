@@ -165,3 +165,33 @@ def test_later_fragments_join_their_first_fragments_flow(tmp_path: Path) -> None
     assert (row["src_port"], row["dst_port"], row["bidirectional_packets"], row["fragments"]) == (
         4444, 53, len(frags), len(frags),
     )  # fmt: skip
+
+
+def test_idle_split_continuation_keeps_the_original_initiator(tmp_path: Path) -> None:
+    # an established connection falls silent past the idle timeout; the server speaks first after it
+    c, s = 1000, 9000
+    frames = [
+        (0, seg(C, S, 40000, 443, SYN, c)),
+        (1, seg(S, C, 443, 40000, SYN | ACK, s, c + 1)),
+        (2, seg(C, S, 40000, 443, ACK, c + 1, s + 1)),
+        (3, seg(C, S, 40000, 443, PSH | ACK, c + 1, s + 1, b"ping")),
+        (10_000, seg(S, C, 443, 40000, PSH | ACK, s + 1, c + 5, b"late")),
+        (10_001, seg(C, S, 40000, 443, ACK, c + 5, s + 5)),
+    ]
+    flows = flows_of(tmp_path, [pb.Record(f, T0 + ms * MS) for ms, f in frames], idle_timeout_s=5.0)
+    assert flows.column("end_reason").to_pylist() == ["idle", "eof"]
+    assert list(ip_text(flows.column("src_ip"))) == [C, C]
+    assert flows.column("src_port").to_pylist() == [40000, 40000]
+    assert flows.column("dst_port").to_pylist() == [443, 443]
+    # the server's late segment is the continuation's first packet, counted server -> client
+    assert flows.column("dst2src_packets").to_pylist() == [1, 1]
+
+
+def test_syn_after_idle_split_names_its_own_initiator(tmp_path: Path) -> None:
+    # a lone SYN; after the idle timeout the other side sends its own SYN: a new connection, opened by it
+    frames = [
+        (0, seg(C, S, 40000, 443, SYN, 1)),
+        (10_000, seg(S, C, 443, 40000, SYN, 7)),
+    ]
+    flows = flows_of(tmp_path, [pb.Record(f, T0 + ms * MS) for ms, f in frames], idle_timeout_s=5.0)
+    assert list(ip_text(flows.column("src_ip"))) == [C, S]

@@ -21,3 +21,18 @@ def test_one_syn_sources_are_not_judged_and_counted() -> None:
     assert scored["flag"].tolist() == [1, 1, 1, 0, 1]  # the input is not modified
     same, none = require_support(scored[scored["active_flows"] >= MIN_CONNECTIONS])
     assert none == 0 and same["flag"].tolist() == [1, 0]
+
+
+def test_support_counts_dns_queries_of_a_one_socket_tunnel() -> None:
+    scored = pd.DataFrame({"scope": ["tunnel", "lone"], "flag": [1, 1], "active_flows": [1, 1],
+                           "dns_queries_per_min": [150.0, 0.0], "observed_s": [60.0, 60.0]})  # fmt: skip
+    kept, unjudged = require_support(scored)
+    assert kept["flag"].tolist() == [1, 0] and unjudged == 1
+
+
+def test_a_connection_held_open_for_a_window_is_judged() -> None:
+    """A miner's one pool connection, established and open all window, is behaviour; one lone SYN is not."""
+    scored = pd.DataFrame({"scope": ["miner", "lone"], "flag": [1, 1], "active_flows": [1, 1],
+                           "idle_persistent_flows_out": [1.0, 0.0]})  # fmt: skip
+    kept, unjudged = require_support(scored)
+    assert kept["flag"].tolist() == [1, 0] and unjudged == 1

@@ -20,6 +20,7 @@ from netsentry.pipeline.core.schemas import ip16_numpy
 from netsentry.pipeline.simulate import conns as C
 from netsentry.pipeline.simulate.attacks.intrusion import ADMIN_PORTS
 from netsentry.pipeline.simulate.cloud import build_cloud
+from netsentry.pipeline.simulate.dns_payloads import APP_DNS_DNSCAT2, APP_DNS_DNSTT, APP_DNS_IODINE
 from netsentry.pipeline.simulate.events import COMPROMISES, Label, S, SimContext
 from netsentry.pipeline.simulate.scenario import Scenario
 from netsentry.pipeline.simulate.stage import simulate_to_dir
@@ -254,20 +255,31 @@ def test_ddos_udp() -> None:
 
 
 def test_dns_tunnel_via_vpc_resolver() -> None:
-    ctx, vm, c, _, _, _ = run("dns_tunnel")
+    ctx, vm, c, lab, _, _ = run("dns_tunnel", {"tool": "iodine", "qtype": "NULL", "rate": 20})
     dns = ctx.cloud.index("acme-dns-1")
     q = c.select(c["client_vm"] == vm)
     fwd = c.select(c["client_vm"] == dns)
-    assert 250 < len(q) < 350 and len(fwd) == len(q)  # 5/s over 60 s; every new name recursed
+    assert len(q) > 150 and len(fwd) == len(q)  # bursts at 20/s between polls; every new name recursed
+    assert len(np.unique(q["cport"])) == 1 and len(np.unique(fwd["cport"])) > len(q) // 2  # one socket; a resolver's
     assert (q["server_vm"] == dns).all() and (q["sport"] == 53).all() and (q["proto"] == 17).all()
-    assert (q["app"] == C.APP_DNS).all() and q["req_bytes"].min() >= 150 and q["req_bytes"].max() <= 250
-    assert q["resp_bytes"].min() >= 200 and q["resp_bytes"].max() <= 400
+    assert (q["app"] == APP_DNS_IODINE).all() and (fwd["app"] == APP_DNS_IODINE).all()
+    assert q["req_bytes"].min() >= 60 + 29 and q["req_bytes"].max() <= 250 + 29  # names of 60–250 characters
     assert (fwd["server_vm"] == -1).all() and np.isin(fwd["server"], ctx.cloud.external[:2]).all()
     assert (q["server_ns"] > fwd["rtt_ns"]).all()  # the answer waits for the upstream round trip
-    c = run("dns_tunnel", {"forward": False, "rate": 1})[2]
-    assert (c["client_vm"] == vm).all() and 40 < len(c) < 85
-    c = run("dns_tunnel", vm="solo-batch-1")[2]
+    assert "tool=iodine" in lab.detail
+    c = run("dns_tunnel", {"tool": "dnstt", "forward": False, "rate": 5, "sockets": 3})[2]
+    assert (c["client_vm"] == vm).all() and len(np.unique(c["cport"])) == 3 and (c["app"] == APP_DNS_DNSTT).all()
+    c = run("dns_tunnel", {"tool": "iodine"}, vm="solo-batch-1")[2]
     assert (c["server_vm"] == -1).all() and np.isin(c["server"], ctx.cloud.external[:2]).all()
+    c = run("dns_tunnel", {"tool": "dnscat2"})[2]  # straight to its server
+    assert len(np.unique(c["server"])) == 1 and (c["server_vm"] == -1).all() and (c["app"] == APP_DNS_DNSCAT2).all()
+    assert not np.isin(c["server"], ctx.cloud.external[:2]).any()
+    ctx, vm, c, lab, _, _ = run("dns_tunnel", {"server": "vm"})
+    assert (c["server_vm"] == vm).all() and (c["client_vm"] == -1).all() and lab.scope_type == "vm"
+    with pytest.raises(ConfigError, match="tool"):
+        run("dns_tunnel", {"tool": "dns2tcp"})
+    with pytest.raises(ConfigError, match="qtype"):
+        run("dns_tunnel", {"tool": "iodine", "qtype": "A"})
 
 
 def test_lateral_movement() -> None:
@@ -415,13 +427,13 @@ def test_packets_ddos_udp_parse_cleanly(tmp_path: Path) -> None:
 
 
 def test_packets_dns_tunnel(tmp_path: Path) -> None:
-    out, res = simulate_event(tmp_path, "dns_tunnel", {"rate": 5})
+    out, res = simulate_event(tmp_path, "dns_tunnel", {"tool": "dnstt", "rate": 10})
     p = packets(out / "vm.pcap")
     dns_ip = vm_ip(res, "acme-dns-1")
     q = (p["proto"] == 17) & (p["src"] == vm_ip(res)) & (p["dst"] == dns_ip) & (p["dport"] == 53)
-    assert 110 < q.sum() < 200 and p["plen"][q].min() >= 150  # 5/s over 30 s, long names
+    assert q.sum() > 60 and p["plen"][q].min() >= 60 + 29 and len(np.unique(p["sport"][q])) == 1  # one socket
     a = (p["src"] == dns_ip) & (p["dst"] == vm_ip(res)) & (p["sport"] == 53)
-    assert a.sum() == q.sum() and p["plen"][a].min() >= 200
+    assert a.sum() == q.sum() and p["plen"][a].min() >= 117
     g = packets(out / "gateway.pcap")  # the resolver recursing for every new name
     assert ((g["src"] == dns_ip) & (g["dport"] == 53)).sum() == q.sum()
 

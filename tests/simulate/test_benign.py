@@ -24,10 +24,14 @@ def tenant(name: str, cidr: str, roles: dict[str, int], rate: float = 1.0) -> di
 
 
 def make_ctx(tenants: list[dict[str, Any]], duration_s: float = 60.0, seed: int = 1, hosts: int = 4,
-             benign_rate: float = 1.0, overlay: str = "none") -> SimContext:  # fmt: skip
-    """The context ``run.simulate`` builds: cloud from the scenario, then the same rng for behaviours."""
+             benign_rate: float = 1.0, overlay: str = "none", habits: bool = False,
+             load_sigma: float = 0.0) -> SimContext:  # fmt: skip
+    """The context ``run.simulate`` builds: cloud from the scenario, then the same rng for behaviours (per-VM habits
+    off unless ``habits``, every VM at its tenant's rate unless ``load_sigma``: these tests pin the role classes;
+    tests/simulate/test_habits.py covers the habits)."""
     sc = Scenario.model_validate({
         "name": "t", "duration_s": duration_s, "seed": seed, "benign_rate": benign_rate, "overlay": overlay,
+        "habits": habits, "vm_load_sigma": load_sigma,
         "cloud": {"hosts": hosts, "external_hosts": 60, "tenants": tenants},
     })  # fmt: skip
     rng = np.random.default_rng(seed)
@@ -220,3 +224,15 @@ def test_packet_budget_of_a_small_cloud() -> None:
     P = generate_packets(c, 1)
     inside = ((P[:, P_TSEND] >= ctx.t0) & (P[:, P_TSEND] < ctx.t1)).sum()
     assert 20_000 <= inside <= 60_000
+
+
+def test_vms_of_one_role_carry_their_own_load() -> None:
+    """Per-VM load: lognormal around the tenant's rate (mean 1), so web servers of one tenant differ; σ = 0 is flat."""
+    from netsentry.pipeline.simulate.benign import vm_multipliers
+
+    ctx = make_ctx([tenant("a", "10.0.0.0/16", {"web": 400})], load_sigma=0.5)
+    mult = vm_multipliers(ctx)
+    assert 0.9 < mult.mean() < 1.1 and 0.4 < np.log(mult).std() < 0.6
+    assert np.quantile(mult, 0.95) / np.quantile(mult, 0.05) > 3
+    flat = vm_multipliers(make_ctx([tenant("a", "10.0.0.0/16", {"web": 40})], benign_rate=2.0))
+    assert np.all(flat == 2.0)

@@ -317,7 +317,7 @@ def test_faults_are_deterministic() -> None:
 
 def _scenario(tmp_path: Path, events: list[dict[str, Any]], name: str = "faulty") -> Path:
     sc = {
-        "name": name, "duration_s": 30, "seed": 5, "capture_points": ["vm"],
+        "name": name, "duration_s": 30, "seed": 5, "capture_points": ["vm"], "ambient_impairments": False,
         "cloud": {"hosts": 3, "external_hosts": 40,
                   "tenants": [tenant("a", "10.0.0.0/24", ROLES_A), tenant("b", "10.1.0.0/24", ROLES_B)]},
         "events": events,

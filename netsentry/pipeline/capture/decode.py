@@ -70,10 +70,11 @@ def _mix(h, v):
 @nb.njit(cache=True)
 def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, dport, iplen, plen,
            ttl, ipid, frag, tflags, seq, ack, win, itype, icode, phash,
-           arp_op, src_mac, dst_mac, sender_mac, sender_ip, target_mac, target_ip):  # fmt: skip
+           arp_op, src_mac, dst_mac, sender_mac, sender_ip, target_mac, target_ip, l4_at):  # fmt: skip
     """Decode each record ``i`` (bytes ``b[off[i]:off[i]+cap[i]]``) into the output columns.
 
-    The ARP columns are written only for records whose status is :data:`ARP`."""
+    The ARP columns are written only for records whose status is :data:`ARP`; ``l4_at`` is where the TCP/UDP
+    payload starts in ``b`` (-1: none), for the DNS summariser."""
     n = off.shape[0]
     for i in range(n):
         p = off[i]
@@ -91,11 +92,13 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
         win[i] = 0
         itype[i] = 0
         icode[i] = 0
+        l4_at[i] = -1
         depth = 0
         et = -1
         mac_src_at = -1  # where the link layer's source / destination MAC is (-1: none)
         mac_dst_at = -1
         while True:  # one iteration per encapsulation level
+            l4_at[i] = -1  # an outer UDP header's payload is not the inner packet's
             # ---- link layer: leave p at the network header and et as its ethertype (or -1 = by version)
             if link == LT_ETHERNET:
                 if p + 14 > end:
@@ -287,6 +290,7 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
                 tflags[i] = ((np.int64(b[q + 12]) & 1) << 8) | np.int64(b[q + 13])
                 win[i] = _be16(b, q + 14)
                 plen[i] = l4len - doff
+                l4_at[i] = q + doff
             elif pr == 17:
                 if q + 8 > end or l4len < 8:
                     st[i] = MALFORMED
@@ -296,6 +300,7 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
                 sport[i] = sp
                 dport[i] = dp
                 plen[i] = l4len - 8
+                l4_at[i] = q + 8
                 if depth == 0 and frag[i] == 0 and q + 16 <= end:
                     if dp == VXLAN_PORT and (b[q + 8] & 0x08) != 0:
                         vni[i] = (np.int64(b[q + 12]) << 16) | (np.int64(b[q + 13]) << 8) | np.int64(b[q + 14])
@@ -410,4 +415,5 @@ def output_arrays(n: int) -> dict[str, np.ndarray]:
         "sender_ip": np.empty((n, 16), np.uint8),
         "target_mac": np.empty(n, np.uint64),
         "target_ip": np.empty((n, 16), np.uint8),
+        "l4_at": np.empty(n, np.int64),
     }

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from netsentry.pipeline.capture import decode as dec
+from netsentry.pipeline.capture import dns as dns_summary
 from netsentry.pipeline.capture import recwalk as rw
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError
 from netsentry.pipeline.core.schemas import ARP, PACKETS, ip16_array
@@ -323,6 +324,7 @@ class CaptureBatch:
 
     packets: pa.Table | None
     arp: pa.Table | None
+    dns: pa.Table | None = None
 
 
 def _arp_rows(cols: dict[str, np.ndarray], arp_cols: dict[str, np.ndarray], is_arp: np.ndarray, cp: str) -> pa.Table:
@@ -330,6 +332,17 @@ def _arp_rows(cols: dict[str, np.ndarray], arp_cols: dict[str, np.ndarray], is_a
     picked = {k: v[is_arp] for k, v in arp_cols.items()}
     picked.update({k: cols[k][is_arp] for k in ("ts_ns", "vni", "vlan")})
     return arp_table(picked, cp)
+
+
+def _dns_rows(buf: np.ndarray, rec: tuple[np.ndarray, ...], n: int, cols: dict[str, np.ndarray], ok: np.ndarray,
+              cp: str) -> pa.Table | None:  # fmt: skip
+    """The DNS messages of a decoded batch (``ok``: its kept-packet mask) as a table, or ``None``."""
+    is_dns = dns_summary.dns_mask(cols, ok)
+    if not is_dns.any():
+        return None
+    picked = {k: cols[k][is_dns] for k in dns_summary.PACKET_COLUMNS}
+    rec_end = (rec[0][:n] + rec[1][:n])[is_dns]
+    return dns_summary.dns_rows(buf, picked, rec_end, cp)
 
 
 def read_capture(
@@ -360,14 +373,16 @@ def read_capture(
         stats.linktypes.update(int(x) for x in np.unique(lts))
         arp = _arp_rows(cols, arp_cols, status == dec.ARP, cp) if counts[dec.ARP] else None
         keep = status == dec.OK
+        dns = _dns_rows(buf, rec, n, cols, keep, cp)
+        cols.pop("l4_at")
         if not keep.all():
             cols = {k: v[keep] for k, v in cols.items()}
         packets = None
         if keep.any():
             stats.count_kept(cols)
             packets = columns_to_table(cols, cp)
-        if packets is not None or arp is not None:
-            yield CaptureBatch(packets, arp)
+        if packets is not None or arp is not None or dns is not None:
+            yield CaptureBatch(packets, arp, dns)
 
 
 def read_packets(

@@ -1,4 +1,4 @@
-"""Capture stage: capture files (or a live interface's spool) → ``WORKSPACE/packets/`` and ``WORKSPACE/arp/``.
+"""Capture stage: capture files (or a live interface's spool) → ``WORKSPACE/packets/``, ``arp/`` and ``dns/``.
 
 One Parquet part per input file in each table, row groups per read chunk, written into temporary
 directories that replace the previous tables only when the run succeeds.
@@ -23,7 +23,7 @@ from netsentry.pipeline.capture.tenants import TenantMap, assign_packets, load_t
 from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, NoUsableDataError
 from netsentry.pipeline.core.io import atomic_dir, file_fingerprint, parquet_writer, read_manifest, write_manifest
-from netsentry.pipeline.core.schemas import ARP, PACKETS
+from netsentry.pipeline.core.schemas import ARP, DNS, PACKETS
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +145,20 @@ def run_capture(
     files = expand_inputs(inputs)
     tmap = load_tenant_map(opts.tenants) if opts.tenants else TenantMap.empty()
     out_dir, arp_dir = catalog.path(workspace, catalog.PACKETS), catalog.path(workspace, catalog.ARP)
+    dns_dir = catalog.path(workspace, catalog.DNS)
     fingerprints = [file_fingerprint(p) for p in files]
     config = _run_config(opts, tmap)
     summary = CaptureSummary(out_dir=out_dir, arp_dir=arp_dir)
     previous = read_manifest(out_dir)
     expected = {"inputs": fingerprints, "config": config}
-    if catalog.up_to_date([previous, read_manifest(arp_dir)], expected, force=opts.force):
+    if catalog.up_to_date([previous, read_manifest(arp_dir), read_manifest(dns_dir)], expected, force=opts.force):
         summary.skipped_unchanged = True
         summary.files = [CaptureStats(**_stats_fields(s)) for s in previous.get("files", [])]  # type: ignore[union-attr]
         return summary
     start = time.perf_counter()
-    with atomic_dir(out_dir) as tmp, atomic_dir(arp_dir) as arp_tmp:
-        parts, arp_parts = _read_files(files, fingerprints, (tmp, arp_tmp), opts, tmap, summary, on_progress)
+    with atomic_dir(out_dir) as tmp, atomic_dir(arp_dir) as arp_tmp, atomic_dir(dns_dir) as dns_tmp:
+        tmps = (tmp, arp_tmp, dns_tmp)
+        parts, arp_parts, dns_parts = _read_files(files, fingerprints, tmps, opts, tmap, summary, on_progress)
         if not parts and not arp_parts:
             reasons = "; ".join(summary.problems()) or "no IP packets or ARP frames in the input"
             raise NoUsableDataError(f"nothing usable read from {len(files)} file(s): {reasons}")
@@ -176,20 +178,22 @@ def run_capture(
         )
         arp_rows = sum(p["rows"] for p in arp_parts)
         write_manifest(arp_tmp, {**common, "table": "arp", "parts": arp_parts, "rows": arp_rows})
+        dns_rows = sum(p["rows"] for p in dns_parts)
+        write_manifest(dns_tmp, {**common, "table": "dns", "parts": dns_parts, "rows": dns_rows})
     return summary
 
 
 def _read_files(
     files: list[Path],
     fingerprints: list[dict[str, Any]],
-    tmp_dirs: tuple[Path, Path],
+    tmp_dirs: tuple[Path, Path, Path],
     opts: CaptureOptions,
     tmap: TenantMap,
     summary: CaptureSummary,
     on_progress: Callable[[int, int], None] | None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Read each file into one part of the packets table and one of the ARP table (each only when it has rows);
-    their manifest entries. Files that cannot be read are noted in ``summary.failed``."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Read each file into one part of the packets, ARP and DNS tables (each only when it has rows); their manifest
+    entries. Files that cannot be read are noted in ``summary.failed``."""
     reader = _engine_reader(opts.engine)
     total = sum(f["bytes"] for f in fingerprints)
     if on_progress is not None:
@@ -197,11 +201,12 @@ def _read_files(
     done_before = 0
     parts: list[dict[str, Any]] = []
     arp_parts: list[dict[str, Any]] = []
+    dns_parts: list[dict[str, Any]] = []
     for idx, path in enumerate(files):
         stats = CaptureStats(path=str(path))
         cp = opts.capture_point or path.name
         name = f"part-{idx:05d}.parquet"
-        out = (_PartWriter(tmp_dirs[0] / name, PACKETS), _PartWriter(tmp_dirs[1] / name, ARP))
+        out = tuple(_PartWriter(d / name, schema) for d, schema in zip(tmp_dirs, (PACKETS, ARP, DNS), strict=True))
         base = done_before
 
         def progress(done: int, _base: int = base) -> None:
@@ -223,11 +228,10 @@ def _read_files(
             parts.append(
                 {**entry, "rows": out[0].rows, "first_ts_ns": stats.first_ts_ns, "last_ts_ns": stats.last_ts_ns}
             )
-        if out[1].rows:
-            arp_parts.append(
-                {**entry, "rows": out[1].rows, "first_ts_ns": out[1].first_ts_ns, "last_ts_ns": out[1].last_ts_ns}
-            )
-    return parts, arp_parts
+        for w, table_parts in ((out[1], arp_parts), (out[2], dns_parts)):
+            if w.rows:
+                table_parts.append({**entry, "rows": w.rows, "first_ts_ns": w.first_ts_ns, "last_ts_ns": w.last_ts_ns})
+    return parts, arp_parts, dns_parts
 
 
 def _empty_part(tmp: Path, like: dict[str, Any]) -> dict[str, Any]:
@@ -273,15 +277,17 @@ class _PartWriter:
         self.rows = 0
 
 
-def _write_parts(batches: Iterator[CaptureBatch], out: tuple[_PartWriter, _PartWriter], tmap: TenantMap) -> None:
-    """Write a file's packet and ARP tables to its two parts (each created on its first non-empty table)."""
-    packets, arp = out
+def _write_parts(batches: Iterator[CaptureBatch], out: tuple[_PartWriter, ...], tmap: TenantMap) -> None:
+    """Write a file's packet, ARP and DNS tables to its parts (each created on its first non-empty table)."""
+    packets, arp, dns = out
     try:
         for b in batches:
             if b.packets is not None and b.packets.num_rows:
                 packets.write(assign_packets(b.packets, tmap) if tmap.config.vpcs else b.packets)
             if b.arp is not None and b.arp.num_rows:
                 arp.write(b.arp)
+            if b.dns is not None and b.dns.num_rows:
+                dns.write(b.dns)
     finally:
-        packets.close()
-        arp.close()
+        for w in out:
+            w.close()

@@ -30,6 +30,7 @@ class Table:
 
 PACKETS = Table("packets", "packets", schemas.PACKETS)
 ARP = Table("arp", "arp", schemas.ARP)
+DNS = Table("dns", "dns", schemas.DNS)
 FLOWS = Table("flows", "flows", schemas.FLOWS)
 TCP_EVENTS = Table("tcp_events", "tcp_events", schemas.TCP_EVENTS)
 TENANT_WINDOWS = Table("tenant_windows", "features/tenant_windows")
@@ -37,7 +38,7 @@ FAULT_WINDOWS = Table("fault_windows", "features/fault_windows")
 FINDINGS = Table("findings", "findings")
 
 TABLES: dict[str, Table] = {
-    t.name: t for t in (PACKETS, ARP, FLOWS, TCP_EVENTS, TENANT_WINDOWS, FAULT_WINDOWS, FINDINGS)
+    t.name: t for t in (PACKETS, ARP, DNS, FLOWS, TCP_EVENTS, TENANT_WINDOWS, FAULT_WINDOWS, FINDINGS)
 }
 """Every workspace table by name, in pipeline order."""
 

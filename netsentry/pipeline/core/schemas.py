@@ -78,6 +78,41 @@ announcement or a claim of that address)."""
 
 ARP_REQUEST, ARP_REPLY = 1, 2
 
+DNS = pa.schema(
+    [
+        pa.field("ts_ns", pa.int64(), nullable=False),
+        pa.field("capture_point", TENANT_TYPE, nullable=False),
+        pa.field("vni", pa.uint32(), nullable=False),
+        pa.field("ip_version", pa.uint8(), nullable=False),
+        pa.field("src_ip", IP16, nullable=False),
+        pa.field("dst_ip", IP16, nullable=False),
+        pa.field("src_port", pa.uint16(), nullable=False),
+        pa.field("dst_port", pa.uint16(), nullable=False),
+        pa.field("protocol", pa.uint8(), nullable=False),
+        pa.field("is_response", pa.bool_(), nullable=False),
+        pa.field("opcode", pa.uint8(), nullable=False),
+        pa.field("rcode", pa.uint8(), nullable=False),
+        pa.field("qdcount", pa.uint16(), nullable=False),
+        pa.field("ancount", pa.uint16(), nullable=False),
+        pa.field("qtype", pa.uint16(), nullable=False),
+        pa.field("name_len", pa.uint16(), nullable=False),
+        pa.field("name_len_estimated", pa.bool_(), nullable=False),
+        pa.field("labels", pa.uint8(), nullable=False),
+        pa.field("max_label_len", pa.uint8(), nullable=False),
+        pa.field("label_entropy", pa.float32(), nullable=False),
+        pa.field("domain_hash", pa.uint64(), nullable=False),
+        pa.field("name_hash", pa.uint64(), nullable=False),
+    ]
+)
+"""One row per DNS message on UDP/TCP port 53 (both directions), derived numbers only: the header's ``is_response``,
+``opcode``, ``rcode``, ``qdcount``, ``ancount`` and the first question's ``qtype`` (0 when not captured),
+``name_len`` (dotted characters; estimated from the UDP/IP length when the snap length cut the name:
+``name_len_estimated``), ``labels``, ``max_label_len``, ``label_entropy`` (Shannon bits per character over the
+captured name characters), ``domain_hash`` (64-bit hash of the registered domain, the last two labels, lower-cased;
+0 when not captured whole) and ``name_hash`` (of the captured name): pseudonyms, no name leaves capture."""
+
+DNS_NXDOMAIN = 3
+
 # TCP flag bits as in the TCP header (``tcp_flags``).
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")

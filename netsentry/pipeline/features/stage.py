@@ -84,10 +84,13 @@ def run_features(
         raise InputNotFoundError("labels file not found", path=str(labels))
     if not (ev_dir / MANIFEST).exists():
         raise InputNotFoundError("tcp_events table missing; rerun `netsentry flows --force`", path=str(ev_dir))
+    dns_dir = catalog.path(ws, catalog.DNS)
+    has_dns = (dns_dir / MANIFEST).exists()  # captures read before the dns table existed fall back to flows
     inputs = {
         "flows_manifest_sha256": manifest_digest(read_manifest(flows_dir)),
         "packets_manifest_sha256": manifest_digest(read_manifest(pkt_dir)),
         "tcp_events_manifest_sha256": manifest_digest(read_manifest(ev_dir)),
+        "dns_manifest_sha256": manifest_digest(read_manifest(dns_dir)) if has_dns else None,
         "labels": file_fingerprint(labels) if labels else None,
         # code that adds or changes features must rebuild tables written before it
         "feature_catalogue_sha256": hashlib.sha256(
@@ -107,7 +110,8 @@ def run_features(
     start = time.perf_counter()
     label_df = read_labels(labels) if labels else None
     tmap = captured_tenant_map(pkt_dir)
-    tw = tenant_windows(pq.read_table(flows_dir, columns=list(FLOW_COLUMNS)), spec)
+    dns = _read_dns(dns_dir) if has_dns else None
+    tw = tenant_windows(pq.read_table(flows_dir, columns=list(FLOW_COLUMNS)), spec, dns)
     fw = build_fault_windows(ws, fault_window_s, tmap=tmap, on_progress=on_progress)
     if label_df is not None:
         tw = label_tenant_windows(tw, label_df, spec.hop_s)
@@ -119,6 +123,13 @@ def run_features(
     summary.tenant_rows, summary.fault_rows = len(tw), len(fw)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _read_dns(dns_dir: Path) -> pa.Table | None:
+    """The dns table (``None`` when the capture wrote no part: no DNS message seen)."""
+    if not any(dns_dir.glob("*.parquet")):
+        return None
+    return pq.read_table(dns_dir)
 
 
 def read_feature_table(workspace: str | Path, table: catalog.Table | str) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -42,7 +42,8 @@ TenantLabeler = Callable[[np.ndarray, np.ndarray], tuple[pa.Array, pa.Array]]
 @dataclass(frozen=True)
 class FlowConfig:
     """Flow expiry: a flow ends after ``idle_timeout_s`` without packets, and is cut every
-    ``active_timeout_s`` while it keeps going. A SYN after FIN/RST on the same 5-tuple starts a
+    ``active_timeout_s`` while it keeps going; the continuation of a timeout split keeps the original
+    initiator (within a chunk) unless it opens with a SYN. A SYN after FIN/RST on the same 5-tuple starts a
     new flow."""
 
     idle_timeout_s: float = 120.0

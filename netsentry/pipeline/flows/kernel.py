@@ -389,13 +389,16 @@ def assemble(
         t = ts[row]
         fl = np.int64(flags[row]) if is_tcp[row] else 0
         new = g != prev_g
+        kept_init = -1  # a timeout split continues the same conversation: its initiator stays
         if not new:
             if t - I[nf, D_LAST] > idle_ns:
                 _close(nf, END_IDLE, I)
                 new = True
+                kept_init = I[nf, I_INIT_IS_A]
             elif t - I[nf, D_FIRST] >= active_ns:
                 _close(nf, END_ACTIVE, I)
                 new = True
+                kept_init = I[nf, I_INIT_IS_A]
             elif (
                 (fl & SYN) and not (fl & ACK) and (I[nf, I_CONN] & (B_ORIG_FIN | B_RESP_FIN | B_ORIG_RST | B_RESP_RST))
             ):
@@ -408,6 +411,8 @@ def assemble(
             if nf >= I.shape[0]:
                 return -1  # out of room: the caller retries with room for one flow per row
             _start_flow(nf, row, t, fl, np.int64(fwd[row]), I, F, T)
+            if kept_init >= 0 and not (fl & SYN):  # a SYN or SYN-ACK names its own initiator
+                I[nf, I_INIT_IS_A] = kept_init
             prev_g = g
         d = 0 if np.int64(fwd[row]) == I[nf, I_INIT_IS_A] else 1
         sz, py = np.int64(size[row]), np.int64(pay[row])

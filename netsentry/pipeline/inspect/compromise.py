@@ -25,17 +25,31 @@ learns from has no benign failed connections, so one failed connection alone rea
 
 
 def require_support(scored: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The scored windows with flags removed from windows of fewer than :data:`MIN_CONNECTIONS` connections, and
-    how many scopes lost every flag that way (reported as not judged, not as findings)."""
+    """The scored windows with flags removed from windows whose support — connections plus DNS queries sent (a
+    one-socket tunnel is one flow but hundreds of queries) — is under :data:`MIN_CONNECTIONS`, and how many scopes
+    lost every flag that way (reported as not judged, not as findings). A window holding an established connection
+    that has lasted a whole window is judged whatever its count."""
     if scored.empty or "active_flows" not in scored.columns:
         return scored, 0
-    thin = (scored["flag"] == 1) & (scored["active_flows"] < MIN_CONNECTIONS)
+    support = scored["active_flows"].to_numpy(np.float64)
+    if "dns_queries_per_min" in scored.columns and "observed_s" in scored.columns:
+        queries = scored["dns_queries_per_min"].to_numpy(np.float64) * scored["observed_s"].to_numpy(np.float64) / 60
+        support = support + np.rint(queries)
+    held = scored["idle_persistent_flows_out"].to_numpy(np.float64) if "idle_persistent_flows_out" in scored else 0.0
+    # an established connection held open for a window (a pool's job channel, a C2 session) is behaviour over time
+    thin = (scored["flag"] == 1) & (support < MIN_CONNECTIONS) & ~(held >= 1)
     if not thin.any():
         return scored, 0
     before = set(scored.loc[scored["flag"] == 1, "scope"])
     out = scored.copy()
     out.loc[thin, "flag"] = 0
     return out, len(before - set(out.loc[out["flag"] == 1, "scope"]))
+
+
+def sustained_windows(capture_windows: int) -> int:
+    """Flagged windows that count as sustained: :data:`SUSTAINED_WINDOWS`, or every window a shorter capture covers
+    (a rule the capture cannot meet would turn every short-capture verdict into a guess at the low end)."""
+    return max(1, min(SUSTAINED_WINDOWS, capture_windows))
 
 
 def compromise_findings(scored: pd.DataFrame, flows: FlowIndex | None, model: ModelRef) -> list[Finding]:
@@ -49,9 +63,10 @@ def compromise_findings(scored: pd.DataFrame, flows: FlowIndex | None, model: Mo
     spread = spreads(unflagged, list(catalogue))
     by_scope = scored.groupby("scope", sort=False).indices
     unflagged_at = unflagged.groupby("window_start_ns", sort=False).indices  # row positions by window start
+    sustained = sustained_windows(int(scored["window_start_ns"].nunique()))
     for scope in sorted(flagged_scopes):
         rows = scored.iloc[by_scope[scope]].sort_values("window_start_ns", kind="stable")
-        found.append(_finding(unflagged, unflagged_at, rows, flows, model, catalogue, spread))
+        found.append(_finding(unflagged, unflagged_at, rows, flows, model, catalogue, spread, sustained))
     rank = {"high": 0, "medium": 1, "low": 2}
     found.sort(key=lambda f: (rank[f.severity], -f.score, f.scope))
     return found
@@ -65,6 +80,7 @@ def _finding(
     model: ModelRef,
     catalogue: dict[str, str],
     spread: pd.Series,
+    sustained: int = SUSTAINED_WINDOWS,
 ) -> Finding:
     hit = rows[rows["flag"] == 1]
     first, last = hit.iloc[0], hit.iloc[-1]
@@ -98,7 +114,7 @@ def _finding(
     if flows is not None:
         first_seen = int(rows["window_start_ns"].iloc[0])
         evidence.update(flows.evidence(ips, start, end, str(peak["capture_point"]), since_ns=first_seen))
-    sev = severity(len(hit), tail, sustained=SUSTAINED_WINDOWS)
+    sev = severity(len(hit), tail, sustained=sustained)
     return build_finding(
         "compromise",
         "compromise",

@@ -3,7 +3,9 @@
 One finding is one verdict an operator can act on: a VM (or address) that looks compromised over a
 span of windows, or a fault incident (consecutive flagged fault windows of one scope merged).
 ``findings/findings.parquet`` holds one row per finding with ``evidence`` as JSON text;
-``findings/findings.json`` holds ``{"meta": {...}, "findings": [...]}`` with evidence as objects.
+``findings/findings.json`` holds ``{"meta": {...}, "findings": [...], "not_judged": [...]}`` with evidence as objects;
+``not_judged`` lists ``{"scope", "ip", "what", "reason", "observed_s", "needed_s"}`` per behaviour a scope could not be
+judged on (never silently clean).
 
 Evidence layout (all keys optional; values are plain JSON):
 
@@ -164,8 +166,11 @@ def findings_table(findings: Sequence[Finding]) -> pa.Table:
 
 
 def findings_document(findings: Sequence[Finding], meta: dict[str, Any]) -> str:
-    """The ``findings.json`` text: ``{"meta": meta, "findings": [...]}``."""
-    return json.dumps({"meta": meta, "findings": [f.as_json() for f in findings]}, indent=2, default=_plain) + "\n"
+    """The ``findings.json`` text: ``{"meta": meta, "findings": [...], "not_judged": [...]}`` (``not_judged``: what
+    the capture was too short or thin to judge, from ``meta["not_judged"]``, see ``not_judged.py``)."""
+    head = {k: v for k, v in meta.items() if k != "not_judged"}
+    doc = {"meta": head, "findings": [f.as_json() for f in findings], "not_judged": meta.get("not_judged", [])}
+    return json.dumps(doc, indent=2, default=_plain) + "\n"
 
 
 def findings_from_table(table: pa.Table) -> list[Finding]:

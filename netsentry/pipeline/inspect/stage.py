@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import tempfile
 from collections import Counter
@@ -33,6 +34,7 @@ from netsentry.pipeline.inspect.findings import (
     findings_table,
 )
 from netsentry.pipeline.inspect.flow_evidence import FlowIndex
+from netsentry.pipeline.inspect.not_judged import compromise_not_judged
 from netsentry.pipeline.inspect.scoring import score_windows
 from netsentry.pipeline.ui import remote_ui_url
 
@@ -81,6 +83,8 @@ class InspectResult:
     tracking_uri: str = ""
     windows_scored: dict[str, int] = field(default_factory=dict)
     skipped_unchanged: bool = False
+    not_judged: list[dict[str, Any]] = field(default_factory=list)
+    """What the capture was too short or thin to judge (``not_judged.py``), as in findings.json."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -141,19 +145,28 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
     if catalog.up_to_date([prev], {"inputs": inputs, "config": config}, force=options.force, outputs=[report]):
         found = findings_from_table(pq.read_table(out_dir / "findings.parquet"))
         return InspectResult(found, out_dir, report, refs, skipped, (prev or {}).get("run_id"), tracker.uri,
-                             skipped_unchanged=True)  # fmt: skip
+                             skipped_unchanged=True, not_judged=_stored_not_judged(out_dir))  # fmt: skip
 
     found: list[Finding] = []
     scored_n: dict[str, int] = {}
     meta: dict[str, Any] = {"models": {}}
     thresholds: dict[str, float | None] = {}
     if "compromise" in refs:
-        tw, _ = read_feature_table(ws, catalog.TENANT_WINDOWS)
+        tw, tw_manifest = read_feature_table(ws, catalog.TENANT_WINDOWS)
         model = tracker.load_model(refs["compromise"].uri)
-        scored, unjudged = require_support(score_windows(tw, model, options.threshold_scale, "features/tenant_windows"))
+        before = score_windows(tw, model, options.threshold_scale, "features/tenant_windows")
+        scored, unjudged = require_support(before)
         meta["unjudged_scopes"], meta["min_connections"] = unjudged, MIN_CONNECTIONS
         flows = FlowIndex(catalog.path(ws, catalog.FLOWS)) if (scored["flag"] == 1).any() else None
-        found += compromise_findings(scored, flows, refs["compromise"])
+        compromise = compromise_findings(scored, flows, refs["compromise"])
+        spec = tw_manifest.get("config", {})
+        meta["not_judged"] = [
+            j.as_json()
+            for j in compromise_not_judged(
+                ws, before, scored, compromise, float(spec.get("window_s", 60.0)), float(spec.get("hop_s", 10.0))
+            )
+        ]
+        found += compromise
         thresholds["compromise"] = float(scored["threshold"].iloc[0]) if len(scored) else None
         scored_n["compromise"] = len(scored)
         meta["tenant_windows"] = len(scored)
@@ -194,10 +207,19 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
     if options.pseudonym_key is not None:
         found, meta = _pseudonymize(found, meta, options.pseudonym_key)
 
-    result = InspectResult(found, out_dir, report, refs, skipped, None, tracker.uri, scored_n)
+    result = InspectResult(found, out_dir, report, refs, skipped, None, tracker.uri, scored_n,
+                           not_judged=list(meta.get("not_judged", [])))  # fmt: skip
     result.run_id = _log_run(tracker, result, meta) if options.log_run else None
     _write(result, meta, inputs, config)
     return result
+
+
+def _stored_not_judged(out_dir: Path) -> list[dict[str, Any]]:
+    """The ``not_judged`` list of an up-to-date findings.json (empty when absent)."""
+    try:
+        return list(json.loads((out_dir / "findings.json").read_text()).get("not_judged", []))
+    except (OSError, ValueError):
+        return []
 
 
 def _span(meta: dict[str, Any], scored: pd.DataFrame) -> None:

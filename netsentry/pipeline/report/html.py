@@ -13,6 +13,7 @@ from netsentry.pipeline.core import units
 from netsentry.pipeline.inspect.findings import Finding
 from netsentry.pipeline.report.evidence import SEVERITY_RANK, compromise_overview, evidence_card, fault_overview
 from netsentry.pipeline.report.markup import esc
+from netsentry.pipeline.report.not_judged import not_judged_section
 from netsentry.pipeline.report.summary import (
     KIND_TITLES,
     capture_facts,
@@ -114,6 +115,7 @@ def render_report(findings: Sequence[Finding], meta: dict[str, Any]) -> str:
         *(summary if ordered else [_nothing_flagged(meta)]),
         models_section(meta),
         "</section>",
+        not_judged_section(meta),
         _kind_section("compromise", by_kind["compromise"], anchors, 1),
         _kind_section("fault", by_kind["fault"], anchors, len(by_kind["compromise"]) + 1),
         "<footer>Scores: higher is more anomalous; a window is flagged when its score reaches the threshold. "

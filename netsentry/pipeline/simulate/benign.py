@@ -24,10 +24,21 @@ backup   ``batch`` → ``db`` of its VPC   every 300 s (± 5 %,       873 rsync,
 ssh      ``admin`` → VM of its VPC       1/60 session/s            22 SSH              150 rounds (0.6), think 1.2 s
                                                                                        (0.5): minutes long
 icmp     ``admin`` → VM of its VPC       1/60 ping/s               ICMP echo           1 + Poisson(3) echoes, 1 s
+habits   every VM (its own mix)          timers, keep-alives,      NTP 123, 80, 443,   see :mod:`.habits`
+                                         pollers, CDN bursts,      445 SMB, refused /
+                                         SMB, failed attempts      timed-out / UDP
+p2p      ``p2p`` VMs (+5 % of others)    U(0.1, 0.5) attempts/s,   8333, 6881–6889,    see :mod:`.p2p`; 50–90 % of
+                                         most failing              DHT UDP             attempts fail
+browse   ``desktop`` → internet sites    0.2 conn/s                443 TLS             see :mod:`.p2p`
 =======  ==============================  ========================  ==================  ==============================
 
+``habits`` and ``p2p`` run unless the scenario sets ``habits: false``; ``desktop`` VMs always have the client
+habits (poller, CDN bursts, SMB). Internet paths also get ambient loss and reordering (:mod:`.paths`, scenario
+option ``ambient_impairments``).
+
 With these rates a 60 s, 10-VM cloud of mixed roles makes ~27–42k packets (more when a backup runs:
-~15–300k packets each) and a 10-minute, 50-VM cloud ~2M (~75 packets per VM-second).
+~15–300k packets each) and a 10-minute, 50-VM cloud ~2M (~75 packets per VM-second). Habits and p2p add
+~8 % (an hour of ``mixed``: 26.9M packets over its three capture points, 24.8M without).
 
 Internet clients are drawn with a Zipf-like popularity over ``ctx.cloud.external``; the first two
 external hosts act as public resolvers, the next few as API endpoints, the last two as backup
@@ -51,6 +62,8 @@ from netsentry.pipeline.simulate.conns import (
     concat,
 )
 from netsentry.pipeline.simulate.events import MS, S, SimContext
+from netsentry.pipeline.simulate.habits import habit_connections
+from netsentry.pipeline.simulate.p2p import p2p_connections
 
 KB = 1000
 MB = 1000 * KB
@@ -76,13 +89,22 @@ DB_PORTS = (5432, 5432)  # PostgreSQL: its messages are framed per segment in pa
 def benign_connections(ctx: SimContext) -> ConnTable:
     """All benign connections of the scenario, ordered by start time."""
     m = _Model(ctx)
-    return concat([m.web_in(), m.web_app(), m.app_db(), m.app_api(), m.dns(), m.backup(), m.ssh(), m.icmp()])
+    tables = [m.web_in(), m.web_app(), m.app_db(), m.app_api(), m.dns(), m.backup(), m.ssh(), m.icmp()]
+    if ctx.scenario.habits:
+        tables += [habit_connections(ctx, m.mult), p2p_connections(ctx, m.mult)]
+    return concat(tables)
 
 
 def vm_multipliers(ctx: SimContext) -> np.ndarray:
-    """Per VM: its tenant's ``rate`` × the scenario's ``benign_rate``."""
+    """Per VM: its tenant's ``rate`` × the scenario's ``benign_rate`` × its own load, lognormal with mean 1 and
+    log-sd ``vm_load_sigma`` (0.5: ±2σ spans ×0.33–2.4; two web servers of one tenant are not equally busy, so a
+    rate seen on one VM is ordinary on another)."""
     rate = {t.name: t.rate for t in ctx.scenario.cloud.tenants}
-    return np.array([rate[t] for t in ctx.cloud.tenant], dtype=np.float64) * ctx.scenario.benign_rate
+    mult = np.array([rate[t] for t in ctx.cloud.tenant], dtype=np.float64) * ctx.scenario.benign_rate
+    sigma = ctx.scenario.vm_load_sigma
+    if sigma > 0:
+        mult = mult * np.exp(ctx.rng.normal(-0.5 * sigma * sigma, sigma, len(mult)))
+    return mult
 
 
 class _Model:

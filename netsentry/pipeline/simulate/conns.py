@@ -25,6 +25,10 @@ loss_p             float32 probability a segment is lost while ``loss_from_ns <=
 loss_from_ns/to    int64   loss window (a fault), on the path between the two ends
 delay_ns           int64   extra one-way delay while ``delay_from_ns <= t < delay_to_ns``
 delay_from/to_ns   int64   latency-spike window
+ambient_loss_p     float32 the path's ambient loss probability per packet (any time; not a fault)
+reorder_p          float32 probability a data segment arrives 1–3 segments late (reordering)
+burst_rounds       int32   rounds per burst (0: no bursts): the pause after every burst is ``idle_ns``
+idle_ns            int64   idle gap between bursts of rounds (long-lived sessions)
 =================  ======  ==============================================================
 """
 
@@ -79,6 +83,10 @@ COLUMNS: dict[str, type] = {
     "delay_ns": np.int64,
     "delay_from_ns": np.int64,
     "delay_to_ns": np.int64,
+    "ambient_loss_p": np.float32,
+    "reorder_p": np.float32,
+    "burst_rounds": np.int32,
+    "idle_ns": np.int64,
 }
 
 DEFAULTS: dict[str, float | int] = {
@@ -102,6 +110,10 @@ DEFAULTS: dict[str, float | int] = {
     "delay_ns": 0,
     "delay_from_ns": 0,
     "delay_to_ns": 0,
+    "ambient_loss_p": 0.0,
+    "reorder_p": 0.0,
+    "burst_rounds": 0,
+    "idle_ns": 0,
 }
 
 

@@ -44,6 +44,8 @@ rst_storm       ``rate`` 50 (conn/s), ``reject_share`` 0.3       the VM's server
                                                                  window are reset after the request; adds
                                                                  clients' connections at ``rate``, reset (or
                                                                  refused: ``reject_share``)
+silent_server   ``server`` (internet host), ``port`` 443,         the client VM's SYNs to one server go
+                ``rate`` 0.2, ``syn_retries`` 2                  unanswered (labelled on the VM)
 ==============  ===============================================  =============================================
 
 An unknown parameter is a ConfigError (a misspelt one would otherwise be ignored silently).
@@ -51,6 +53,7 @@ An unknown parameter is a ConfigError (a misspelt one would otherwise be ignored
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +70,7 @@ from netsentry.pipeline.simulate.conns import (
     APP_SSH,
     APP_TLS,
     OUTCOME_FIN,
+    OUTCOME_NO_ANSWER,
     OUTCOME_OPEN,
     OUTCOME_REJECT,
     OUTCOME_RST_CLIENT,
@@ -461,3 +465,51 @@ def rst_storm(ctx: SimContext, conns: ConnTable, target: str, start_ns: int, end
     )  # fmt: skip
     detail = f"port={port}; reset={int(hit.sum())}; added={n}; refused={int(refused.sum())}"
     return concat([out, added]), [_vm_label(ctx, "rst_storm", v, s, e, detail)]
+
+
+@fault("silent_server")
+def silent_server(ctx: SimContext, conns: ConnTable, target: str, start_ns: int, end_ns: int,
+                  params: dict[str, Any]) -> tuple[ConnTable, list[Label]]:  # fmt: skip
+    """A black hole for one low-volume client: the client VM ``target`` keeps trying one server whose SYNs go
+    unanswered (retried after 1 s and 2 s), and its other traffic to that server is dropped in the window.
+
+    Labelled on the client (scope_type ``vm``), so a client however quiet shows the symptom. Params: ``server``
+    (a VM name or an IPv4 address; default a random internet host), ``port`` (443), ``rate`` (0.2 new
+    connections/s: an application retrying every few seconds), ``syn_retries`` (2).
+    """
+    cloud, rng = ctx.cloud, ctx.rng
+    params = _params("silent_server", params, ("server", "port", "rate", "syn_retries"))
+    client = cloud.index(target) if target in cloud.name else -1
+    if client < 0:
+        raise ConfigError(f"silent_server: target must be a VM name (the client), not {target!r}")
+    s, e = _window(ctx, start_ns, end_ns)
+    srv, svm = str(params.get("server", "")), -1
+    if srv in cloud.name:
+        svm = cloud.index(srv)
+        ip = int(cloud.ip[svm])
+    elif srv:
+        try:
+            ip = int(ipaddress.IPv4Address(srv))
+        except ValueError:
+            raise ConfigError(f"silent_server: server={srv!r} is neither a VM name nor an IPv4 address") from None
+    else:
+        ip = int(cloud.external[rng.integers(10 if len(cloud.external) > 12 else 0, len(cloud.external))])
+    port = param(params, "port", 443, int)
+    rate = param(params, "rate", 0.2)
+    retries = param(params, "syn_retries", 2, int)
+    if not 1 <= port <= 65535 or rate <= 0 or not 0 <= retries <= tg.MAX_RETRIES:
+        raise ConfigError(f"silent_server: port in 1..65535, rate > 0, syn_retries in 0..{tg.MAX_RETRIES}")
+    t = ctx.poisson_times(rate, s, e)
+    t = np.sort(np.append(t, s + int(rng.random() * min(S, e - s))))  # at least one try
+    n = len(t)
+    rtt = ctx.vm_rtt_ns(np.full(n, client), np.full(n, svm)) if svm >= 0 else ctx.external_rtt_ns(np.full(n, ip))
+    added = ConnTable.make(
+        n, start_ns=t, client=cloud.ip[client], server=ip, cport=ctx.ephemeral_ports(n), sport=port,
+        vni=cloud.vni[client], client_vm=client, server_vm=svm, rtt_ns=rtt, mss=1398 if cloud.overlay else 1448,
+        outcome=OUTCOME_NO_ANSWER, syn_retries=retries, app=PORT_APP.get(port, APP_NONE),
+    )  # fmt: skip
+    out = copy_table(conns)
+    hit = (out["client"] == cloud.ip[client]) & (out["server"] == ip) & active_mask(out, s, e)
+    set_loss(out, hit, 1.0, s, e)
+    detail = f"server={ipaddress.IPv4Address(ip)}:{port}; attempts={n}; dropped={int(hit.sum())}"
+    return concat([out, added]), [_vm_label(ctx, "silent_server", client, s, e, detail)]

@@ -8,6 +8,7 @@ import functools
 import numpy as np
 
 from netsentry.pipeline.simulate import conns as C
+from netsentry.pipeline.simulate.dns_payloads import TUNNEL_APPS, dns_message, question_end
 
 _HTTP_REQ = (
     b"GET /{path} HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0 (netsentry-sim)\r\nAccept: */*\r\n\r\n"
@@ -16,8 +17,6 @@ _HTTP_RESP = (
     b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/octet-stream\r\nConnection: keep-alive\r\n\r\n"
 )
 _SSH_BANNER = {0: b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n", 1: b"SSH-2.0-OpenSSH_8.9p1 Debian-3\r\n"}
-_B32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
-_WORDS = [b"www", b"api", b"cdn", b"mail", b"static", b"img", b"login", b"auth", b"update", b"time", b"db", b"svc"]
 
 
 def _opaque(size: int, mul: int, add: int) -> bytes:
@@ -64,47 +63,6 @@ def _ssh(direction: int, first: bool, size: int) -> bytes:
     return banner + _opaque(size - len(banner), 97, 13)
 
 
-def _qname(size: int, rng: np.random.Generator) -> bytes:
-    """A DNS name encoding to exactly ``size`` bytes (labels ≤ 63): words when short, base32 when long."""
-    out = b""
-    left = size - 1  # the root label
-    while left >= 2:
-        n = min(left - 1, 63)
-        if left - (n + 1) == 1:  # never leave a single byte: no label fits in it
-            n -= 1
-        if size <= 40 and n <= 12:
-            w = _WORDS[int(rng.integers(len(_WORDS)))]
-            label = (w * (n // len(w) + 1))[:n]
-        else:
-            label = bytes(_B32[rng.integers(0, len(_B32), n)])
-        out += bytes([n]) + label
-        left -= n + 1
-    return out + b"\x00"
-
-
-def _dns(direction: int, size: int) -> bytes:
-    """A query (direction 0) or a response with one TXT answer (direction 1) of exactly ``size`` bytes;
-    the transaction id (first two bytes) is patched per packet by the writer."""
-    rng = np.random.default_rng(size * 2 + direction)
-    if direction == 0:
-        qlen = max(size - 12 - 4, 2)
-        body = b"\x00\x00\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + _qname(qlen, rng) + b"\x00\x10\x00\x01"
-        return body if len(body) == size else body[:size] if len(body) > size else body + b"\x00" * (size - len(body))
-    q = _qname(20, rng) + b"\x00\x10\x00\x01"
-    head = b"\x00\x00\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + q
-    rr_fixed = 2 + 2 + 2 + 4 + 2  # name pointer, type, class, ttl, rdlength
-    rdlen = size - len(head) - rr_fixed
-    if rdlen < 2:
-        return _dns(0, size)  # too small for an answer: a bare query-shaped message
-    txt = b""
-    left = rdlen
-    while left > 0:
-        n = min(left - 1, 255)
-        txt += bytes([n]) + bytes(_B32[rng.integers(0, len(_B32), n)])
-        left -= n + 1
-    return head + b"\xc0\x0c\x00\x10\x00\x01\x00\x00\x01\x2c" + bytes([rdlen >> 8, rdlen & 0xFF]) + txt
-
-
 def _pgsql(direction: int, size: int) -> bytes:
     """One complete PostgreSQL message per segment (so no dissector waits for the rest of one):
     a simple query from the client, a one-column data row from the server."""
@@ -124,14 +82,21 @@ def _stratum(direction: int, size: int) -> bytes:
     return out[: size - 1] + b"\n" if size else b""
 
 
-@functools.lru_cache(maxsize=65536)
-def _template_and_sum(app: int, direction: int, first: bool, size: int) -> tuple[bytes, int]:
-    t = template(app, direction, first, size)
-    return t, _sum16(t)
+@functools.lru_cache(maxsize=1 << 17)
+def _template_and_sum(app: int, direction: int, first: bool, size: int, variant: int) -> tuple[bytes, int, int]:
+    t = template(app, direction, first, size, variant)
+    return t, _sum16(t), question_end(t) if is_dns_app(app) else 0
 
 
-def template(app: int, direction: int, first: bool, size: int) -> bytes:
-    """Payload of ``size`` bytes for one segment/datagram of ``app``."""
+def is_dns_app(app: int | np.ndarray) -> bool | np.ndarray:
+    """Payload styles that are DNS messages (a stub's lookups or a tunnel's)."""
+    if isinstance(app, np.ndarray):
+        return (app == C.APP_DNS) | np.isin(app, TUNNEL_APPS)
+    return app == C.APP_DNS or app in TUNNEL_APPS
+
+
+def template(app: int, direction: int, first: bool, size: int, variant: int = 0) -> bytes:
+    """Payload of ``size`` bytes for one segment/datagram of ``app`` (``variant``: which DNS message)."""
     if size <= 0:
         return b""
     if app == C.APP_HTTP:
@@ -140,8 +105,8 @@ def template(app: int, direction: int, first: bool, size: int) -> bytes:
         out = _tls(size)
     elif app == C.APP_SSH:
         out = _ssh(direction, first, size)
-    elif app == C.APP_DNS:
-        out = _dns(direction, size)
+    elif is_dns_app(app):
+        out = dns_message(app, direction, size, variant) or _filler(size, 0)
     elif app == C.APP_SQL:
         out = _pgsql(direction, size)
     elif app == C.APP_STRATUM:
@@ -153,20 +118,25 @@ def template(app: int, direction: int, first: bool, size: int) -> bytes:
 
 
 def build_pool(
-    app: np.ndarray, direction: np.ndarray, first: np.ndarray, size: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per packet: offset of its payload in the returned byte pool, and the payload's one's-complement
-    sum (for checksums). Templates are built once per distinct key."""
+    app: np.ndarray, direction: np.ndarray, first: np.ndarray, size: np.ndarray, variant: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per packet: offset of its payload in the returned byte pool, the payload's one's-complement sum (for
+    checksums) and, for a DNS message, where its first question ends (else 0). Templates are built once per
+    distinct key."""
     key = (app.astype(np.int64) << 24) | (direction.astype(np.int64) << 23) | (first.astype(np.int64) << 22) | size
+    if variant is not None:
+        key |= variant.astype(np.int64) << 32
     uniq, inverse = np.unique(key, return_inverse=True)
-    parts, offsets, sums, at = [], np.empty(len(uniq), np.int64), np.empty(len(uniq), np.int64), 0
+    n = len(uniq)
+    parts, offsets, sums, qend, at = [], np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), 0
     for i, k in enumerate(uniq.tolist()):
-        t, sums[i] = _template_and_sum(k >> 24, (k >> 23) & 1, bool((k >> 22) & 1), k & 0x3FFFFF)
+        t, sums[i], qend[i] = _template_and_sum((k >> 24) & 0xFF, (k >> 23) & 1, bool((k >> 22) & 1), k & 0x3FFFFF,
+                                                k >> 32)  # fmt: skip
         offsets[i] = at
         parts.append(t)
         at += len(t)
     pool = np.frombuffer(b"".join(parts) or b"\x00", dtype=np.uint8)
-    return pool, offsets[inverse], sums[inverse]
+    return pool, offsets[inverse], sums[inverse], qend[inverse]
 
 
 def _sum16(data: bytes) -> int:

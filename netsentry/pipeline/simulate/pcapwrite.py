@@ -12,15 +12,16 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from netsentry.pipeline.simulate import conns as C
-from netsentry.pipeline.simulate.payloads import build_pool
+from netsentry.pipeline.simulate.dns_payloads import TUNNEL_APPS, dns_variant
+from netsentry.pipeline.simulate.payloads import build_pool, is_dns_app
 
 PCAP_NS_HEADER = np.array([0x4D, 0x3C, 0xB2, 0xA1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0, 1, 0, 0, 0],
                           dtype=np.uint8)  # fmt: skip
 OUTER = 14 + 20 + 8 + 8
-LONG_LABEL = 16  # DNS query labels at least this long are made unique per packet
-SCRATCH_LABEL = 128  # where in the scratch buffer the rewritten label is kept
-_B32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
+LONG_LABEL = 16  # a tunnel query's labels at least this long carry data: resampled per packet
+DNS_HEADER = 12
+MAX_NAME_WIRE = 255  # RFC 1035: a name is at most 255 bytes on the wire
+SCRATCH_NAME = 256  # where in the scratch buffer a rewritten DNS message head is kept (header stack before it)
 CHUNK = 1 << 18
 
 
@@ -78,8 +79,37 @@ def _ipv4(b, p, total, ipid, df, ttl, proto, src, dst):
 
 
 @nb.njit(cache=True)
+def _resample_labels(pool, po, n, seed, scratch):
+    """Copy the query's header and name (at ``pool[po:po+n]``) into ``scratch[SCRATCH_NAME:]``, each character of
+    a label of ≥ LONG_LABEL replaced by one drawn from the same label (its alphabet and entropy stay); return where
+    the name ends (0 when it does not parse within ``n`` bytes or the wire limit)."""
+    p = DNS_HEADER
+    end = min(n, DNS_HEADER + MAX_NAME_WIRE)
+    for k in range(min(n, p)):
+        scratch[SCRATCH_NAME + k] = pool[po + k]
+    while p < end:
+        ln = np.int64(pool[po + p])
+        scratch[SCRATCH_NAME + p] = ln
+        if ln == 0:
+            return p + 1
+        if ln > 63 or p + 1 + ln > end:
+            return 0
+        for k in range(ln):
+            c = pool[po + p + 1 + k]
+            if ln >= LONG_LABEL:
+                x = (seed * 2654435761 + (p + k + 1) * 0x9E3779B1) & 0xFFFFFFFF
+                x ^= x >> 13
+                x = (x * 0x5BD1E995) & 0xFFFFFFFF
+                x ^= x >> 15
+                c = pool[po + p + 1 + x % ln]
+            scratch[SCRATCH_NAME + p + 1 + k] = c
+        p += 1 + ln
+    return 0
+
+
+@nb.njit(cache=True)
 def write_frames(out, rec_off, ts, caplen, wirelen, src, dst, sport, dport, proto, flags, seq, ack, plen, ipid,
-                 ttl, dir_, dns_id, outer_src, outer_dst, vni, pool, pay_off, pay_sum, scratch):  # fmt: skip
+                 ttl, dir_, dns_id, scramble, outer_src, outer_dst, vni, pool, pay_off, pay_sum, scratch):  # fmt: skip
     """Write one pcap record per packet at ``rec_off``: headers are built in ``scratch`` (checksums
     use each payload's precomputed sum), then the captured part of headers and payload is copied."""
     for i in range(ts.shape[0]):
@@ -114,19 +144,13 @@ def write_frames(out, rec_off, ts, caplen, wirelen, src, dst, sport, dport, prot
         patch = dns_id[i] >= 0 and n >= 2
         if patch:
             psum += dns_id[i] - ((np.int64(pool[po]) << 8) | np.int64(pool[po + 1]))
-        # long first labels of DNS queries get per-packet characters (tunnels make unique names)
-        lab = np.int64(pool[po + 12]) if patch and dir_[i] == 0 and n > 13 else 0
-        if lab < LONG_LABEL or 13 + lab > n:
-            lab = 0
-        for k in range(lab):
-            old = np.int64(pool[po + 13 + k])
-            x = (dns_id[i] * 2654435761 + (k + 1) * 0x9E3779B1 + src[i] * 97) & 0xFFFFFFFF
-            x ^= x >> 13
-            x = (x * 0x5BD1E995) & 0xFFFFFFFF
-            x ^= x >> 15
-            new = np.int64(_B32[x % 32])
-            scratch[SCRATCH_LABEL + k] = new
-            psum += (new - old) << 8 if (13 + k) % 2 == 0 else new - old
+        # a tunnel's query names are ever new: its long data labels are resampled per packet
+        name_end = 0
+        if patch and dir_[i] == 0 and scramble[i]:
+            name_end = _resample_labels(pool, po, n, dns_id[i] ^ (ts[i] * 31) ^ (src[i] * 97), scratch)
+            for k in range(DNS_HEADER, name_end):
+                d = np.int64(scratch[SCRATCH_NAME + k]) - np.int64(pool[po + k])
+                psum += d << 8 if k % 2 == 0 else d
         if pr == 6:
             _put16(b, q, sport[i])
             _put16(b, q + 2, dport[i])
@@ -176,8 +200,8 @@ def write_frames(out, rec_off, ts, caplen, wirelen, src, dst, sport, dport, prot
                 out[d + hlen] = (dns_id[i] >> 8) & 0xFF
                 if pc > 1:
                     out[d + hlen + 1] = dns_id[i] & 0xFF
-                for k in range(min(lab, pc - 13)):
-                    out[d + hlen + 13 + k] = scratch[SCRATCH_LABEL + k]
+                for k in range(DNS_HEADER, min(name_end, pc)):
+                    out[d + hlen + k] = scratch[SCRATCH_NAME + k]
 
 
 def frame_lengths(obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -187,13 +211,16 @@ def frame_lengths(obs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def write_pcap(path: Path, obs: dict[str, np.ndarray], snaplen: int = 0) -> int:
-    """Write the observed packets (time-ordered) to ``path``; return the bytes written.
+    """Write the observed packets (time-ordered) to ``path``; return the bytes written. ``snaplen`` (0: whole
+    frames) never cuts a DNS message before the end of its question, so its type and domain stay readable.
 
     Callers write into a temporary directory that replaces the output as a whole."""
     first_all = _first_segment(obs)
-    is_dns_all = (obs["app"] == C.APP_DNS) & (obs["proto"] == 17)
+    is_dns_all = is_dns_app(obs["app"]) & (obs["proto"] == 17)
     dns_all = np.where(is_dns_all, (obs["conn"] * 7919 + obs["seq"]) & 0xFFFF, -1).astype(np.int64)
-    scratch = np.zeros(256, dtype=np.uint8)  # the longest header stack: VXLAN + Ethernet + IPv4 + TCP
+    variant_all = np.where(is_dns_all, dns_variant(obs["conn"], obs["seq"], obs["app"]), 0)
+    scramble_all = (is_dns_all & np.isin(obs["app"], TUNNEL_APPS)).astype(np.uint8)
+    scratch = np.zeros(SCRATCH_NAME + DNS_HEADER + MAX_NAME_WIRE, dtype=np.uint8)  # header stack, then a DNS name
     total = len(PCAP_NS_HEADER)
     buf = np.empty(0, dtype=np.uint8)
     with Path(path).open("wb") as f:
@@ -203,19 +230,21 @@ def write_pcap(path: Path, obs: dict[str, np.ndarray], snaplen: int = 0) -> int:
             sl = slice(a, min(n, a + CHUNK))
             o = {k: v[sl] for k, v in obs.items()}
             wire = frame_lengths(o)
+            pool, pay_off, pay_sum, qend = build_pool(o["app"], o["dir"], first_all[sl], o["len"], variant_all[sl])
             cap = np.minimum(wire, snaplen) if snaplen else wire
+            # a tap's port-53 filter keeps every DNS message at least through its question (type and name)
+            cap = np.where(is_dns_all[sl] & (qend > 0), np.maximum(cap, np.minimum(wire, wire - o["len"] + qend)), cap)
             rec_off = np.concatenate([[0], np.cumsum(16 + cap)[:-1]]).astype(np.int64)
             need = int((16 + cap).sum())
             if len(buf) < need:
                 buf = np.empty(need, dtype=np.uint8)  # reused across chunks: fresh pages cost faults
             out = buf[:need]
-            pool, pay_off, pay_sum = build_pool(o["app"], o["dir"], first_all[sl], o["len"])
             write_frames(
                 out, rec_off, o["ts_ns"], cap, wire, o["src"].astype(np.int64), o["dst"].astype(np.int64),
                 o["sport"].astype(np.int64), o["dport"].astype(np.int64), o["proto"].astype(np.int64),
                 o["flags"], o["seq"], o["ack"], o["len"], o["ipid"], o["ttl"], o["dir"], dns_all[sl],
-                o["outer_src"].astype(np.int64), o["outer_dst"].astype(np.int64), o["vni"].astype(np.int64),
-                pool, pay_off, pay_sum, scratch,
+                scramble_all[sl], o["outer_src"].astype(np.int64), o["outer_dst"].astype(np.int64),
+                o["vni"].astype(np.int64), pool, pay_off, pay_sum, scratch,
             )  # fmt: skip
             f.write(memoryview(out))
             total += len(out)

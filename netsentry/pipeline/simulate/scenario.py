@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from netsentry.pipeline.core.config import read_yaml
 from netsentry.pipeline.core.errors import ConfigError
 
-ROLES = ("web", "app", "db", "dns", "batch", "admin")
+ROLES = ("web", "app", "db", "dns", "batch", "admin", "p2p", "desktop")
 """VM roles: what a VM serves and which benign traffic it makes (see :mod:`netsentry.pipeline.simulate.benign`)."""
 CAPTURE_POINTS = ("vm", "host", "gateway")
 """Observation tiers: every VM's tap, every host's uplink, the internet gateway (one pcap each)."""
@@ -25,7 +25,7 @@ class _Model(BaseModel):
 class VmGroup(_Model):
     """``count`` VMs of one role in a subnet, named ``<prefix>-<i>`` (prefix defaults to the role)."""
 
-    role: Literal["web", "app", "db", "dns", "batch", "admin"]
+    role: Literal["web", "app", "db", "dns", "batch", "admin", "p2p", "desktop"]
     count: int = Field(1, ge=1, le=4096)
     prefix: str | None = None
 
@@ -76,6 +76,15 @@ class Scenario(_Model):
     overlay: Literal["none", "vxlan"] = "none"
     capture_points: list[Literal["vm", "host", "gateway"]] = ["vm"]
     benign_rate: float = Field(1.0, ge=0, description="global multiplier of benign connection rates")
+    vm_load_sigma: float = Field(
+        0.5,
+        ge=0,
+        le=2,
+        description="spread of per-VM load: each VM's benign rates × a lognormal factor of mean 1 "
+        "and this log-sd (VMs of one role are not equally busy); 0 = every VM at its tenant's rate",
+    )
+    habits: bool = Field(True, description="per-VM habits, p2p clients, desktop browsing (simulate.habits, p2p)")
+    ambient_impairments: bool = Field(True, description="ambient loss and reordering on internet paths")
     cloud: CloudSpec
     events: list[EventSpec] = []
 

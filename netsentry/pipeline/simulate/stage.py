@@ -17,6 +17,7 @@ from netsentry.pipeline.simulate import events as ev
 from netsentry.pipeline.simulate.cloud import Cloud, build_cloud
 from netsentry.pipeline.simulate.conns import ConnTable, concat
 from netsentry.pipeline.simulate.observe import observe
+from netsentry.pipeline.simulate.paths import with_ambient_impairments
 from netsentry.pipeline.simulate.pcapwrite import write_pcap
 from netsentry.pipeline.simulate.scenario import Scenario, load_scenario
 from netsentry.pipeline.simulate.tcpgen import P_TSEND, generate_packets
@@ -79,6 +80,8 @@ def simulate(sc: Scenario) -> SimulationResult:
         conns, labs = ffn(ctx, conns, e.target, start, end, e.params)
         conns = concat([conns])
         labels += labs
+    if sc.ambient_impairments:
+        conns = with_ambient_impairments(ctx, conns)
     # connections that start after the scenario ends are not part of it
     conns = conns.select(conns["start_ns"] < t1)
     packets = generate_packets(conns, sc.seed)

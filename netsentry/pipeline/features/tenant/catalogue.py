@@ -9,12 +9,21 @@ from netsentry.pipeline.core.units import NS_PER_S
 
 FAILED_STATES = ("S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR")
 """Zeek states of a TCP connection whose handshake never completed."""
+ICMP_PROTOCOLS = (1, 58)
+"""ICMP and ICMPv6: one service each, whatever echo identifier the flow key carries."""
 SENSITIVE_PORTS = (21, 22, 23, 25, 135, 139, 445, 3389, 5900)
 """Remote-login, mail and file-sharing services: brute force and lateral movement land here (databases are
 left out: app servers open many short database connections every second)."""
 DNS_PORT = 53
 DNS_LARGE_REQUEST_B = 180
-"""A DNS request packet this big carries a name of ~100+ characters: tunnelled data, not a lookup."""
+"""A DNS request packet this big carries a name of ~100+ characters: tunnelled data, not a lookup (flows only)."""
+DNS_LONG_NAME_CHARS = 100
+"""A query name longer than this is tunnelled data: host names fit one label of <= 63 characters under a short
+domain, while tunnels fill several labels to 57-63 characters each."""
+DNS_TUNNEL_QTYPES = (5, 10, 15, 16, 255)
+"""CNAME, NULL, MX, TXT, ANY: record types whose answers carry arbitrary data (iodine, dnscat2, dnstt use them)."""
+DNS_PRIVATE_QTYPE = 65280
+"""RFC 6895 private-use record types (65280-65534) start here; iodine's PRIVATE mode asks for 65399."""
 BEACON_MIN_IATS = 4
 """Gaps between starts a (remote, port) needs before its regularity scores."""
 BEACON_LAST_IATS = 8
@@ -28,9 +37,12 @@ HISTORY_CAP_S = 3600.0
 IDLE_GAP_S = 2.0
 """A TCP connection whose packets are this many seconds apart on average is mostly idle (interactive sessions and
 transfers exchange packets far more often)."""
-MIN_OBSERVED_S = 30.0
-"""Rates assume at least this much observation (or the whole window if shorter): one connection in a one-second
-capture is not sixty a minute."""
+MIN_OBSERVED_S = 1.0
+"""Floor of a window's observed seconds: TCP's initial retransmission timeout (RFC 6298), the shortest span in which
+an unanswered SYN is told from a pending one; the support rule (>= 3 connections) guards the thin windows."""
+NEW_SERVICE_S = 300.0
+"""A service (remote, port) an entity began using less than this long before a window is new to it: long enough to
+cover a guessing run of a few minutes, short next to the hours a VM's steady peers last."""
 SHORT_S = 30.0
 SHORT_NS = int(SHORT_S * NS_PER_S)
 """Flows that end within :data:`SHORT_S` are guesses and probes, not sessions."""
@@ -58,11 +70,12 @@ TENANT_FEATURES: dict[str, str] = {
     "remote_ip_entropy_out": "Shannon entropy of the outgoing flows' remote addresses (bits)",
     "service_port_entropy_out": "Shannon entropy of the outgoing flows' destination ports (bits)",
     "remote_ip_entropy_in": "Shannon entropy of the incoming flows' remote addresses (bits)",
-    "failed_ratio_out": f"outgoing TCP flows whose handshake failed ({'/'.join(FAILED_STATES)}) / outgoing TCP "
-    "flows (ratio)",
-    "failed_ratio_in": "incoming TCP flows whose handshake failed / incoming TCP flows (ratio)",
-    "failed_out_per_min": "outgoing TCP flows with a failed handshake (per minute)",
-    "failed_in_per_min": "incoming TCP flows with a failed handshake (per minute)",
+    "failed_ratio_out": "outgoing flows that failed — TCP handshakes that never completed "
+    f"({'/'.join(FAILED_STATES)}), UDP and ICMP to a unicast address that drew no packet back — / outgoing flows "
+    "(ratio)",
+    "failed_ratio_in": "incoming flows that failed / incoming flows (ratio)",
+    "failed_out_per_min": "outgoing flows that failed, any protocol (per minute)",
+    "failed_in_per_min": "incoming flows that failed, any protocol (per minute)",
     "sensitive_share_out": "outgoing flows to remote-login/file-sharing/database ports "
     f"({', '.join(map(str, SENSITIVE_PORTS))}) / outgoing flows (ratio)",
     "sensitive_share_in": "incoming flows to those ports / incoming flows (ratio)",
@@ -72,6 +85,17 @@ TENANT_FEATURES: dict[str, str] = {
     "and probes, not sessions; a connection still open when the capture ended is a session of unknown length, "
     "not short (per minute)",
     "short_sensitive_in_per_min": f"of those incoming flows, the ones that ended within {SHORT_S:g} s (per minute)",
+    "short_per_service_out_per_min": f"most outgoing flows to one (remote address, port), any port, that started "
+    f"in the window and ended within {SHORT_S:g} s: repeated guesses at one service (per minute)",
+    "short_per_service_in_per_min": "most incoming flows from one remote address to one local port that started in "
+    f"the window and ended within {SHORT_S:g} s (per minute)",
+    "new_service_short_out_per_min": "most short outgoing flows to one (remote, port) the entity began using at "
+    f"most {NEW_SERVICE_S:g} s before the window, after it had been seen for a window: guessing at a new service, "
+    "unlike an app's steady database connections (per minute; 0 until a window of history)",
+    "new_service_short_in_per_min": "most short incoming flows from one remote that began connecting to that local "
+    f"port at most {NEW_SERVICE_S:g} s before the window (per minute; 0 until a window of history)",
+    "max_remotes_per_remote_port_in": "most distinct addresses whose incoming flows come from one remote port: "
+    "replies from thousands of reflectors' service port (53, 123, 389, ...) that the entity never asked for (count)",
     "flows_per_service_out": "outgoing flows / distinct (remote address, port) pairs: repeated connections (ratio)",
     "max_flows_per_service_out": "most outgoing flows to one (remote address, port) (count)",
     "max_flows_per_service_in": "most incoming flows from one remote address to one local port (count)",
@@ -93,16 +117,39 @@ TENANT_FEATURES: dict[str, str] = {
     f"{BEACON_MIN_IATS} with a geometric-mean period >= {BEACON_MIN_PERIOD_S:g} s; Poisson arrivals score ~0, "
     "a timer with 10% jitter ~0.8; max over services (0..1)",
     "persistent_flows_out": "outgoing flows active in the window that have lasted at least a window so far (count)",
+    "new_beacon_score_out": "beacon_score_out over the services (remote, port) the entity began using at most "
+    f"{NEW_SERVICE_S:g} s before the window, after it had been seen for a window: a check-in that started lately, "
+    "unlike the timers a host runs from boot (0..1; 0 until a window of history)",
+    "solo_persistent_flows_out": "persistent outgoing flows to a remote address no other VM contacts: a pool's or "
+    "C2's session; 0 without a tenant map (count)",
+    "solo_persistent_bytes_per_s_out": "bytes per second of those solo persistent flows, both directions: a miner "
+    "keeps its pool session busy, a poller's idle keep-alive is nearly silent (bytes/s)",
     "persistent_bytes_per_s_out": "bytes per second of those persistent flows, both directions (bytes/s)",
     "idle_persistent_flows_out": "of those persistent flows, established TCP ones (handshake completed) whose "
     f"packets are on average at least {IDLE_GAP_S:g} s apart: a connection held open for occasional messages, as "
     "a mining pool's job channel or a C2 session; SYNs retried to a silent host are no such connection (count)",
-    "dns_queries_per_min": f"outgoing flows to port {DNS_PORT} that started in the window (per minute)",
+    "dns_queries_per_min": f"DNS queries the entity sent (the dns table's messages; a one-socket tunnel is one flow "
+    f"but every query counts), or, without a dns table, outgoing flows to port {DNS_PORT} (per minute)",
     "dns_query_mean_bytes": "mean size of the entity's DNS request packets; long tunnelled names are big (bytes)",
-    "dns_large_queries_per_min": f"DNS flows whose request packets average more than {DNS_LARGE_REQUEST_B} bytes "
-    "(names of ~100+ characters, as tunnels use) (per minute)",
-    "dns_large_originated_per_min": "large DNS queries the entity sent beyond the large ones it received: a "
+    "dns_large_queries_per_min": f"queries the entity sent whose name is longer than {DNS_LONG_NAME_CHARS} "
+    f"characters (without a dns table: DNS flows whose request packets average more than {DNS_LARGE_REQUEST_B} "
+    "bytes) (per minute)",
+    "dns_large_originated_per_min": "long-name queries the entity sent beyond the long-name ones it received: a "
     "resolver forwarding its clients' tunnelled names relays them, the tunnelling VM originates them (per minute)",
+    "dns_large_terminated_per_min": "long-name queries the entity received beyond the long-name ones it sent: a "
+    "resolver passes its clients' tunnelled names on, a tunnel's server end answers them itself (per minute)",
+    "dns_name_len_mean": "mean length of the names the entity queried, estimated from the packet length where the "
+    "snap length cut the name (characters)",
+    "dns_name_len_max": "longest name the entity queried (characters)",
+    "dns_label_entropy_mean": "mean Shannon entropy of the queried names' characters: encoded data ~4-5, host names "
+    "~3 (bits per character)",
+    "dns_tunnel_type_share": "queries for record types that carry data (CNAME, NULL, MX, TXT, ANY, private-use >= "
+    f"{DNS_PRIVATE_QTYPE}) / queries whose type was captured, vs address lookups (ratio)",
+    "dns_nxdomain_share": "answers to the entity with response code NXDOMAIN / answers to it (ratio)",
+    "dns_top_domain_per_min": "queries under the registered domain (last two labels; names the snap length cut "
+    "count as one) the entity queried most (per minute)",
+    "dns_top_domain_names_per_min": "distinct names queried under that domain: a tunnel asks ever-new names under "
+    "one domain (per minute)",
     "udp_share_out": "outgoing UDP flows / outgoing flows (ratio)",
     "icmp_share_out": "outgoing ICMP flows / outgoing flows (ratio)",
     "mean_flow_bytes_out": "mean bytes (both directions) of the outgoing flows that started in the window (bytes)",

@@ -21,6 +21,7 @@ from netsentry.pipeline.features.tenant.catalogue import (
     BEACON_SD_SCALE,
     FAILED_STATES,
     FLOW_COLUMNS,
+    ICMP_PROTOCOLS,
 )
 
 _TEXT_COLUMNS = ("src_ip", "dst_ip", "capture_point", "src_tenant", "src_vm", "dst_tenant", "dst_vm", "conn_state",
@@ -42,11 +43,15 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
     dst_tenant, dst_vm = _strings(t.column("dst_tenant")), _strings(t.column("dst_vm"))
     num = {c: t.column(c).to_numpy() for c in FLOW_COLUMNS if c not in _TEXT_COLUMNS}
     state = _strings(t.column("conn_state"))
-    failed = np.isin(state, FAILED_STATES) & (num["protocol"] == 6)
+    failed = failed_flows(state, num["protocol"], dst_ip)
     # a connection the capture ended while it was open: a session of unknown length, never "short"
     cut = (_strings(t.column("end_reason")) == "eof") & ~failed
     point = _strings(t.column("capture_point"))
     n = t.num_rows
+    # ICMP is one service per protocol: the echo identifier the flow key uses is no port
+    icmp = np.isin(num["protocol"], ICMP_PROTOCOLS)
+    service_port = np.where(icmp, 0, num["dst_port"]).astype(np.int32)
+    remote_port_in = np.where(icmp, 0, num["src_port"]).astype(np.int32)
     flow_idx = np.arange(n)
 
     def side(out: bool) -> pd.DataFrame:
@@ -63,7 +68,8 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
                 "vm": np.where((vm == "") | (vm == "external"), me, vm),
                 "ip": me,
                 "remote": other,
-                "port": num["dst_port"].astype(np.int32),
+                "port": service_port,
+                "remote_port": service_port if out else remote_port_in,
                 "proto": num["protocol"].astype(np.int16),
                 "capture_point": point,
                 "vni": num["vni"],
@@ -81,6 +87,25 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
         )
 
     return pd.concat([side(True), side(False)], ignore_index=True)
+
+
+def group_destination(dst_ip: np.ndarray) -> np.ndarray:
+    """Broadcast and multicast destinations (IPv4 x.x.x.255, 224/4, 255.255.255.255; IPv6 ff00::/8): nobody is
+    expected to answer them, so silence there is no failure."""
+    d = pd.Series(dst_ip, dtype=object).fillna("").astype(str)
+    first = pd.to_numeric(d.str.split(".", n=1).str[0], errors="coerce").fillna(0).to_numpy()
+    v4 = ~d.str.contains(":", regex=False).to_numpy()
+    v4_group = v4 & (d.str.endswith(".255").to_numpy() | ((first >= 224) & (first <= 239)))
+    return v4_group | (~v4 & d.str.lower().str.startswith("ff").to_numpy())
+
+
+def failed_flows(state: np.ndarray, protocol: np.ndarray, dst_ip: np.ndarray) -> np.ndarray:
+    """Flows whose initiator got nowhere: a TCP handshake that never completed (:data:`FAILED_STATES`), or a UDP
+    or ICMP flow to a unicast address that drew no packet back (``S0``): an unanswered ping or UDP probe is the
+    same evidence as an unanswered SYN."""
+    tcp_failed = np.isin(state, FAILED_STATES) & (protocol == 6)
+    silent = (state == "S0") & (protocol != 6) & ~group_destination(dst_ip)
+    return tcp_failed | silent
 
 
 def local_entities(sides: pd.DataFrame) -> pd.DataFrame:
@@ -138,6 +163,27 @@ def beacon_scores(sides: pd.DataFrame) -> np.ndarray:
     res[order] = sorted_scores
     score[out] = res
     return score
+
+
+def solo_remote(sides: pd.DataFrame) -> np.ndarray:
+    """Per side: 1 when its remote address is contacted (outgoing flows) by this entity alone among the capture's
+    VMs, else 0. A timer or session to a service many VMs use is ordinary; a check-in to a server only one VM
+    knows is how an implant or a miner looks. Without a tenant map every address is an entity, remote servers
+    included, and which hosts are ours is unknown: nothing is solo then (0), the measure says nothing rather than
+    something wrong."""
+    if not (sides["tenant"].to_numpy() != "external").any() or sides["entity_id"].nunique() < 2:
+        return np.zeros(len(sides))
+    out = sides[sides["out"].to_numpy()]
+    reach = out.groupby("remote", observed=True)["entity_id"].nunique()
+    return (sides["remote"].map(reach).fillna(1).to_numpy() <= 1).astype(np.float64)
+
+
+def service_first_use(sides: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per side: when its entity first used its service (proto, remote, port; either direction) and when the
+    entity was first seen, in ns."""
+    service = sides.groupby(["entity_id", "proto", "remote", "port"], observed=True)["start"].transform("min")
+    entity = sides.groupby("entity_id")["start"].transform("min")
+    return service.to_numpy(np.int64), entity.to_numpy(np.int64)
 
 
 def window_rows(sides: pd.DataFrame, hop_ns: int, window_ns: int, t_min: int, t_max: int) -> pd.DataFrame:

@@ -28,11 +28,20 @@ from netsentry.pipeline.features.tenant.catalogue import (
     IDLE_GAP_S,
     KEY_COLUMNS,
     MIN_OBSERVED_S,
+    NEW_SERVICE_S,
     SENSITIVE_PORTS,
     SHORT_NS,
     TENANT_FEATURES,
 )
-from netsentry.pipeline.features.tenant.endpoints import beacon_scores, flow_sides, local_entities, window_rows
+from netsentry.pipeline.features.tenant.dns import DNS_TABLE_FEATURES, dns_window_features
+from netsentry.pipeline.features.tenant.endpoints import (
+    beacon_scores,
+    flow_sides,
+    local_entities,
+    service_first_use,
+    solo_remote,
+    window_rows,
+)
 
 _KEYS = ["entity_id", "window_id"]
 """The index of a feature row: entity and window number (its start is ``window_id * hop_ns``)."""
@@ -60,8 +69,9 @@ class WindowSpec:
         return int(self.window_s * NS_PER_S)
 
 
-def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFrame:
-    """Flows → one row per (entity, window) with :data:`TENANT_FEATURES`; empty frame when there are no flows."""
+def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None, dns: pa.Table | None = None) -> pd.DataFrame:
+    """Flows (+ the dns table, when the capture has one) → one row per (entity, window) with
+    :data:`TENANT_FEATURES`; empty frame when there are no flows."""
     spec = spec or WindowSpec()
     cols = list(KEY_COLUMNS) + list(TENANT_FEATURES)
     if flows.num_rows == 0:
@@ -72,6 +82,8 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
     t_min = int(min(sides["start"].min(), sides["end"].min()))
     t_max = int(sides["end"].max())
     sides["beacon"] = beacon_scores(sides)
+    sides["solo"] = solo_remote(sides)
+    sides["service_first"], sides["entity_first"] = service_first_use(sides)
     x = _flag_rows(window_rows(sides, spec.hop_ns, spec.window_ns, t_min, t_max), spec, t_min, t_max)
     counts = _window_counts(x)
     per_min = 60.0 / counts["observed_s"]
@@ -82,9 +94,12 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None) -> pd.DataFr
     _failed_handshakes(f, counts, per_min)
     _sensitive_port_share(f, counts, per_min)
     _repeated_services(f, counts, outgoing, incoming)
+    _short_repeats(f, x, per_min)
+    x["fresh"] = _begun_lately(x, spec)
+    _short_to_new_services(f, sides, x, per_min, spec)
     _novelty(f, sides, outgoing, incoming, spec)
     _beacon_and_persistent_flows(f, x, counts, spec)
-    _dns_queries(f, x, counts, per_min)
+    _dns_queries(f, x, counts, per_min, dns, spec)
     _outgoing_mix(f, x, counts)
     _add_baselines(f, round(spec.window_s / spec.hop_s))
     return _with_keys(f, x, spec)[cols]
@@ -99,6 +114,8 @@ def _flag_rows(x: pd.DataFrame, spec: WindowSpec, t_min: int, t_max: int) -> pd.
     """Per (endpoint, window) row: the window's observed seconds and the flags and shares that counts sum."""
     hop_ns, window_ns = spec.hop_ns, spec.window_ns
     ws = x["window_id"].to_numpy() * hop_ns
+    # exposure is the capture's span, not the entity's own first/last packet: its silence was observable too,
+    # and a span bounded by its own events overstates the rate (n events span only n - 1 gaps)
     observed_s = (np.minimum(ws + window_ns, t_max) - np.maximum(ws, t_min)) / NS_PER_S
     x["observed_s"] = np.maximum(observed_s, min(spec.window_s, MIN_OBSERVED_S))
     out, inn = x["out"].to_numpy(), ~x["out"].to_numpy()
@@ -191,10 +208,11 @@ def _peer_spread(f: pd.DataFrame, outgoing: pd.DataFrame, incoming: pd.DataFrame
 
 
 def _failed_handshakes(f: pd.DataFrame, counts: pd.DataFrame, per_min: pd.Series) -> None:
-    """TCP flows whose handshake never completed: share of TCP flows and rate, each way."""
-    tcp_out, tcp_in = counts["tcp_out"], counts["tcp_in"]
-    f["failed_ratio_out"] = np.where(tcp_out > 0, counts["failed_out"] / tcp_out.clip(lower=1), 0.0)
-    f["failed_ratio_in"] = np.where(tcp_in > 0, counts["failed_in"] / tcp_in.clip(lower=1), 0.0)
+    """Flows that got nowhere (handshakes never completed, unanswered UDP/ICMP): share of flows and rate, each way."""
+    flows_out = counts["flows_out"]
+    flows_in = counts["active_flows"] - flows_out
+    f["failed_ratio_out"] = np.where(flows_out > 0, counts["failed_out"] / flows_out.clip(lower=1), 0.0)
+    f["failed_ratio_in"] = np.where(flows_in > 0, counts["failed_in"] / flows_in.clip(lower=1), 0.0)
     f["failed_out_per_min"] = counts["failed_out"] * per_min
     f["failed_in_per_min"] = counts["failed_in"] * per_min
 
@@ -227,6 +245,50 @@ def _repeated_services(f: pd.DataFrame, counts: pd.DataFrame, outgoing: pd.DataF
     f["max_ports_per_remote_out"] = _fill(_max_per_window(ports_per_remote), idx)
     f["max_remotes_per_port_out"] = _fill(_max_per_window(outgoing.groupby([*_KEYS, "port"])["remote"].nunique()), idx)
     f["max_remotes_per_port_in"] = _fill(_max_per_window(incoming.groupby([*_KEYS, "port"])["remote"].nunique()), idx)
+    by_remote_port = incoming.groupby([*_KEYS, "proto", "remote_port"])["remote"].nunique()
+    f["max_remotes_per_remote_port_in"] = _fill(_max_per_window(by_remote_port), idx)
+
+
+def _short_repeats(f: pd.DataFrame, x: pd.DataFrame, per_min: pd.Series) -> None:
+    """Repeated short connections to one service, any port and protocol: guesses, not sessions."""
+    idx = f.index
+    dur = (x["end"] - x["start"]).to_numpy()
+    short = x[x["started"].to_numpy() & (dur < SHORT_NS) & ~x["cut"].to_numpy()]
+    for name, out in (("short_per_service_out_per_min", True), ("short_per_service_in_per_min", False)):
+        part = short[short["out"].to_numpy() == out]
+        most = _max_per_window(part.groupby([*_KEYS, "proto", "remote", "port"]).size())
+        f[name] = _fill(most, idx) * per_min
+
+
+def _begun_lately(x: pd.DataFrame, spec: WindowSpec) -> np.ndarray:
+    """Per window row: its service (remote, port) was begun at most :data:`NEW_SERVICE_S` before the window, after
+    the entity had been seen for a window (what it did from the start is its habit, not a change)."""
+    first, entity_first = x["service_first"].to_numpy(), x["entity_first"].to_numpy()
+    lately = first >= x["window_id"].to_numpy() * spec.hop_ns - int(NEW_SERVICE_S * NS_PER_S)
+    return lately & (first - entity_first >= spec.window_ns)
+
+
+def _has_history(idx: pd.Index, sides: pd.DataFrame, spec: WindowSpec) -> pd.Series:
+    """Per feature row: the entity had been seen for at least a window before it started."""
+    first_seen = sides.groupby("entity_id")["start"].min()
+    history_ns = idx.get_level_values(1).to_numpy() * spec.hop_ns - first_seen.reindex(idx.get_level_values(0))
+    return pd.Series(history_ns.to_numpy() >= spec.window_ns, index=idx)
+
+
+def _short_to_new_services(
+    f: pd.DataFrame, sides: pd.DataFrame, x: pd.DataFrame, per_min: pd.Series, spec: WindowSpec
+) -> None:
+    """Repeated short connections to a service (remote, port) begun lately (:func:`_begun_lately`): guessing at a
+    service the entity never used, unlike an app's steady short connections to its database. Zero until the entity
+    has a window of history (everything is new to a capture)."""
+    idx = f.index
+    dur = (x["end"] - x["start"]).to_numpy()
+    short = x[x["started"].to_numpy() & (dur < SHORT_NS) & ~x["cut"].to_numpy() & x["fresh"].to_numpy()]
+    has_history = _has_history(idx, sides, spec)
+    for name, out in (("new_service_short_out_per_min", True), ("new_service_short_in_per_min", False)):
+        part = short[short["out"].to_numpy() == out]
+        most = _max_per_window(part.groupby([*_KEYS, "proto", "remote", "port"]).size())
+        f[name] = (_fill(most, idx) * per_min).where(has_history, 0.0)
 
 
 def _novelty(
@@ -274,11 +336,22 @@ def _beacon_and_persistent_flows(f: pd.DataFrame, x: pd.DataFrame, counts: pd.Da
     # held open: the handshake completed
     idle = (persistent["proto"] == 6) & ~persistent["failed"] & (gap_s >= IDLE_GAP_S)
     f["idle_persistent_flows_out"] = _fill(persistent[idle].groupby(_KEYS).size(), idx)
+    fresh = x[started & out & x["fresh"].to_numpy()]
+    f["new_beacon_score_out"] = _fill(fresh.groupby(_KEYS)["beacon"].max(), idx)
+    f["solo_persistent_flows_out"] = _fill(persistent.groupby(_KEYS)["solo"].sum(), idx)
+    solo_bytes = window_bytes["v"] * window_bytes["solo"]
+    f["solo_persistent_bytes_per_s_out"] = (
+        _fill(solo_bytes.groupby([window_bytes[k] for k in _KEYS]).sum(), idx) / counts["observed_s"]
+    )
 
 
-def _dns_queries(f: pd.DataFrame, x: pd.DataFrame, counts: pd.DataFrame, per_min: pd.Series) -> None:
-    """DNS query rate and request size, and the large (tunnel-sized) queries the entity sent and originated."""
+def _dns_queries(
+    f: pd.DataFrame, x: pd.DataFrame, counts: pd.DataFrame, per_min: pd.Series, dns: pa.Table | None, spec: WindowSpec
+) -> None:
+    """DNS query rate, names and types per query from the dns table (per flow to port 53 when there is none)."""
     idx = f.index
+    for name in DNS_TABLE_FEATURES:
+        f[name] = 0.0
     f["dns_queries_per_min"] = counts["dns_queries"] * per_min
     queries = x[x["dns_query"].to_numpy()]
     f["dns_query_mean_bytes"] = _fill(queries.groupby(_KEYS)["req_size"].mean(), idx)
@@ -287,6 +360,9 @@ def _dns_queries(f: pd.DataFrame, x: pd.DataFrame, counts: pd.DataFrame, per_min
     received = x[x["started"].to_numpy() & ~x["out"].to_numpy() & (x["port"].to_numpy() == DNS_PORT)]
     large_in = _fill(received[received["req_size"] > DNS_LARGE_REQUEST_B].groupby(_KEYS).size(), idx) * per_min
     f["dns_large_originated_per_min"] = (f["dns_large_queries_per_min"] - large_in).clip(lower=0.0)
+    f["dns_large_terminated_per_min"] = (large_in - f["dns_large_queries_per_min"]).clip(lower=0.0)
+    if dns is not None and dns.num_rows:
+        dns_window_features(f, x, per_min, dns, spec.hop_ns, spec.window_ns)
 
 
 def _outgoing_mix(f: pd.DataFrame, x: pd.DataFrame, counts: pd.DataFrame) -> None:

@@ -10,6 +10,6 @@ internet host drew 17 replies and retransmitted each unanswered probe once (1,99
 an SSH password guesser made 11 connections in 70 s.
 """
 
-from netsentry.pipeline.simulate.attacks import floods, intrusion, outbound, scans
+from netsentry.pipeline.simulate.attacks import bruteforce, floods, intrusion, outbound, reflection, scans, sweeps
 
-__all__ = ["floods", "intrusion", "outbound", "scans"]
+__all__ = ["bruteforce", "floods", "intrusion", "outbound", "reflection", "scans", "sweeps"]

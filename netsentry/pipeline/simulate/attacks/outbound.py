@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,13 +25,18 @@ from netsentry.pipeline.simulate.attacks.helpers import (
     vpc_peers,
 )
 from netsentry.pipeline.simulate.conns import (
-    APP_DNS,
     APP_SSH,
     APP_STRATUM,
     APP_TLS,
     OUTCOME_OPEN,
     ConnTable,
     concat,
+)
+from netsentry.pipeline.simulate.dns_payloads import (
+    APP_DNS_DNSCAT2,
+    APP_DNS_DNSTT,
+    APP_DNS_IODINE,
+    APP_DNS_IODINE_PRIVATE,
 )
 from netsentry.pipeline.simulate.events import MS, Label, S, SimContext, compromise, param
 from netsentry.pipeline.simulate.tcpgen import WINDOW
@@ -106,22 +112,129 @@ def exfiltration(ctx: SimContext, vm: int, start_ns: int, end_ns: int, params: d
     return conns, [compromise_label(ctx, vm, "exfiltration", s, done, detail)]
 
 
+@dataclass(frozen=True)
+class TunnelTool:
+    """How one DNS tunnel tool talks (defaults from the tools' sources and captures of them)."""
+
+    apps: tuple[int, ...]  # payload style per session (iodine: NULL, or PRIVATE with -T PRIVATE)
+    rate: tuple[float, float]  # queries/s while data flows: a session's rate is drawn from this range
+    poll_s: float  # idle polling period between bursts
+    name: tuple[int, int]  # dotted name length of a data-carrying query
+    answer: tuple[int, int]  # data bytes in a busy answer
+    opt: bool  # EDNS0 OPT record in every query (asks for answers over 512 bytes)
+    route: str  # relay: through a resolver (the VPC's dns VM, else a public one); direct: to the tunnel server
+
+
+TUNNEL_TOOLS: dict[str, TunnelTool] = {
+    "iodine": TunnelTool((APP_DNS_IODINE, APP_DNS_IODINE_PRIVATE), (10.0, 50.0), 4.0, (100, 250), (200, 1100), True,
+                         "relay"),
+    "dnscat2": TunnelTool((APP_DNS_DNSCAT2,), (2.0, 10.0), 1.0, (60, 250), (40, 230), False, "direct"),
+    "dnstt": TunnelTool((APP_DNS_DNSTT,), (5.0, 30.0), 2.0, (120, 250), (100, 1100), True, "relay"),
+}  # fmt: skip
+IDLE_NAME = (60, 100)  # a poll still carries the session id and a sequence number: 60–100 characters
+IDLE_ANSWER = (16, 60)
+BURST_S, IDLE_S = 10.0, 20.0  # mean length of a transfer burst and of the idle stretch after it (exponential)
+
+
+def _tunnel_times(ctx: SimContext, s: int, e: int, rate: float, poll_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Query times of a session on [s, e): Poisson bursts at ``rate`` alternating with polls every ``poll_s``
+    (±10 %); and which queries are in a burst."""
+    rng = ctx.rng
+    m = int((e - s) / (S * min(BURST_S, IDLE_S))) + 2
+    durs = rng.exponential(1.0, 2 * m) * np.tile([BURST_S, IDLE_S], m) * S
+    edges = np.minimum(s + rng.random() * S + np.concatenate([[0.0], np.cumsum(durs)]), e).astype(np.int64)
+    times, busy = [], []
+    for k in range(2 * m):
+        a, b = int(edges[k]), int(edges[k + 1])
+        if a >= b:
+            break
+        if k % 2 == 0:
+            t = np.sort(a + (rng.random(rng.poisson(rate * (b - a) / S)) * (b - a)).astype(np.int64))
+        else:
+            gaps = poll_s * S * (0.9 + 0.2 * rng.random(int((b - a) / (poll_s * S * 0.9)) + 1))
+            t = (a + np.cumsum(gaps)).astype(np.int64)
+            t = t[t < b]
+        times.append(t)
+        busy.append(np.full(len(t), k % 2 == 0))
+    return np.concatenate(times), np.concatenate(busy)
+
+
+def _tunnel_sizes(ctx: SimContext, tool: TunnelTool, busy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Query and answer datagram sizes: a question (name, type, class) plus the EDNS0 OPT; the answer echoes a
+    question of up to 60 characters and carries the data."""
+    n = len(busy)
+    name = np.where(busy, uniform_ints(ctx, tool.name[0], tool.name[1] + 1, n),
+                    uniform_ints(ctx, IDLE_NAME[0], IDLE_NAME[1] + 1, n))  # fmt: skip
+    data = np.where(busy, uniform_ints(ctx, tool.answer[0], tool.answer[1] + 1, n),
+                    uniform_ints(ctx, IDLE_ANSWER[0], IDLE_ANSWER[1] + 1, n))  # fmt: skip
+    opt = 11 if tool.opt else 0
+    return name + 2 + 16 + opt, 12 + 62 + 4 + opt + 12 + data
+
+
 @compromise("dns_tunnel")
 def dns_tunnel(ctx: SimContext, vm: int, start_ns: int, end_ns: int, params: dict[str, Any]
                ) -> tuple[ConnTable, list[Label]]:  # fmt: skip
-    """Data smuggled in DNS: frequent queries with long names (and long TXT answers) via the resolver.
+    """Data smuggled in DNS as the real tools do: one UDP socket, long ever-new names under one domain, data-carrying
+    record types, bursts of queries between idle polls.
 
-    Params: ``rate`` (5 queries/s, Poisson; benign VMs ask 0.1–0.5/s), ``resolver`` (a VM name or
-    IPv4; default a ``dns`` VM of the VPC, else one of the public resolvers benign traffic uses).
-    Queries are 150–250 bytes, answers 200–400. Every name is new, so the resolver recurses: a
-    public one answers after an internet round trip; a ``dns`` VM forwards each query to a public
-    resolver (``forward``, true) as benign cache misses do, and answers when the reply is back.
+    Params: ``tool`` (``iodine``: NULL or PRIVATE records, base128 names, via the resolver; ``dnscat2``:
+    ``dnscat.<hex>`` names, TXT/CNAME/MX, straight to its server; ``dnstt``: base32 names, TXT, via the resolver;
+    default one at random, see :data:`TUNNEL_TOOLS`), ``qtype`` (iodine: NULL or PRIVATE, default at random),
+    ``rate`` (queries/s in a burst; default drawn from the tool's range), ``poll_s`` (idle polling period),
+    ``sockets`` (1: source ports the session uses), ``route`` (``relay`` or ``direct``; the tool's default),
+    ``resolver`` (a VM name or IPv4 for ``relay``; default the VPC's ``dns`` VM, else a public resolver),
+    ``forward`` (true: a ``dns`` VM recurses for every new name, as for benign cache misses), ``server``
+    (``internet``, or ``vm``: this VM is the tunnel's server, answering queries an internet resolver relays to it).
     """
-    reject_unknown_params(params, "dns_tunnel", ("rate", "resolver", "forward"))
+    reject_unknown_params(params, "dns_tunnel", ("tool", "qtype", "rate", "poll_s", "sockets", "route", "resolver",
+                                                 "forward", "server"))  # fmt: skip
     s, e = clip_to_scenario(ctx, start_ns, end_ns)
-    c, rng = ctx.cloud, ctx.rng
-    rate = positive("rate", param(params, "rate", 5.0))
-    if "resolver" in params:
+    rng = ctx.rng
+    name = str(params["tool"]) if "tool" in params else str(rng.choice(sorted(TUNNEL_TOOLS)))
+    if name not in TUNNEL_TOOLS:
+        raise ConfigError(f"event parameter tool={name!r}: expected one of {', '.join(sorted(TUNNEL_TOOLS))}")
+    tool = TUNNEL_TOOLS[name]
+    app = _tunnel_app(ctx, tool, params)
+    rate = positive("rate", param(params, "rate", tool.rate[0] + (tool.rate[1] - tool.rate[0]) * rng.random()))
+    t, busy = _tunnel_times(ctx, s, e, rate, positive("poll_s", param(params, "poll_s", tool.poll_s)))
+    req, resp = _tunnel_sizes(ctx, tool, busy)
+    server = str(params.get("server", "internet"))
+    if server not in ("internet", "vm"):
+        raise ConfigError(f"event parameter server={server!r}: expected internet or vm")
+    if server == "vm":
+        conns, detail = _tunnel_to_vm(ctx, vm, t, req, resp, app, params)
+    else:
+        conns, detail = _tunnel_from_vm(ctx, vm, t, req, resp, app, tool, params)
+    detail = f"tool={name} rate={rate:.3g}/s queries={len(t)} " + detail
+    return conns, [compromise_label(ctx, vm, "dns_tunnel", s, e, detail)]
+
+
+def _tunnel_app(ctx: SimContext, tool: TunnelTool, params: dict[str, Any]) -> int:
+    """The session's payload style; iodine's record type from ``qtype``."""
+    if "qtype" not in params or len(tool.apps) == 1:
+        return int(tool.apps[int(ctx.rng.integers(len(tool.apps)))])
+    qtype = str(params["qtype"]).upper()
+    if qtype not in ("NULL", "PRIVATE"):
+        raise ConfigError(f"event parameter qtype={params['qtype']!r}: expected NULL or PRIVATE")
+    return APP_DNS_IODINE if qtype == "NULL" else APP_DNS_IODINE_PRIVATE
+
+
+def _session_ports(ctx: SimContext, n: int, params: dict[str, Any]) -> np.ndarray:
+    """The client's source port per query: one socket (or ``sockets`` of them, used in turn) for the session."""
+    k = max(1, int(param(params, "sockets", 1, int)))
+    return ctx.ephemeral_ports(k)[np.arange(n) % k]
+
+
+def _tunnel_from_vm(ctx: SimContext, vm: int, t: np.ndarray, req: np.ndarray, resp: np.ndarray, app: int,
+                    tool: TunnelTool, params: dict[str, Any]) -> tuple[ConnTable, str]:  # fmt: skip
+    """The VM is the tunnel's client: to a resolver (which may relay upstream) or straight to the server."""
+    c, rng, n = ctx.cloud, ctx.rng, len(t)
+    route = str(params.get("route", tool.route))
+    if route not in ("relay", "direct"):
+        raise ConfigError(f"event parameter route={route!r}: expected relay or direct")
+    if route == "direct":
+        ip, rvm = pick_target(ctx, vm, {}, prefer_vm=False)
+    elif "resolver" in params:
         ip, rvm = pick_target(ctx, vm, {"target": params["resolver"]}, prefer_vm=False)
     else:
         peers = vpc_peers(ctx, vm)
@@ -132,30 +245,39 @@ def dns_tunnel(ctx: SimContext, vm: int, start_ns: int, end_ns: int, params: dic
         else:
             pub = public_resolvers(ctx)
             ip, rvm = int(pub[rng.integers(0, len(pub))]), -1
-    t = ctx.poisson_times(rate, s, e)
-    n = len(t)
     rtt = rtt_ns_to(ctx, vm, np.full(n, rvm), np.full(n, ip, np.uint32))
-    req, resp = uniform_ints(ctx, 150, 251, n), uniform_ints(ctx, 200, 401, n)
     pub = public_resolvers(ctx)
     up = pub[rng.integers(0, len(pub), size=n)]
     up_rtt = ctx.external_rtt_ns(up)
-    # the authoritative server (the attacker's) is a further internet round trip away
-    auth_ns = uniform_ints(ctx, 15 * MS, 120 * MS, n)
-    forward = rvm >= 0 and bool_param(params, "forward", True)
+    # the tunnel server is an internet round trip away (unless queried directly: it answers at once)
+    auth_ns = uniform_ints(ctx, 15 * MS, 120 * MS, n) if route == "relay" else uniform_ints(ctx, 1 * MS, 5 * MS, n)
+    forward = rvm >= 0 and route == "relay" and bool_param(params, "forward", True)
     server_ns = auth_ns + (20_000 + up_rtt if forward else 0)
     conns = [ConnTable.make(
-        n, proto=17, start_ns=t, client=c.ip[vm], server=ip, cport=ctx.ephemeral_ports(n), sport=53, vni=c.vni[vm],
-        client_vm=vm, server_vm=rvm, rtt_ns=rtt, rounds=1, req_bytes=req, resp_bytes=resp, server_ns=server_ns,
-        syn_retries=0, app=APP_DNS,
+        n, proto=17, start_ns=t, client=c.ip[vm], server=ip, cport=_session_ports(ctx, n, params), sport=53,
+        vni=c.vni[vm], client_vm=vm, server_vm=rvm, rtt_ns=rtt, rounds=1, req_bytes=req, resp_bytes=resp,
+        server_ns=server_ns, syn_retries=0, app=app,
     )]  # fmt: skip
-    if forward:
+    if forward:  # a recursive resolver asks from a fresh random port for every query (RFC 5452)
         conns.append(ConnTable.make(
             n, proto=17, start_ns=t + rtt // 2 + 20_000, client=ip, server=up, cport=ctx.ephemeral_ports(n), sport=53,
-            vni=c.vni[rvm], client_vm=rvm, server_vm=-1, rtt_ns=up_rtt, rounds=1, req_bytes=req + 11,
-            resp_bytes=resp + 11, server_ns=auth_ns, syn_retries=0, app=APP_DNS,
+            vni=c.vni[rvm], client_vm=rvm, server_vm=-1, rtt_ns=up_rtt, rounds=1, req_bytes=req, resp_bytes=resp,
+            server_ns=auth_ns, syn_retries=0, app=app,
         ))  # fmt: skip
-    detail = f"resolver={ipv4_text(ip)} queries={n}" + (" forwarded" if forward else "")
-    return concat(conns), [compromise_label(ctx, vm, "dns_tunnel", s, e, detail)]
+    return concat(conns), f"{route}={ipv4_text(ip)}" + (" forwarded" if forward else "")
+
+
+def _tunnel_to_vm(ctx: SimContext, vm: int, t: np.ndarray, req: np.ndarray, resp: np.ndarray, app: int,
+                  params: dict[str, Any]) -> tuple[ConnTable, str]:  # fmt: skip
+    """The VM is the tunnel's server: an internet resolver relays the client's queries to it; it answers them."""
+    c, n = ctx.cloud, len(t)
+    ip, _ = pick_target(ctx, vm, {}, prefer_vm=False)
+    conns = ConnTable.make(
+        n, proto=17, start_ns=t, client=ip, server=c.ip[vm], cport=ctx.ephemeral_ports(n), sport=53, vni=c.vni[vm],
+        client_vm=-1, server_vm=vm, rtt_ns=ctx.external_rtt_ns(np.full(n, ip, np.uint32)), rounds=1, req_bytes=req,
+        resp_bytes=resp, server_ns=uniform_ints(ctx, 100_000, 2 * MS, n), syn_retries=0, app=app,
+    )  # fmt: skip
+    return conns, f"server=vm resolver={ipv4_text(ip)}"
 
 
 @compromise("crypto_mining")

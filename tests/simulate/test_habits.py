@@ -1,0 +1,153 @@
+"""The richer benign world: per-VM habits, p2p clients, ambient loss and reordering (known answers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from netsentry.pipeline.simulate import tcpgen as tg
+from netsentry.pipeline.simulate.benign import benign_connections
+from netsentry.pipeline.simulate.conns import (
+    OUTCOME_NO_ANSWER,
+    OUTCOME_OPEN,
+    OUTCOME_REJECT,
+    ConnTable,
+)
+from netsentry.pipeline.simulate.events import S
+from netsentry.pipeline.simulate.habits import habit_connections
+from netsentry.pipeline.simulate.p2p import BITCOIN_PORT, p2p_connections, random_public
+from netsentry.pipeline.simulate.stage import simulate_to_dir
+from tests.conftest import workspace_of
+from tests.simulate.test_benign import MIXED, make_ctx, tenant
+
+
+@pytest.fixture(scope="module")
+def hour() -> tuple[object, ConnTable]:
+    ctx = make_ctx([tenant("a", "10.0.0.0/24", {**MIXED, "desktop": 2})], duration_s=3600, seed=3)
+    return ctx, habit_connections(ctx, np.ones(len(ctx.cloud)))
+
+
+def test_ntp_timer_period_is_a_power_of_two_times_64(hour: tuple[object, ConnTable]) -> None:
+    _, c = hour
+    ntp = c.select((c["sport"] == 123) & (c["proto"] == 17))
+    assert len(ntp) > 0
+    key = ntp["client"].astype(np.uint64) << np.uint64(32) | ntp["server"].astype(np.uint64)
+    for k in np.unique(key):
+        t = np.sort(ntp["start_ns"][key == k])
+        if len(t) < 3:
+            continue
+        d = np.diff(t) / S
+        period = np.median(d)
+        assert any(abs(period - 64 * 2**e) < 0.01 * 64 * 2**e for e in range(5)), period
+
+
+def test_failed_connections_of_every_kind(hour: tuple[object, ConnTable]) -> None:
+    _, c = hour
+    tcp = c["proto"] == 6
+    refused = (c["outcome"] == OUTCOME_REJECT) & tcp
+    timed_out = (c["outcome"] == OUTCOME_NO_ANSWER) & tcp
+    # ~1/300 s per VM (lognormal across VMs): an hour of 10 VMs makes tens to hundreds
+    assert 20 <= refused.sum() <= 400 and 20 <= timed_out.sum() <= 400
+    assert (c["syn_retries"][timed_out] == 2).all()
+    assert ((c["proto"] == 17) & (c["resp_bytes"] == 0)).any()  # unanswered UDP
+
+
+def test_desktops_have_client_habits(hour: tuple[object, ConnTable]) -> None:
+    ctx, c = hour
+    desk = np.flatnonzero(ctx.cloud.role == "desktop")
+    smb = c.select(c["sport"] == 445)
+    assert set(desk) <= set(smb["client_vm"].tolist())
+    assert (smb["outcome"] == OUTCOME_OPEN).all() and (smb["burst_rounds"] >= 3).all()
+    assert (smb["idle_ns"] >= 20 * S).all()
+    # CDN bursts: >= 10 distinct servers within 10 s from one desktop
+    d0 = c.select((c["client_vm"] == desk[0]) & (c["sport"] == 443) & (c["server_vm"] < 0))
+    t = d0["start_ns"]
+    best = max(len(np.unique(d0["server"][(t >= x) & (t < x + 10 * S)])) for x in t)
+    assert best >= 10
+
+
+def test_habits_off_and_zero_rate_mean_none() -> None:
+    ctx = make_ctx([tenant("a", "10.0.0.0/24", MIXED)], duration_s=600, benign_rate=0.0, habits=True)
+    assert len(benign_connections(ctx)) == 0
+    ctx = make_ctx([tenant("a", "10.0.0.0/24", MIXED)], duration_s=600, habits=True)
+    with_habits = benign_connections(ctx)
+    ctx.scenario.habits = False
+    ctx.rng = np.random.default_rng(1)
+    without = benign_connections(ctx)
+    assert (with_habits["sport"] == 123).any() and not (without["sport"] == 123).any()
+
+
+def test_p2p_fans_out_and_most_attempts_fail() -> None:
+    ctx = make_ctx([tenant("a", "10.0.0.0/24", {"p2p": 4})], duration_s=1800, seed=5)
+    c = p2p_connections(ctx, np.ones(len(ctx.cloud)))
+    out = c.select((c["client_vm"] >= 0) & (c["proto"] == 6))
+    for vm in range(4):
+        mine = out.select(out["client_vm"] == vm)
+        assert len(np.unique(mine["server"])) >= 100  # 0.1–0.5 attempts/s for 30 min, fresh peers
+        failed = np.isin(mine["outcome"], [OUTCOME_REJECT, OUTCOME_NO_ANSWER]).mean()
+        assert 0.4 <= failed <= 0.95
+    assert (out["sport"] == BITCOIN_PORT).any() or (c["proto"] == 17).any()
+
+
+def test_random_public_addresses_are_public() -> None:
+    a = random_public(np.random.default_rng(0), 5000).astype(np.int64)
+    assert len(np.unique(a)) > 4990
+    for net, bits in ((0x0A000000, 8), (0xAC100000, 12), (0xC0A80000, 16), (0x64400000, 10), (0x7F000000, 8)):
+        assert not ((a >> (32 - bits)) == (net >> (32 - bits))).any()
+    assert not np.isin(a & 0xFF, [0, 255]).any()
+
+
+def bulk(n: int, **cols: object) -> ConnTable:
+    """``n`` internet downloads of 300 kB (one round) with the given impairment columns."""
+    return ConnTable.make(n, start_ns=np.arange(n) * 10 * S, client=1, server=2, cport=40000, sport=443,
+                          rtt_ns=20_000_000, req_bytes=300, resp_bytes=300_000, **cols)  # fmt: skip
+
+
+def test_ambient_loss_makes_retransmissions_at_about_the_rate() -> None:
+    P = tg.generate_packets(bulk(200, ambient_loss_p=0.01), seed=1)
+    data = P[(P[:, tg.P_DIR] == 1) & (P[:, tg.P_LEN] > 0)]
+    unique = len(np.unique(data[:, tg.P_CONN] * (1 << 33) + data[:, tg.P_SEQ]))
+    retrans = len(data) - unique
+    rate = retrans / unique  # ~41k segments: 1 % ± a few binomial σ (σ ≈ 0.05 %), plus lost retransmissions
+    assert 0.008 <= rate <= 0.013, rate
+    fins = P[(P[:, tg.P_FLAGS] & tg.FIN) > 0]
+    assert len(fins) >= 400  # both FINs of every connection; lost ones retransmitted on top
+    clean = tg.generate_packets(bulk(20), seed=1)
+    d = clean[(clean[:, tg.P_DIR] == 1) & (clean[:, tg.P_LEN] > 0)]
+    assert len(d) == len(np.unique(d[:, tg.P_CONN] * (1 << 33) + d[:, tg.P_SEQ]))
+
+
+def test_reordering_without_loss_gives_dup_acks_but_no_retransmission() -> None:
+    P = tg.generate_packets(bulk(50, reorder_p=0.05), seed=2)
+    data = P[(P[:, tg.P_DIR] == 1) & (P[:, tg.P_LEN] > 0)]
+    assert len(data) == len(np.unique(data[:, tg.P_CONN] * (1 << 33) + data[:, tg.P_SEQ]))
+    overtaken = 0
+    for c in range(50):
+        d = data[data[:, tg.P_CONN] == c]
+        arrival_order = d[np.argsort(d[:, tg.P_TRECV], kind="stable"), tg.P_SEQ]
+        overtaken += int((np.diff(arrival_order.astype(np.int64)) < 0).sum())
+    assert overtaken > 0
+    acks = P[(P[:, tg.P_DIR] == 0) & (P[:, tg.P_LEN] == 0) & (P[:, tg.P_FLAGS] == tg.ACK)]
+    dup = 0
+    for c in range(50):
+        a = acks[acks[:, tg.P_CONN] == c, tg.P_ACK]
+        dup += int((np.diff(a) == 0).sum())
+    assert dup >= overtaken * 0.5
+
+
+def test_refused_and_timed_out_connections_reach_the_flow_table(tmp_path: Path) -> None:
+    """A small cloud through simulate → capture → flows: REJ (RST to a SYN) and S0 (unanswered SYNs) flows."""
+    sc = {"name": "h", "duration_s": 900, "seed": 4, "cloud": {"hosts": 2, "external_hosts": 40, "tenants": [
+        tenant("a", "10.0.0.0/24", {"web": 1, "app": 1, "db": 1, "desktop": 1})]}}  # fmt: skip
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    simulate_to_dir(path, tmp_path / "sim", snaplen=128)
+    ws = workspace_of([tmp_path / "sim" / "vm.pcap"], tmp_path / "ws", tmp_path / "sim" / "tenants.yaml")
+    flows = pq.read_table(ws / "flows").to_pandas()
+    states = flows["conn_state"].astype(str).value_counts()
+    assert states.get("REJ", 0) > 0 and states.get("S0", 0) > 0
+    assert (flows["dst_port"] == 123).any() if "dst_port" in flows else True
