@@ -152,10 +152,10 @@ def test_large_dns_a_resolver_relays_is_not_originated() -> None:
 
 def test_short_sensitive_flows_ended_on_their_own() -> None:
     """Guesses are connections that ended within 30 s; one the capture cut while open is a session of unknown length
-    (smb2.pcap: one SMB session in a 0.4 s capture), and an unanswered SYN at the capture's end is still a probe."""
+    (as smb2.pcap's one SMB session in a 0.4 s capture), and an unanswered SYN at the capture's end is still a probe."""
     rows = [flow("10.0.0.1", "10.0.0.2", 22, s, dur_s=3.0) for s in (0, 5, 10)]  # three guesses
     rows.append(flow("10.0.0.1", "10.0.0.2", 22, 20.0, dur_s=40.0))  # a session
-    rows.append(flow("10.0.0.1", "10.0.0.2", 445, 50.0, dur_s=0.4, state="S1", end="eof"))  # cut by the capture
+    rows.append(flow("10.0.0.1", "10.0.0.2", 3389, 50.0, dur_s=0.4, state="S1", end="eof"))  # cut by the capture
     rows.append(flow("10.0.0.1", "10.0.0.2", 22, 59.0, dur_s=1.0, state="S0", end="eof"))  # a probe never answered
     a = row(tenant_windows(flows_table(rows), WindowSpec(60, 60)), "acme-web-1")
     assert a["sensitive_out_per_min"] == pytest.approx(6.0)
@@ -344,3 +344,12 @@ def test_short_connections_to_a_service_begun_lately_count_steady_ones_do_not() 
     assert early["new_service_short_out_per_min"] == 0.0
     assert late["new_service_short_out_per_min"] == pytest.approx(20.0)
     assert row(tw, "acme-web-1", 0.0)["new_service_short_out_per_min"] == 0.0  # no history yet: not judged new
+
+
+def test_broadcast_and_multicast_addresses_are_never_entities() -> None:
+    """mDNS to 224.0.0.251 and NetBIOS to x.x.x.255 from a host without a tenant map: only the host is an entity."""
+    no_map = {"192.0.2.1": ("external", "external")}
+    rows = [flow("10.9.0.5", "224.0.0.251", 5353, 1.0 * k, dur_s=0.0, proto=17, dp=0, tenants=no_map) for k in range(5)]
+    rows += [flow("10.9.0.5", "10.9.0.255", 137, 2.0 * k, dur_s=0.0, proto=17, dp=0, tenants=no_map) for k in range(5)]
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
+    assert set(tw["ip"]) == {"10.9.0.5"}

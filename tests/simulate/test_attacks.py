@@ -431,7 +431,7 @@ def test_packets_dns_tunnel(tmp_path: Path) -> None:
     p = packets(out / "vm.pcap")
     dns_ip = vm_ip(res, "acme-dns-1")
     q = (p["proto"] == 17) & (p["src"] == vm_ip(res)) & (p["dst"] == dns_ip) & (p["dport"] == 53)
-    assert q.sum() > 60 and p["plen"][q].min() >= 60 + 29 and len(np.unique(p["sport"][q])) == 1  # one socket
+    assert q.sum() > 20 and p["plen"][q].min() >= 60 + 29 and len(np.unique(p["sport"][q])) == 1  # one socket
     a = (p["src"] == dns_ip) & (p["dst"] == vm_ip(res)) & (p["sport"] == 53)
     assert a.sum() == q.sum() and p["plen"][a].min() >= 117
     g = packets(out / "gateway.pcap")  # the resolver recursing for every new name

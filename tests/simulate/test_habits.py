@@ -12,6 +12,7 @@ import yaml
 from netsentry.pipeline.simulate import tcpgen as tg
 from netsentry.pipeline.simulate.benign import benign_connections
 from netsentry.pipeline.simulate.conns import (
+    OUTCOME_FIN,
     OUTCOME_NO_ANSWER,
     OUTCOME_OPEN,
     OUTCOME_REJECT,
@@ -59,15 +60,31 @@ def test_failed_connections_of_every_kind(hour: tuple[object, ConnTable]) -> Non
 def test_desktops_have_client_habits(hour: tuple[object, ConnTable]) -> None:
     ctx, c = hour
     desk = np.flatnonzero(ctx.cloud.role == "desktop")
-    smb = c.select(c["sport"] == 445)
+    smb = c.select((c["sport"] == 445) & (c["outcome"] == OUTCOME_OPEN))  # sessions (directory refreshes close)
     assert set(desk) <= set(smb["client_vm"].tolist())
-    assert (smb["outcome"] == OUTCOME_OPEN).all() and (smb["burst_rounds"] >= 3).all()
+    assert (smb["burst_rounds"] >= 3).all()
     assert (smb["idle_ns"] >= 20 * S).all()
     # CDN bursts: >= 10 distinct servers within 10 s from one desktop
     d0 = c.select((c["client_vm"] == desk[0]) & (c["sport"] == 443) & (c["server_vm"] < 0))
     t = d0["start_ns"]
     best = max(len(np.unique(d0["server"][(t >= x) & (t < x + 10 * S)])) for x in t)
     assert best >= 10
+
+
+def test_directory_refreshes_are_short_connections_on_several_ports_of_one_peer(
+    hour: tuple[object, ConnTable],
+) -> None:
+    """Desktops refresh with one directory server of their VPC every ~2 min: 3-6 short connections within 2 s."""
+    ctx, c = hour
+    desk = np.flatnonzero(ctx.cloud.role == "desktop")
+    d = c.select(np.isin(c["client_vm"], desk) & np.isin(c["sport"], (389, 135, 3268, 636)))
+    members = set(np.unique(d["client_vm"]).tolist())
+    assert members <= set(desk.tolist()) and len(members) >= len(desk) - 1  # the DC itself may be a desktop
+    for vm in members:
+        mine = d.select(d["client_vm"] == vm)
+        assert len(np.unique(mine["server_vm"])) == 1 and mine["server_vm"][0] >= 0  # one peer: the VPC's DC
+        assert 3600 / 120 * 0.5 <= len(mine) <= 3600 / 120 * 6  # ~30 refreshes of 3-6 connections (some on 445)
+        assert (mine["outcome"] == OUTCOME_FIN).all()
 
 
 def test_habits_off_and_zero_rate_mean_none() -> None:

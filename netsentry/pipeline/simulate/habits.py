@@ -21,6 +21,9 @@ cdn        0.2            bursts (one per U(5, 15) min): 10–20 HTTPS          
                           connections to 10–20 distinct servers in ~3 s        connection per CDN edge
 smb        0.2            one SMB session (445) to a VPC peer: bursts of       file shares idle for minutes between
                           3–12 requests, idle gaps ~2 min (lognormal)          a user's operations
+directory  0.1            a refresh every ~2 min (Poisson): 3–6 short          domain members talk to their
+                          connections within 2 s to one VPC peer (the          directory server on LDAP,
+                          VPC's directory server) on 389/445/135/3268/636      SMB and RPC all day long
 failed     1              ~1/300 s per VM (lognormal σ 0.7 across VMs):        closed ports and dead peers exist:
                           refused (RST), timed out (SYN retried 1, 2 s),       one failure alone is ordinary
                           unanswered UDP; half to VPC peers, half internet
@@ -47,10 +50,15 @@ from netsentry.pipeline.simulate.conns import (
 from netsentry.pipeline.simulate.events import MS, S, SimContext
 
 KB = 1000
-HABIT_P: dict[str, float] = {"keepalive": 0.5, "poll": 0.15, "cdn": 0.2, "smb": 0.2}
+HABIT_P: dict[str, float] = {"keepalive": 0.5, "poll": 0.15, "cdn": 0.2, "smb": 0.2, "directory": 0.1}
 """Probability that a VM has each optional habit (timers and failed connections: every VM)."""
-CLIENT_HABITS = ("poll", "cdn", "smb")
+CLIENT_HABITS = ("poll", "cdn", "smb", "directory")
 """Habits every ``desktop`` VM has."""
+DIRECTORY_PORTS = np.array([389, 445, 135, 3268, 636], dtype=np.int64)
+"""LDAP, SMB, RPC endpoint mapper, global catalog, LDAPS: a domain member's conversation with its DC (Kerberos,
+88, is left out: its payloads are opaque here, and tshark's KRB5 dissector rejects them)."""
+DIRECTORY_EVERY_S = 120.0
+"""Mean gap between a member's directory refreshes (ticket renewals, group-policy and DFS lookups)."""
 FAILED_PER_S = 1 / 300
 """Median rate of failed connections per VM (lognormal σ 0.7 across VMs)."""
 SERVER_KEEPALIVE_S = 75.0
@@ -65,7 +73,7 @@ CLOSED_PORTS = np.array([8443, 9090, 3389, 5900, 6379, 9200, 27017, 8000, 5000, 
 def habit_connections(ctx: SimContext, mult: np.ndarray) -> ConnTable:
     """Every habit of every VM over the whole scenario (``mult``: per-VM rate multiplier, 0 = none)."""
     h = _Habits(ctx, mult)
-    return concat([h.timers(), h.keepalive(), h.poll(), h.cdn(), h.smb(), h.failed()])
+    return concat([h.timers(), h.keepalive(), h.poll(), h.cdn(), h.smb(), h.directory(), h.failed()])
 
 
 class _Habits:
@@ -236,6 +244,26 @@ class _Habits:
             req_bytes=self.lognormal(200, 0.5, n, 70, 4 * KB), resp_bytes=self.lognormal(4 * KB, 1.5, n, 80, 1000 * KB),
             server_ns=self.lognormal(1 * MS, 0.8, n, 50_000, 100 * MS),
         )  # fmt: skip
+
+    def directory(self) -> ConnTable:
+        """Refreshes with the VPC's directory server: a few short connections on several of its ports at once."""
+        rng, ctx = self.rng, self.ctx
+        dc = {v: int(rng.choice(np.flatnonzero(self.vpc == v))) for v in np.unique(self.vpc)}
+        vms = [vm for vm in np.flatnonzero(self.has["directory"]) if dc[self.vpc[vm]] != vm]
+        out = []
+        for vm in vms:
+            t = ctx.poisson_times(float(self.mult[vm]) / DIRECTORY_EVERY_S, ctx.t0, ctx.t1)
+            k = rng.integers(3, 7, len(t))
+            starts = np.repeat(t, k) + (rng.random(int(k.sum())) * 2 * S).astype(np.int64)
+            ports = np.concatenate([rng.choice(DIRECTORY_PORTS, size=int(j), replace=True) for j in k] or [[]])
+            n = len(starts)
+            out.append(self.to_servers(
+                starts, np.full(n, vm), np.full(n, dc[self.vpc[vm]]), np.zeros(n, np.uint32),
+                sport=ports.astype(np.int64), app=APP_NONE, rounds=rng.integers(1, 5, n),
+                req_bytes=rng.integers(200, 1500, n), resp_bytes=rng.integers(200, 4000, n),
+                server_ns=self.lognormal(1 * MS, 0.5, n, 100_000, 20 * MS),
+            ))  # fmt: skip
+        return concat(out)
 
     def failed(self) -> ConnTable:
         """Refused (RST to the SYN), timed-out (SYN retried after 1 and 2 s) and unanswered UDP attempts."""

@@ -11,9 +11,10 @@ FAILED_STATES = ("S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR")
 """Zeek states of a TCP connection whose handshake never completed."""
 ICMP_PROTOCOLS = (1, 58)
 """ICMP and ICMPv6: one service each, whatever echo identifier the flow key carries."""
-SENSITIVE_PORTS = (21, 22, 23, 25, 135, 139, 445, 3389, 5900)
-"""Remote-login, mail and file-sharing services: brute force and lateral movement land here (databases are
-left out: app servers open many short database connections every second)."""
+SENSITIVE_PORTS = (21, 22, 23, 3389, 5900)
+"""Remote-login services (FTP, SSH, Telnet, RDP, VNC): a short session there is a failed login. File sharing and RPC
+(135, 139, 445) are left out: Windows hosts open short connections to them all day (directory refreshes, share
+browsing), and databases too: app servers open many short database connections every second."""
 DNS_PORT = 53
 DNS_LARGE_REQUEST_B = 180
 """A DNS request packet this big carries a name of ~100+ characters: tunnelled data, not a lookup (flows only)."""
@@ -76,7 +77,7 @@ TENANT_FEATURES: dict[str, str] = {
     "failed_ratio_in": "incoming flows that failed / incoming flows (ratio)",
     "failed_out_per_min": "outgoing flows that failed, any protocol (per minute)",
     "failed_in_per_min": "incoming flows that failed, any protocol (per minute)",
-    "sensitive_share_out": "outgoing flows to remote-login/file-sharing/database ports "
+    "sensitive_share_out": "outgoing flows to remote-login ports "
     f"({', '.join(map(str, SENSITIVE_PORTS))}) / outgoing flows (ratio)",
     "sensitive_share_in": "incoming flows to those ports / incoming flows (ratio)",
     "sensitive_out_per_min": "outgoing flows to those ports that started in the window (per minute)",
@@ -99,7 +100,8 @@ TENANT_FEATURES: dict[str, str] = {
     "flows_per_service_out": "outgoing flows / distinct (remote address, port) pairs: repeated connections (ratio)",
     "max_flows_per_service_out": "most outgoing flows to one (remote address, port) (count)",
     "max_flows_per_service_in": "most incoming flows from one remote address to one local port (count)",
-    "max_ports_per_remote_out": "most distinct ports probed on one remote address: vertical scan (count)",
+    "max_ports_per_remote_out": "most distinct TCP/UDP ports probed on one remote address (a ping probes none): "
+    "vertical scan (count)",
     "max_remotes_per_port_out": "most distinct addresses contacted on one port: horizontal scan (count)",
     "max_remotes_per_port_in": "most distinct addresses connecting to one local port: flood or fan-in (count)",
     "new_remote_share_out": "share of the remote addresses contacted that the entity had not talked to "

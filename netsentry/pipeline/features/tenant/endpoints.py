@@ -109,10 +109,13 @@ def failed_flows(state: np.ndarray, protocol: np.ndarray, dst_ip: np.ndarray) ->
 
 
 def local_entities(sides: pd.DataFrame) -> pd.DataFrame:
-    """Keep endpoints the tenant map knows (all endpoints when it knows none), each at its main capture point.
+    """Keep endpoints the tenant map knows (all endpoints when it knows none; never a broadcast or multicast
+    address), each at its main capture point.
 
     The main point of an entity is the one where its flows carry an overlay VNI (tenants reusing a CIDR are told
     apart only there), then the one with most flows. Adds ``entity_id`` (0..n-1)."""
+    # a broadcast or multicast address is an audience, not a host: never an entity
+    sides = sides[~group_destination(sides["ip"].to_numpy())]
     local = sides["tenant"] != "external"
     if local.any():
         # VMs only: an address inside a VPC that no port declares ("unknown", e.g. a scanned empty slot) is not one

@@ -25,6 +25,7 @@ from netsentry.pipeline.features.tenant.catalogue import (
     DNS_LARGE_REQUEST_B,
     DNS_PORT,
     HISTORY_CAP_S,
+    ICMP_PROTOCOLS,
     IDLE_GAP_S,
     KEY_COLUMNS,
     MIN_OBSERVED_S,
@@ -241,7 +242,8 @@ def _repeated_services(f: pd.DataFrame, counts: pd.DataFrame, outgoing: pd.DataF
     f["flows_per_service_out"] = np.where(services > 0, counts["flows_out"] / services.clip(lower=1), 0.0)
     f["max_flows_per_service_out"] = _fill(_max_per_window(outgoing.groupby([*_KEYS, "remote", "port"]).size()), idx)
     f["max_flows_per_service_in"] = _fill(_max_per_window(incoming.groupby([*_KEYS, "remote", "port"]).size()), idx)
-    ports_per_remote = outgoing.groupby([*_KEYS, "remote"])["port"].nunique()
+    ported = outgoing[~np.isin(outgoing["proto"].to_numpy(), ICMP_PROTOCOLS)]  # a ping probes no port
+    ports_per_remote = ported.groupby([*_KEYS, "remote"])["port"].nunique()
     f["max_ports_per_remote_out"] = _fill(_max_per_window(ports_per_remote), idx)
     f["max_remotes_per_port_out"] = _fill(_max_per_window(outgoing.groupby([*_KEYS, "port"])["remote"].nunique()), idx)
     f["max_remotes_per_port_in"] = _fill(_max_per_window(incoming.groupby([*_KEYS, "port"])["remote"].nunique()), idx)
