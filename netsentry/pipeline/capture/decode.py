@@ -8,7 +8,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from netsentry.pipeline.core.hashing import MURMUR3_FMIX64, finalize64
+from netsentry.pipeline.core.hashing import FNV1A64_OFFSET, FNV1A64_PRIME, MURMUR3_FMIX64, finalize64
 
 # Per-packet status.
 OK = 0
@@ -43,9 +43,6 @@ GENEVE_PORT = 6081
 _L_IP = 1000  # version nibble decides
 _L_ETHERTYPE = 1001  # `et` holds an ethertype, header at p
 
-_FNV_OFF = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
-
 
 @nb.njit(inline="always", cache=True)
 def _be16(b, p):
@@ -64,7 +61,7 @@ def _mac48(b, p):
 
 @nb.njit(inline="always", cache=True)
 def _mix(h, v):
-    return (h ^ np.uint64(v)) * _FNV_PRIME
+    return (h ^ np.uint64(v)) * FNV1A64_PRIME
 
 
 @nb.njit(cache=True)
@@ -340,7 +337,7 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
             continue
         # hash of fields that do not change hop by hop: matches one packet across capture points
         # (not the VNI: a packet is encapsulated at some points and not at others)
-        h = _FNV_OFF
+        h = FNV1A64_OFFSET
         for k in range(16):
             h = _mix(h, src[i, k])
             h = _mix(h, dst[i, k])

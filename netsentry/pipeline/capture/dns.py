@@ -12,7 +12,8 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 
-from netsentry.pipeline.core.hashing import MURMUR3_FMIX64, finalize64
+from netsentry.pipeline.capture.decode import _be16
+from netsentry.pipeline.core.hashing import FNV1A64_OFFSET, FNV1A64_PRIME, MURMUR3_FMIX64, finalize64
 from netsentry.pipeline.core.schemas import DNS, ip16_array
 
 DNS_PORT = 53
@@ -27,14 +28,7 @@ PACKET_COLUMNS = ("ts_ns", "vni", "ip_version", "src_ip", "dst_ip", "src_port", 
                   "payload_len", "l4_at")  # fmt: skip
 """The decoded packet columns a DNS row is built from."""
 
-_FNV_OFF = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
 _DOT = np.uint64(0x2E)
-
-
-@nb.njit(inline="always", cache=True)
-def _be16(b, p):
-    return (np.int64(b[p]) << 8) | np.int64(b[p + 1])
 
 
 @nb.njit(inline="always", cache=True)
@@ -45,13 +39,13 @@ def _lower(c):
 @nb.njit(cache=True)
 def _hash_labels(b, lab_start, lab_len, first, stop):
     """FNV-1a of labels ``first..stop-1`` (starts/lengths in ``lab_start``/``lab_len``), lower-cased and dotted."""
-    h = _FNV_OFF
+    h = FNV1A64_OFFSET
     for k in range(first, stop):
         if k > first:
-            h = (h ^ _DOT) * _FNV_PRIME
+            h = (h ^ _DOT) * FNV1A64_PRIME
         s = lab_start[k]
         for j in range(lab_len[k]):
-            h = (h ^ np.uint64(_lower(np.int64(b[s + j])))) * _FNV_PRIME
+            h = (h ^ np.uint64(_lower(np.int64(b[s + j])))) * FNV1A64_PRIME
     return finalize64(h, MURMUR3_FMIX64)
 
 

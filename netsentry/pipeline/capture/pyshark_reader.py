@@ -39,7 +39,7 @@ from netsentry.pipeline.capture.reader import (
     columns_to_table,
 )
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, ToolMissingError
-from netsentry.pipeline.core.hashing import MURMUR3_FMIX64, finalize64
+from netsentry.pipeline.core.hashing import FNV1A64_OFFSET, FNV1A64_PRIME, MURMUR3_FMIX64, finalize64
 from netsentry.pipeline.core.schemas import ip16_from_text
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,6 @@ _DTYPES = {
     "tcp_flags": np.uint16, "tcp_seq": np.uint32, "tcp_ack": np.uint32, "tcp_win": np.uint16,
     "icmp_type": np.uint8, "icmp_code": np.uint8,
 }  # fmt: skip
-
-_FNV_OFF = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
 
 
 class _Malformed(Exception):
@@ -380,15 +377,15 @@ def pkt_hash(cols: dict[str, np.ndarray]) -> np.ndarray:
     n = len(cols["proto"])
     u64 = np.uint64
     src, dst = cols["src_ip"], cols["dst_ip"]
-    h = np.full(n, _FNV_OFF, dtype=u64)
+    h = np.full(n, FNV1A64_OFFSET, dtype=u64)
     with np.errstate(over="ignore"):
         for k in range(16):
-            h = (h ^ src[:, k].astype(u64)) * _FNV_PRIME
-            h = (h ^ dst[:, k].astype(u64)) * _FNV_PRIME
+            h = (h ^ src[:, k].astype(u64)) * FNV1A64_PRIME
+            h = (h ^ dst[:, k].astype(u64)) * FNV1A64_PRIME
         ports = (cols["src_port"].astype(u64) << u64(16)) | cols["dst_port"].astype(u64)
         tail = [cols["proto"], cols["ip_id"], cols["ip_len"], ports]
         for v in [*tail, cols["tcp_seq"], cols["tcp_ack"]]:
-            h = (h ^ v.astype(u64)) * _FNV_PRIME
+            h = (h ^ v.astype(u64)) * FNV1A64_PRIME
     return finalize64(h, MURMUR3_FMIX64)
 
 

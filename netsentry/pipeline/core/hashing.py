@@ -1,4 +1,4 @@
-"""The 64-bit hash finaliser (xor-shift-multiply avalanche) the packet hash and the flow id share.
+"""The 64-bit hash finaliser (xor-shift-multiply avalanche) the packet hash and the flow id share, and FNV-1a.
 
 Compiled with numba; works on one ``np.uint64`` inside a kernel and on a ``uint64`` array from Python.
 The two constant sets are the published ones; each keeps the values its column has always had.
@@ -14,6 +14,10 @@ MURMUR3_FMIX64 = tuple(np.uint64(c) for c in (33, 0xFF51AFD7ED558CCD, 33, 0xC4CE
 
 SPLITMIX64 = tuple(np.uint64(c) for c in (30, 0xBF58476D1CE4E5B9, 27, 0x94D049BB133111EB, 31))
 """SplitMix64's finaliser: the ``flow_id`` column (flows)."""
+
+FNV1A64_OFFSET = np.uint64(0xCBF29CE484222325)
+FNV1A64_PRIME = np.uint64(0x100000001B3)
+"""FNV-1a (64-bit) basis and prime: the packet hash's input mixing and the DNS domain/name hashes."""
 
 
 @nb.njit(inline="always", cache=True)

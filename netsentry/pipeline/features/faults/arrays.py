@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from netsentry.pipeline.core.hashing import FNV1A64_OFFSET, FNV1A64_PRIME
+
 
 def group_rows(*cols: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Group rows by integer columns: (group index per row, each column's value per group)."""
@@ -80,11 +82,11 @@ def flow_hash(vni: np.ndarray, src: np.ndarray, dst: np.ndarray, sport: np.ndarr
               proto: np.ndarray) -> np.ndarray:  # fmt: skip
     """A 64-bit hash of the directed 5-tuple (+ VNI), to tell a packet's flow."""
     s, d = np.ascontiguousarray(src).view(">u8"), np.ascontiguousarray(dst).view(">u8")
-    h = np.full(len(vni), 0xCBF29CE484222325, np.uint64)
+    h = np.full(len(vni), FNV1A64_OFFSET, np.uint64)
     with np.errstate(over="ignore"):
         for w in (s[:, 0], s[:, 1], d[:, 0], d[:, 1], (sport.astype(np.uint64) << np.uint64(16)) | dport,
                   proto.astype(np.uint64) << np.uint64(32) | vni.astype(np.uint64)):  # fmt: skip
-            h = (h ^ w.astype(np.uint64)) * np.uint64(0x100000001B3)
+            h = (h ^ w.astype(np.uint64)) * FNV1A64_PRIME
         h ^= h >> np.uint64(31)
     return h
 

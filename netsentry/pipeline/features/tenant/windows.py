@@ -95,10 +95,8 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None, dns: pa.Tabl
     _failed_handshakes(f, counts, per_min)
     _sensitive_port_share(f, counts, per_min)
     _repeated_services(f, counts, outgoing, incoming)
-    _short_repeats(f, x, per_min)
-    x["fresh"] = _begun_lately(x, spec)
-    _short_to_new_services(f, sides, x, per_min, spec)
     _novelty(f, sides, outgoing, incoming, spec)
+    _short_repeats(f, x, per_min, spec)
     _beacon_and_persistent_flows(f, x, counts, spec)
     _dns_queries(f, x, counts, per_min, dns, spec)
     _outgoing_mix(f, x, counts)
@@ -122,14 +120,12 @@ def _flag_rows(x: pd.DataFrame, spec: WindowSpec, t_min: int, t_max: int) -> pd.
     out, inn = x["out"].to_numpy(), ~x["out"].to_numpy()
     started = x["started"].to_numpy()
     proto = x["proto"].to_numpy()
-    tcp = proto == 6
     port = x["port"].to_numpy()
     sensitive = np.isin(port, SENSITIVE_PORTS)
     dur = (x["end"] - x["start"]).to_numpy()
     short = (dur < SHORT_NS) & ~x["cut"].to_numpy()
     return x.assign(
         started_out=started & out, started_in=started & inn,
-        tcp_out=tcp & out, tcp_in=tcp & inn,
         failed_out=x["failed"].to_numpy() & out, failed_in=x["failed"].to_numpy() & inn,
         sensitive_out=sensitive & out, sensitive_in=sensitive & inn,
         udp_out=(proto == 17) & out, icmp_out=np.isin(proto, (1, 58)) & out,
@@ -138,6 +134,8 @@ def _flag_rows(x: pd.DataFrame, spec: WindowSpec, t_min: int, t_max: int) -> pd.
         started_sensitive_in=started & inn & sensitive,
         short_sensitive_out=started & out & sensitive & short,
         short_sensitive_in=started & inn & sensitive & short,
+        started_short=started & short,
+        fresh=_begun_lately(x, spec),
         window_upload_b=x["frac"] * x["sent_b"] * out,
         window_sent_b=x["frac"] * x["sent_b"], window_recv_b=x["frac"] * x["recv_b"],
         window_sent_p=x["frac"] * x["sent_p"], window_recv_p=x["frac"] * x["recv_p"],
@@ -151,7 +149,7 @@ def _window_counts(x: pd.DataFrame) -> pd.DataFrame:
     return x.groupby(_KEYS, sort=True).agg(
         observed_s=("observed_s", "first"), active_flows=("flow", "size"),
         started_out=("started_out", "sum"), started_in=("started_in", "sum"),
-        tcp_out=("tcp_out", "sum"), tcp_in=("tcp_in", "sum"), failed_out=("failed_out", "sum"),
+        failed_out=("failed_out", "sum"),
         failed_in=("failed_in", "sum"), sensitive_out=("sensitive_out", "sum"), sensitive_in=("sensitive_in", "sum"),
         udp_out=("udp_out", "sum"), icmp_out=("icmp_out", "sum"), dns_queries=("dns_query", "sum"),
         sent_b=("window_sent_b", "sum"), recv_b=("window_recv_b", "sum"), sent_p=("window_sent_p", "sum"),
@@ -251,15 +249,20 @@ def _repeated_services(f: pd.DataFrame, counts: pd.DataFrame, outgoing: pd.DataF
     f["max_remotes_per_remote_port_in"] = _fill(_max_per_window(by_remote_port), idx)
 
 
-def _short_repeats(f: pd.DataFrame, x: pd.DataFrame, per_min: pd.Series) -> None:
-    """Repeated short connections to one service, any port and protocol: guesses, not sessions."""
+def _short_repeats(f: pd.DataFrame, x: pd.DataFrame, per_min: pd.Series, spec: WindowSpec) -> None:
+    """Repeated short connections to one service, any port and protocol: guesses, not sessions; and the same to a
+    service begun lately (:func:`_begun_lately`), unlike an app's steady short connections to its database (zero
+    until the entity has a window of history: everything is new to a capture)."""
     idx = f.index
-    dur = (x["end"] - x["start"]).to_numpy()
-    short = x[x["started"].to_numpy() & (dur < SHORT_NS) & ~x["cut"].to_numpy()]
-    for name, out in (("short_per_service_out_per_min", True), ("short_per_service_in_per_min", False)):
+    short = x[x["started_short"].to_numpy()]
+    has_history = f["history_s"] >= spec.window_s
+    for side, out in (("out", True), ("in", False)):
         part = short[short["out"].to_numpy() == out]
         most = _max_per_window(part.groupby([*_KEYS, "proto", "remote", "port"]).size())
-        f[name] = _fill(most, idx) * per_min
+        f[f"short_per_service_{side}_per_min"] = _fill(most, idx) * per_min
+        fresh = part[part["fresh"].to_numpy()]
+        most = _max_per_window(fresh.groupby([*_KEYS, "proto", "remote", "port"]).size())
+        f[f"new_service_short_{side}_per_min"] = (_fill(most, idx) * per_min).where(has_history, 0.0)
 
 
 def _begun_lately(x: pd.DataFrame, spec: WindowSpec) -> np.ndarray:
@@ -268,29 +271,6 @@ def _begun_lately(x: pd.DataFrame, spec: WindowSpec) -> np.ndarray:
     first, entity_first = x["service_first"].to_numpy(), x["entity_first"].to_numpy()
     lately = first >= x["window_id"].to_numpy() * spec.hop_ns - int(NEW_SERVICE_S * NS_PER_S)
     return lately & (first - entity_first >= spec.window_ns)
-
-
-def _has_history(idx: pd.Index, sides: pd.DataFrame, spec: WindowSpec) -> pd.Series:
-    """Per feature row: the entity had been seen for at least a window before it started."""
-    first_seen = sides.groupby("entity_id")["start"].min()
-    history_ns = idx.get_level_values(1).to_numpy() * spec.hop_ns - first_seen.reindex(idx.get_level_values(0))
-    return pd.Series(history_ns.to_numpy() >= spec.window_ns, index=idx)
-
-
-def _short_to_new_services(
-    f: pd.DataFrame, sides: pd.DataFrame, x: pd.DataFrame, per_min: pd.Series, spec: WindowSpec
-) -> None:
-    """Repeated short connections to a service (remote, port) begun lately (:func:`_begun_lately`): guessing at a
-    service the entity never used, unlike an app's steady short connections to its database. Zero until the entity
-    has a window of history (everything is new to a capture)."""
-    idx = f.index
-    dur = (x["end"] - x["start"]).to_numpy()
-    short = x[x["started"].to_numpy() & (dur < SHORT_NS) & ~x["cut"].to_numpy() & x["fresh"].to_numpy()]
-    has_history = _has_history(idx, sides, spec)
-    for name, out in (("new_service_short_out_per_min", True), ("new_service_short_in_per_min", False)):
-        part = short[short["out"].to_numpy() == out]
-        most = _max_per_window(part.groupby([*_KEYS, "proto", "remote", "port"]).size())
-        f[name] = (_fill(most, idx) * per_min).where(has_history, 0.0)
 
 
 def _novelty(
