@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from netsentry.pipeline.capture.tenants import UNKNOWN as UNKNOWN_VM
 from netsentry.pipeline.core.errors import SchemaError
-from netsentry.pipeline.core.schemas import ip_text
+from netsentry.pipeline.core.schemas import ip16_numpy, ip_text
 from netsentry.pipeline.core.units import NS_PER_S
 from netsentry.pipeline.features.tenant.catalogue import (
     BEACON_LAST_IATS,
@@ -38,12 +38,14 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
     if missing:
         raise SchemaError(f"flows table lacks column(s) {', '.join(missing)}; rerun `netsentry flows`")
     t = flows.select(list(FLOW_COLUMNS))
-    src_ip, dst_ip = ip_text(t.column("src_ip")), ip_text(t.column("dst_ip"))
+    src_raw, dst_raw = ip16_numpy(t.column("src_ip")), ip16_numpy(t.column("dst_ip"))
+    src_ip, dst_ip = ip_text(src_raw), ip_text(dst_raw)
+    src_group, dst_group = group_address(src_raw), group_address(dst_raw)
     src_tenant, src_vm = _strings(t.column("src_tenant")), _strings(t.column("src_vm"))
     dst_tenant, dst_vm = _strings(t.column("dst_tenant")), _strings(t.column("dst_vm"))
     num = {c: t.column(c).to_numpy() for c in FLOW_COLUMNS if c not in _TEXT_COLUMNS}
     state = _strings(t.column("conn_state"))
-    failed = failed_flows(state, num["protocol"], dst_ip)
+    failed = failed_flows(state, num["protocol"], dst_group)
     # a connection the capture ended while it was open: a session of unknown length, never "short"
     cut = (_strings(t.column("end_reason")) == "eof") & ~failed
     point = _strings(t.column("capture_point"))
@@ -56,6 +58,7 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
 
     def side(out: bool) -> pd.DataFrame:
         me, other = (src_ip, dst_ip) if out else (dst_ip, src_ip)
+        group = src_group if out else dst_group
         tenant, vm = (src_tenant, src_vm) if out else (dst_tenant, dst_vm)
         sent_p, recv_p = (num["src2dst_packets"], num["dst2src_packets"])
         sent_b, recv_b = (num["src2dst_bytes"], num["dst2src_bytes"])
@@ -67,6 +70,7 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
                 "tenant": tenant,
                 "vm": np.where((vm == "") | (vm == "external"), me, vm),
                 "ip": me,
+                "group": group,
                 "remote": other,
                 "port": service_port,
                 "remote_port": service_port if out else remote_port_in,
@@ -89,22 +93,20 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
     return pd.concat([side(True), side(False)], ignore_index=True)
 
 
-def group_destination(dst_ip: np.ndarray) -> np.ndarray:
-    """Broadcast and multicast destinations (IPv4 x.x.x.255, 224/4, 255.255.255.255; IPv6 ff00::/8): nobody is
-    expected to answer them, so silence there is no failure."""
-    d = pd.Series(dst_ip, dtype=object).fillna("").astype(str)
-    first = pd.to_numeric(d.str.split(".", n=1).str[0], errors="coerce").fillna(0).to_numpy()
-    v4 = ~d.str.contains(":", regex=False).to_numpy()
-    v4_group = v4 & (d.str.endswith(".255").to_numpy() | ((first >= 224) & (first <= 239)))
-    return v4_group | (~v4 & d.str.lower().str.startswith("ff").to_numpy())
+def group_address(raw: np.ndarray) -> np.ndarray:
+    """Per stored address (``(n, 16)`` bytes, IPv4 as ``::ffff:a.b.c.d``): broadcast or multicast (IPv4 x.x.x.255,
+    224/4, 255.255.255.255; IPv6 ff00::/8), an audience that nobody is expected to answer and that is no host."""
+    v4 = (raw[:, :10] == 0).all(axis=1) & (raw[:, 10] == 0xFF) & (raw[:, 11] == 0xFF)
+    v4_group = (raw[:, 15] == 0xFF) | ((raw[:, 12] >= 224) & (raw[:, 12] <= 239))
+    return np.where(v4, v4_group, raw[:, 0] == 0xFF)
 
 
-def failed_flows(state: np.ndarray, protocol: np.ndarray, dst_ip: np.ndarray) -> np.ndarray:
+def failed_flows(state: np.ndarray, protocol: np.ndarray, dst_group: np.ndarray) -> np.ndarray:
     """Flows whose initiator got nowhere: a TCP handshake that never completed (:data:`FAILED_STATES`), or a UDP
     or ICMP flow to a unicast address that drew no packet back (``S0``): an unanswered ping or UDP probe is the
     same evidence as an unanswered SYN."""
     tcp_failed = np.isin(state, FAILED_STATES) & (protocol == 6)
-    silent = (state == "S0") & (protocol != 6) & ~group_destination(dst_ip)
+    silent = (state == "S0") & (protocol != 6) & ~dst_group
     return tcp_failed | silent
 
 
@@ -115,7 +117,7 @@ def local_entities(sides: pd.DataFrame) -> pd.DataFrame:
     The main point of an entity is the one where its flows carry an overlay VNI (tenants reusing a CIDR are told
     apart only there), then the one with most flows. Adds ``entity_id`` (0..n-1)."""
     # a broadcast or multicast address is an audience, not a host: never an entity
-    sides = sides[~group_destination(sides["ip"].to_numpy())]
+    sides = sides[~sides["group"].to_numpy()]
     local = sides["tenant"] != "external"
     if local.any():
         # VMs only: an address inside a VPC that no port declares ("unknown", e.g. a scanned empty slot) is not one
