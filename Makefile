@@ -49,10 +49,10 @@ demo: setup $(DEMO_WS)/history/sim/labels.csv $(DEMO_WS)/today/sim/labels.csv ##
 	@echo "MLflow UI: $(BIN)/netsentry ui --tracking-uri sqlite:///$(DEMO_WS)/mlflow.db  → http://127.0.0.1:5000"
 
 $(DEMO_WS)/history/sim/labels.csv: configs/scenarios/mixed.yaml | setup
-	$(BIN)/netsentry simulate --scenario $< --out $(@D) --snaplen 128
+	$(BIN)/netsentry simulate --scenario $< --out $(@D) --snaplen 256
 
 $(DEMO_WS)/today/sim/labels.csv: configs/scenarios/demo.yaml | setup
-	$(BIN)/netsentry simulate --scenario $< --out $(@D) --snaplen 128
+	$(BIN)/netsentry simulate --scenario $< --out $(@D) --snaplen 256
 
 test: setup chromium ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -90,7 +90,7 @@ def test_one_bad_file_among_good_ones_is_a_warning_not_a_failure(tmp_path: Path)
 def test_failed_run_leaves_previous_output_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = tmp_path / "ws"
     assert run("capture", DATA / "sshguess.pcap", "-w", ws)[0] == 0
-    before = [(ws / t / "_manifest.json").read_text() for t in ("packets", "arp", "dns")]
+    before = [(ws / t / "_manifest.json").read_text() for t in ("packets", "arp", "dns", "stratum")]
 
     def crash(*_a: object, **_k: object) -> int:
         raise KeyboardInterrupt
@@ -98,8 +98,8 @@ def test_failed_run_leaves_previous_output_intact(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(stage, "_write_parts", crash)
     code, out = run("capture", DATA / "ssh-dups.pcap", "-w", ws)
     assert code == 130 and "interrupted" in out
-    assert [(ws / t / "_manifest.json").read_text() for t in ("packets", "arp", "dns")] == before
-    assert sorted(p.name for p in ws.iterdir()) == ["arp", "dns", "packets"]  # no temporary directory left behind
+    assert [(ws / t / "_manifest.json").read_text() for t in ("packets", "arp", "dns", "stratum")] == before
+    assert sorted(p.name for p in ws.iterdir()) == ["arp", "dns", "packets", "stratum"]  # no temporary dir left
 
 
 def test_flows_without_packets_table_says_which_stage_to_run(tmp_path: Path) -> None:

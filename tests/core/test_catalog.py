@@ -22,6 +22,7 @@ def test_tables_have_their_workspace_directories_and_schemas(tmp_path: Path) -> 
         "packets": "packets",
         "arp": "arp",
         "dns": "dns",
+        "stratum": "stratum",
         "flows": "flows",
         "tcp_events": "tcp_events",
         "tenant_windows": "features/tenant_windows",
@@ -31,6 +32,7 @@ def test_tables_have_their_workspace_directories_and_schemas(tmp_path: Path) -> 
     assert catalog.PACKETS.schema is schemas.PACKETS
     assert catalog.ARP.schema is schemas.ARP
     assert catalog.DNS.schema is schemas.DNS
+    assert catalog.STRATUM.schema is schemas.STRATUM
     assert catalog.FLOWS.schema is schemas.FLOWS
     assert catalog.TCP_EVENTS.schema is schemas.TCP_EVENTS
     assert catalog.path(tmp_path, catalog.FAULT_WINDOWS) == tmp_path / "features" / "fault_windows"

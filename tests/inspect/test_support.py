@@ -36,3 +36,12 @@ def test_a_connection_held_open_for_a_window_is_judged() -> None:
                            "idle_persistent_flows_out": [1.0, 0.0]})  # fmt: skip
     kept, unjudged = require_support(scored)
     assert kept["flag"].tolist() == [1, 0] and unjudged == 1
+
+
+def test_a_mining_protocol_call_is_judged() -> None:
+    """A pool login on a window's one fresh connection is decisive evidence; the same lone flow without it is not."""
+    scored = pd.DataFrame({"scope": ["miner", "lone"], "flag": [1, 1], "active_flows": [1, 1],
+                           "idle_persistent_flows_out": [0.0, 0.0],
+                           "mining_messages_out_per_min": [1.0, 0.0]})  # fmt: skip
+    kept, unjudged = require_support(scored)
+    assert kept["flag"].tolist() == [1, 0] and unjudged == 1

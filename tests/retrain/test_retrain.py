@@ -50,9 +50,12 @@ def arrive(template: Path, spool: Path, name: str, *, labels: bool = True) -> Pa
 
 
 def config(tmp: Path, uri: str | None = None, *, model: str = "auto", **retrain: object) -> Path:
+    """A job's settings. Training keeps 20 % (not 40 %) of a challenger's windows for its own evaluation: on the
+    earlier 60 % of one 8-minute batch, boosted trees and an isolation forest trade places with their random draws
+    (F1 0.80-0.85 vs 0.36-0.88 on the held-out windows), on 80 % the trees win whatever the draws (0.85 vs 0.36)."""
     doc = {
         "workspace": str(tmp / "ws"),
-        "train": {"tracking_uri": uri or f"sqlite:///{tmp / 'mlflow.db'}", "model": model},
+        "train": {"tracking_uri": uri or f"sqlite:///{tmp / 'mlflow.db'}", "model": model, "test_fraction": 0.2},
         "retrain": {"spool": str(tmp / "spool"), "kinds": ["compromise"], "metric": "f1", "margin": 0.01,
                     "floors": {"compromise": {"min_roc_auc": 0.5, "max_fpr": 0.05}}, **retrain},
     }  # fmt: skip
@@ -72,7 +75,7 @@ def champion(tmp: Path, uri: str | None = None) -> str | None:
 
 def test_gate_promotes_better_challengers_refuses_worse_ones_and_rolls_back(template: Path, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
-    # 1: no champion yet, an isolation forest passes the floors: champion v1 (it flags nothing: F1 0)
+    # 1: no champion yet, an isolation forest passes the floors: champion v1 (a weak one: F1 0.36)
     arrive(template, spool, "b1")
     code, out = retrain(config(tmp_path, model="iforest"))
     assert code == 0 and "promoted" in out and "no usable champion" in out, out

@@ -27,7 +27,8 @@ PASSING_TODAY = {
     "sgr-favilli/hs-tcp_synPingSweepRand.pcapng",
     "sgr-favilli/hs-udpScan.pcap",
     "korving-doh/dnstt_c2_chrome83_0b04bdc8.pcap",
-    "ndpi/dns_exfiltration.pcap",
+    "korving-doh/iodine_filetransfer_private_base128_4c996739.pcap",
+    "ndpi/mining.pcapng",
     "ndpi/bittorrent.pcap",
     "ndpi/bitcoin.pcap",
     "ndpi/doh.pcapng",
@@ -53,7 +54,7 @@ def test_open_corpus_cases_hold(trained: dict[str, TrainResult], tmp_path: Path)
     shown = table(outcomes)
     print("\n" + shown)
     got = counts(outcomes)
-    assert got["attack"][0] >= 8, shown  # issue 15: >= 90 % of 10 flagged at the named host; measured 8/10
+    assert got["attack"][0] >= 9, shown  # issue 15: >= 90 % of 10 flagged at the named host; measured 9/10
     assert got["benign"][0] >= 10, shown  # issue 15: 10/10 without a medium/high compromise finding; measured 10/10
     assert got["fault"][0] >= 2, shown  # issue 15: >= 90 % of 2 flagged; measured 2/2
     assert got["l2"][0] >= 1, shown  # issue 15: the ARP scan flagged; measured 1/1 (inspect/arp.py)

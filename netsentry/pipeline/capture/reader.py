@@ -21,6 +21,7 @@ import pyarrow as pa
 from netsentry.pipeline.capture import decode as dec
 from netsentry.pipeline.capture import dns as dns_summary
 from netsentry.pipeline.capture import recwalk as rw
+from netsentry.pipeline.capture.mining import stratum_rows
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError
 from netsentry.pipeline.core.schemas import ARP, PACKETS, ip16_array
 
@@ -325,6 +326,7 @@ class CaptureBatch:
     packets: pa.Table | None
     arp: pa.Table | None
     dns: pa.Table | None = None
+    stratum: pa.Table | None = None
 
 
 def _arp_rows(cols: dict[str, np.ndarray], arp_cols: dict[str, np.ndarray], is_arp: np.ndarray, cp: str) -> pa.Table:
@@ -374,6 +376,7 @@ def read_capture(
         arp = _arp_rows(cols, arp_cols, status == dec.ARP, cp) if counts[dec.ARP] else None
         keep = status == dec.OK
         dns = _dns_rows(buf, rec, n, cols, keep, cp)
+        stratum = stratum_rows(buf, cols, rec[0][:n] + rec[1][:n], keep, cp)
         cols.pop("l4_at")
         if not keep.all():
             cols = {k: v[keep] for k, v in cols.items()}
@@ -381,8 +384,8 @@ def read_capture(
         if keep.any():
             stats.count_kept(cols)
             packets = columns_to_table(cols, cp)
-        if packets is not None or arp is not None or dns is not None:
-            yield CaptureBatch(packets, arp, dns)
+        if packets is not None or arp is not None or dns is not None or stratum is not None:
+            yield CaptureBatch(packets, arp, dns, stratum)
 
 
 def read_packets(

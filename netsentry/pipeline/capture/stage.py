@@ -1,4 +1,5 @@
-"""Capture stage: capture files (or a live interface's spool) → ``WORKSPACE/packets/``, ``arp/`` and ``dns/``.
+"""Capture stage: capture files (or a live interface's spool) → ``WORKSPACE/packets/``, ``arp/``, ``dns/`` and
+``stratum/``.
 
 One Parquet part per input file in each table, row groups per read chunk, written into temporary
 directories that replace the previous tables only when the run succeeds.
@@ -23,7 +24,7 @@ from netsentry.pipeline.capture.tenants import TenantMap, assign_packets, load_t
 from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, NoUsableDataError
 from netsentry.pipeline.core.io import atomic_dir, file_fingerprint, parquet_writer, read_manifest, write_manifest
-from netsentry.pipeline.core.schemas import ARP, DNS, PACKETS
+from netsentry.pipeline.core.schemas import ARP, DNS, PACKETS, STRATUM
 
 log = logging.getLogger(__name__)
 
@@ -145,20 +146,28 @@ def run_capture(
     files = expand_inputs(inputs)
     tmap = load_tenant_map(opts.tenants) if opts.tenants else TenantMap.empty()
     out_dir, arp_dir = catalog.path(workspace, catalog.PACKETS), catalog.path(workspace, catalog.ARP)
-    dns_dir = catalog.path(workspace, catalog.DNS)
+    dns_dir, stratum_dir = catalog.path(workspace, catalog.DNS), catalog.path(workspace, catalog.STRATUM)
     fingerprints = [file_fingerprint(p) for p in files]
     config = _run_config(opts, tmap)
     summary = CaptureSummary(out_dir=out_dir, arp_dir=arp_dir)
     previous = read_manifest(out_dir)
     expected = {"inputs": fingerprints, "config": config}
-    if catalog.up_to_date([previous, read_manifest(arp_dir), read_manifest(dns_dir)], expected, force=opts.force):
+    side_manifests = [read_manifest(d) for d in (arp_dir, dns_dir, stratum_dir)]
+    if catalog.up_to_date([previous, *side_manifests], expected, force=opts.force):
         summary.skipped_unchanged = True
         summary.files = [CaptureStats(**_stats_fields(s)) for s in previous.get("files", [])]  # type: ignore[union-attr]
         return summary
     start = time.perf_counter()
-    with atomic_dir(out_dir) as tmp, atomic_dir(arp_dir) as arp_tmp, atomic_dir(dns_dir) as dns_tmp:
-        tmps = (tmp, arp_tmp, dns_tmp)
-        parts, arp_parts, dns_parts = _read_files(files, fingerprints, tmps, opts, tmap, summary, on_progress)
+    with (
+        atomic_dir(out_dir) as tmp,
+        atomic_dir(arp_dir) as arp_tmp,
+        atomic_dir(dns_dir) as dns_tmp,
+        atomic_dir(stratum_dir) as stratum_tmp,
+    ):
+        tmps = (tmp, arp_tmp, dns_tmp, stratum_tmp)
+        parts, arp_parts, dns_parts, stratum_parts = _read_files(
+            files, fingerprints, tmps, opts, tmap, summary, on_progress
+        )
         if not parts and not arp_parts:
             reasons = "; ".join(summary.problems()) or "no IP packets or ARP frames in the input"
             raise NoUsableDataError(f"nothing usable read from {len(files)} file(s): {reasons}")
@@ -180,20 +189,22 @@ def run_capture(
         write_manifest(arp_tmp, {**common, "table": "arp", "parts": arp_parts, "rows": arp_rows})
         dns_rows = sum(p["rows"] for p in dns_parts)
         write_manifest(dns_tmp, {**common, "table": "dns", "parts": dns_parts, "rows": dns_rows})
+        stratum_rows = sum(p["rows"] for p in stratum_parts)
+        write_manifest(stratum_tmp, {**common, "table": "stratum", "parts": stratum_parts, "rows": stratum_rows})
     return summary
 
 
 def _read_files(
     files: list[Path],
     fingerprints: list[dict[str, Any]],
-    tmp_dirs: tuple[Path, Path, Path],
+    tmp_dirs: tuple[Path, Path, Path, Path],
     opts: CaptureOptions,
     tmap: TenantMap,
     summary: CaptureSummary,
     on_progress: Callable[[int, int], None] | None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Read each file into one part of the packets, ARP and DNS tables (each only when it has rows); their manifest
-    entries. Files that cannot be read are noted in ``summary.failed``."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Read each file into one part of the packets, ARP, DNS and stratum tables (each only when it has rows); their
+    manifest entries. Files that cannot be read are noted in ``summary.failed``."""
     reader = _engine_reader(opts.engine)
     total = sum(f["bytes"] for f in fingerprints)
     if on_progress is not None:
@@ -202,11 +213,13 @@ def _read_files(
     parts: list[dict[str, Any]] = []
     arp_parts: list[dict[str, Any]] = []
     dns_parts: list[dict[str, Any]] = []
+    stratum_parts: list[dict[str, Any]] = []
     for idx, path in enumerate(files):
         stats = CaptureStats(path=str(path))
         cp = opts.capture_point or path.name
         name = f"part-{idx:05d}.parquet"
-        out = tuple(_PartWriter(d / name, schema) for d, schema in zip(tmp_dirs, (PACKETS, ARP, DNS), strict=True))
+        schemas = (PACKETS, ARP, DNS, STRATUM)
+        out = tuple(_PartWriter(d / name, schema) for d, schema in zip(tmp_dirs, schemas, strict=True))
         base = done_before
 
         def progress(done: int, _base: int = base) -> None:
@@ -228,10 +241,10 @@ def _read_files(
             parts.append(
                 {**entry, "rows": out[0].rows, "first_ts_ns": stats.first_ts_ns, "last_ts_ns": stats.last_ts_ns}
             )
-        for w, table_parts in ((out[1], arp_parts), (out[2], dns_parts)):
+        for w, table_parts in ((out[1], arp_parts), (out[2], dns_parts), (out[3], stratum_parts)):
             if w.rows:
                 table_parts.append({**entry, "rows": w.rows, "first_ts_ns": w.first_ts_ns, "last_ts_ns": w.last_ts_ns})
-    return parts, arp_parts, dns_parts
+    return parts, arp_parts, dns_parts, stratum_parts
 
 
 def _empty_part(tmp: Path, like: dict[str, Any]) -> dict[str, Any]:
@@ -278,8 +291,8 @@ class _PartWriter:
 
 
 def _write_parts(batches: Iterator[CaptureBatch], out: tuple[_PartWriter, ...], tmap: TenantMap) -> None:
-    """Write a file's packet, ARP and DNS tables to its parts (each created on its first non-empty table)."""
-    packets, arp, dns = out
+    """Write a file's packet, ARP, DNS and stratum tables to its parts (each created on its first non-empty table)."""
+    packets, arp, dns, stratum = out
     try:
         for b in batches:
             if b.packets is not None and b.packets.num_rows:
@@ -288,6 +301,8 @@ def _write_parts(batches: Iterator[CaptureBatch], out: tuple[_PartWriter, ...], 
                 arp.write(b.arp)
             if b.dns is not None and b.dns.num_rows:
                 dns.write(b.dns)
+            if b.stratum is not None and b.stratum.num_rows:
+                stratum.write(b.stratum)
     finally:
         for w in out:
             w.close()

@@ -31,6 +31,7 @@ class Table:
 PACKETS = Table("packets", "packets", schemas.PACKETS)
 ARP = Table("arp", "arp", schemas.ARP)
 DNS = Table("dns", "dns", schemas.DNS)
+STRATUM = Table("stratum", "stratum", schemas.STRATUM)
 FLOWS = Table("flows", "flows", schemas.FLOWS)
 TCP_EVENTS = Table("tcp_events", "tcp_events", schemas.TCP_EVENTS)
 TENANT_WINDOWS = Table("tenant_windows", "features/tenant_windows")
@@ -38,7 +39,7 @@ FAULT_WINDOWS = Table("fault_windows", "features/fault_windows")
 FINDINGS = Table("findings", "findings")
 
 TABLES: dict[str, Table] = {
-    t.name: t for t in (PACKETS, ARP, DNS, FLOWS, TCP_EVENTS, TENANT_WINDOWS, FAULT_WINDOWS, FINDINGS)
+    t.name: t for t in (PACKETS, ARP, DNS, STRATUM, FLOWS, TCP_EVENTS, TENANT_WINDOWS, FAULT_WINDOWS, FINDINGS)
 }
 """Every workspace table by name, in pipeline order."""
 

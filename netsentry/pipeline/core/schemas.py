@@ -113,6 +113,37 @@ captured name characters), ``domain_hash`` (64-bit hash of the registered domain
 
 DNS_NXDOMAIN = 3
 
+STRATUM = pa.schema(
+    [
+        pa.field("ts_ns", pa.int64(), nullable=False),
+        pa.field("capture_point", TENANT_TYPE, nullable=False),
+        pa.field("vni", pa.uint32(), nullable=False),
+        pa.field("ip_version", pa.uint8(), nullable=False),
+        pa.field("src_ip", IP16, nullable=False),
+        pa.field("dst_ip", IP16, nullable=False),
+        pa.field("src_port", pa.uint16(), nullable=False),
+        pa.field("dst_port", pa.uint16(), nullable=False),
+        pa.field("method", pa.uint8(), nullable=False),
+    ]
+)
+"""One row per TCP segment whose payload opens with a JSON-RPC object of a crypto-mining protocol (Stratum v1,
+the CryptoNote/XMRig stratum, Ethereum stratum/getwork), both directions; only the message's kind leaves capture,
+as ``method``: one of :data:`STRATUM_METHODS`."""
+
+STRATUM_SUBSCRIBE, STRATUM_AUTHORIZE, STRATUM_JOB, STRATUM_SUBMIT = 1, 2, 3, 4
+STRATUM_DIFFICULTY, STRATUM_GETWORK, STRATUM_OTHER = 5, 6, 7
+STRATUM_METHODS = {
+    STRATUM_SUBSCRIBE: "subscribe (mining.subscribe, mining.extranonce.subscribe)",
+    STRATUM_AUTHORIZE: "authorize or login (mining.authorize, CryptoNote login, eth_submitLogin)",
+    STRATUM_JOB: "pool to miner work (mining.notify, CryptoNote job)",
+    STRATUM_SUBMIT: "a share (mining.submit, CryptoNote submit)",
+    STRATUM_DIFFICULTY: "difficulty or target (mining.set_difficulty, mining.suggest_difficulty, mining.set_target, "
+    "mining.suggest_target)",
+    STRATUM_GETWORK: "Ethereum getwork (eth_getWork, eth_submitWork, eth_submitHashrate)",
+    STRATUM_OTHER: "any other mining.* method (mining.configure, mining.set_extranonce, ...), CryptoNote keepalived",
+}
+"""``method`` codes of the stratum table (0 is never stored: a segment with no mining method gives no row)."""
+
 # TCP flag bits as in the TCP header (``tcp_flags``).
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")

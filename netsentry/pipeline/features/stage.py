@@ -86,11 +86,14 @@ def run_features(
         raise InputNotFoundError("tcp_events table missing; rerun `netsentry flows --force`", path=str(ev_dir))
     dns_dir = catalog.path(ws, catalog.DNS)
     has_dns = (dns_dir / MANIFEST).exists()  # captures read before the dns table existed fall back to flows
+    stratum_dir = catalog.path(ws, catalog.STRATUM)
+    has_stratum = (stratum_dir / MANIFEST).exists()  # captures read before it existed read no mining messages
     inputs = {
         "flows_manifest_sha256": manifest_digest(read_manifest(flows_dir)),
         "packets_manifest_sha256": manifest_digest(read_manifest(pkt_dir)),
         "tcp_events_manifest_sha256": manifest_digest(read_manifest(ev_dir)),
         "dns_manifest_sha256": manifest_digest(read_manifest(dns_dir)) if has_dns else None,
+        "stratum_manifest_sha256": manifest_digest(read_manifest(stratum_dir)) if has_stratum else None,
         "labels": file_fingerprint(labels) if labels else None,
         # code that adds or changes features must rebuild tables written before it
         "feature_catalogue_sha256": hashlib.sha256(
@@ -111,7 +114,8 @@ def run_features(
     label_df = read_labels(labels) if labels else None
     tmap = captured_tenant_map(pkt_dir)
     dns = _read_dns(dns_dir) if has_dns else None
-    tw = tenant_windows(pq.read_table(flows_dir, columns=list(FLOW_COLUMNS)), spec, dns)
+    stratum = _read_dns(stratum_dir) if has_stratum else None
+    tw = tenant_windows(pq.read_table(flows_dir, columns=list(FLOW_COLUMNS)), spec, dns, stratum)
     fw = build_fault_windows(ws, fault_window_s, tmap=tmap, on_progress=on_progress)
     if label_df is not None:
         tw = label_tenant_windows(tw, label_df, spec.hop_s)
@@ -126,7 +130,7 @@ def run_features(
 
 
 def _read_dns(dns_dir: Path) -> pa.Table | None:
-    """The dns table (``None`` when the capture wrote no part: no DNS message seen)."""
+    """The dns (or stratum) table (``None`` when the capture wrote no part: no message seen)."""
     if not any(dns_dir.glob("*.parquet")):
         return None
     return pq.read_table(dns_dir)

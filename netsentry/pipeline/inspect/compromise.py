@@ -28,7 +28,7 @@ def require_support(scored: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """The scored windows with flags removed from windows whose support — connections plus DNS queries sent (a
     one-socket tunnel is one flow but hundreds of queries) — is under :data:`MIN_CONNECTIONS`, and how many scopes
     lost every flag that way (reported as not judged, not as findings). A window holding an established connection
-    that has lasted a whole window is judged whatever its count."""
+    that has lasted a whole window, or a mining-protocol call, is judged whatever its count."""
     if scored.empty or "active_flows" not in scored.columns:
         return scored, 0
     support = scored["active_flows"].to_numpy(np.float64)
@@ -36,8 +36,12 @@ def require_support(scored: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         queries = scored["dns_queries_per_min"].to_numpy(np.float64) * scored["observed_s"].to_numpy(np.float64) / 60
         support = support + np.rint(queries)
     held = scored["idle_persistent_flows_out"].to_numpy(np.float64) if "idle_persistent_flows_out" in scored else 0.0
-    # an established connection held open for a window (a pool's job channel, a C2 session) is behaviour over time
-    thin = (scored["flag"] == 1) & (support < MIN_CONNECTIONS) & ~(held >= 1)
+    mining = (
+        scored["mining_messages_out_per_min"].to_numpy(np.float64) if "mining_messages_out_per_min" in scored else 0.0
+    )
+    # an established connection held open for a window (a pool's job channel, a C2 session) is behaviour over time;
+    # one mining-protocol call (a pool login, a share) is decisive evidence on its own
+    thin = (scored["flag"] == 1) & (support < MIN_CONNECTIONS) & ~(held >= 1) & ~(mining > 0)
     if not thin.any():
         return scored, 0
     before = set(scored.loc[scored["flag"] == 1, "scope"])

@@ -75,11 +75,60 @@ def _pgsql(direction: int, size: int) -> bytes:
     return b"D" + (size - 1).to_bytes(4, "big") + b"\x00\x01" + value.to_bytes(4, "big") + _filler(value, 0x76)
 
 
-def _stratum(direction: int, size: int) -> bytes:
-    line = b'{"id":1,"method":"mining.submit","params":["w1","0","00","5f","0"]}' if direction == 0 else \
-        b'{"id":1,"result":true,"error":null}'  # fmt: skip
-    out = (line + b"\n") * (size // (len(line) + 1) + 1)
-    return out[: size - 1] + b"\n" if size else b""
+_HEX = b"0123456789abcdef"
+_STRATUM_CLIENT = (  # (first segment: subscribe/authorize or login, later segments: a share) per flavour
+    (b'{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}\n'
+     b'{"id":2,"method":"mining.authorize","params":["{X}.rig1","x"]}\n',
+     b'{"id":4,"method":"mining.submit","params":["{X}.rig1","bf","00000001","504e86ed","b2957c02"]}\n'),
+    (b'{"id":1,"jsonrpc":"2.0","method":"login","params":{"login":"4{X}","pass":"x","agent":"XMRig/6.21.0"}}\n',
+     b'{"id":2,"jsonrpc":"2.0","method":"submit","params":{"id":"1be0b7b6","job_id":"8Vz","nonce":"d0030040",'
+     b'"result":"{X}"}}\n'),
+    (b'{"id":1,"jsonrpc":"2.0","method":"eth_submitLogin","params":["0x{X}"],"worker":"rig1"}\n',
+     b'{"id":4,"jsonrpc":"2.0","method":"eth_submitWork","params":["0x00000001a2b3c4d5","0x{X}","0x9c2b7f1e"]}\n'),
+)  # fmt: skip
+_STRATUM_JOB = (  # the work a pool pushes, per flavour (eth-proxy pushes work as an id-0 result)
+    b'{"id":null,"method":"mining.notify","params":["bf","{X}","01000000",[],"00000002","1c2ac4af","504e86b9",true]}\n',
+    b'{"jsonrpc":"2.0","method":"job","params":{"blob":"{X}","job_id":"8Vz","target":"b88d0600","algo":"rx/0"}}\n',
+    b'{"id":0,"jsonrpc":"2.0","result":["0x{X}","0x5eed","0x0000000112e0be82"]}\n',
+)
+_STRATUM_ANSWER = (  # the pool's answer to the first call, then to a share
+    (b'{"id":1,"result":[[["mining.notify","ae6812eb4cd7735a"]],"08000002",4],"error":null}\n{"id":2,"result":true}\n',
+     b'{"id":4,"result":true,"error":null}\n'),
+    (b'{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"1be0b7b6","job":{"blob":"{X}","job_id":"8Vy",'
+     b'"target":"b88d0600"},"status":"OK"}}\n',
+     b'{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}\n'),
+    (b'{"id":1,"jsonrpc":"2.0","result":true}\n', b'{"id":4,"jsonrpc":"2.0","result":true}\n'),
+)  # fmt: skip
+
+
+def _fill(template: bytes, size: int) -> bytes | None:
+    """``template`` with its ``{X}`` hex field stretched to make ``size`` bytes (``None`` when it cannot fit)."""
+    n = size - (len(template) - 3)
+    return template.replace(b"{X}", (_HEX * (n // 16 + 1))[:n]) if n >= 8 and b"{X}" in template else None
+
+
+def _padded(lines: bytes, size: int) -> bytes:
+    """Whole answer lines repeated up to ``size``, the last stretched with JSON whitespace (cut when too short)."""
+    if size <= len(lines):
+        return lines[: size - 1] + b"\n"
+    out = lines * ((size - 1) // len(lines))
+    return out[:-1] + b" " * (size - len(out)) + b"\n"
+
+
+def _stratum(direction: int, first: bool, size: int) -> bytes:
+    """A mining pool session: the miner subscribes and authorizes (Stratum v1), logs in (CryptoNote) or submits its
+    login (Ethereum) first, then submits shares; the pool answers, its first answer carrying work, and pushes new
+    jobs with some answers. The flavour is picked from the segment size (constant per connection and direction)."""
+    flavour, turn = size % 3, 0 if first else 1
+    if direction == 0:
+        call = _STRATUM_CLIENT[flavour][turn]
+        out = _fill(call, size)
+        return out if out is not None else _padded(call.replace(b"{X}", b""), size)
+    answer = _STRATUM_ANSWER[flavour][turn]
+    if b"{X}" not in answer and (first or (size // 3) % 2 == 0):
+        answer += _STRATUM_JOB[flavour]
+    out = _fill(answer, size)
+    return out if out is not None else _padded(answer.split(b"\n")[0].replace(b"{X}", b"00") + b"\n", size)
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -110,7 +159,7 @@ def template(app: int, direction: int, first: bool, size: int, variant: int = 0)
     elif app == C.APP_SQL:
         out = _pgsql(direction, size)
     elif app == C.APP_STRATUM:
-        out = _stratum(direction, size)
+        out = _stratum(direction, first, size)
     else:
         out = _filler(size, 0)
     assert len(out) == size, (app, direction, first, size, len(out))

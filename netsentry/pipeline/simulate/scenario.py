@@ -67,6 +67,25 @@ class EventSpec(_Model):
     params: dict[str, Any] = {}
 
 
+class EpisodeBlock(_Model):
+    """Events drawn at random between ``start_s`` and ``end_s`` (see :mod:`netsentry.pipeline.simulate.episodes`):
+    ``compromise`` and ``faults`` map a behaviour type to how many episodes of it to draw."""
+
+    start_s: float = Field(0.0, ge=0)
+    end_s: float = Field(gt=0)
+    seed: int = 0
+    compromise: dict[str, int] = {}
+    faults: dict[str, int] = {}
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EpisodeBlock:
+        if self.end_s <= self.start_s:
+            raise ValueError(f"end_s ({self.end_s}) must be after start_s ({self.start_s})")
+        if any(n < 0 for n in (*self.compromise.values(), *self.faults.values())):
+            raise ValueError("episode counts must be >= 0")
+        return self
+
+
 class Scenario(_Model):
     name: str
     description: str = ""
@@ -87,12 +106,19 @@ class Scenario(_Model):
     ambient_impairments: bool = Field(True, description="ambient loss and reordering on internet paths")
     cloud: CloudSpec
     events: list[EventSpec] = []
+    episodes: list[EpisodeBlock] = Field(
+        [], description="blocks of randomly drawn events (each behaviour several times, in its variety)"
+    )
 
     @model_validator(mode="after")
     def _events_fit(self) -> Scenario:
         for i, e in enumerate(self.events):
             if e.start_s >= self.duration_s:
                 raise ValueError(f"events[{i}] starts at {e.start_s} s, after the scenario ends ({self.duration_s} s)")
+        for i, b in enumerate(self.episodes):
+            if b.start_s >= self.duration_s:
+                end = self.duration_s
+                raise ValueError(f"episodes[{i}] starts at {b.start_s} s, after the scenario ends ({end} s)")
         if len(set(self.capture_points)) != len(self.capture_points):
             raise ValueError("capture_points lists a point twice")
         return self
@@ -110,6 +136,7 @@ def load_scenario(path: str | Path, *, duration_s: float | None = None, seed: in
         data["duration_s"] = duration_s
         # a shortened run keeps only the events that start within it
         data["events"] = [e for e in data.get("events") or [] if float(e.get("start_s", 0)) < duration_s]
+        data["episodes"] = [b for b in data.get("episodes") or [] if float(b.get("start_s", 0)) < duration_s]
     if seed is not None:
         data["seed"] = seed
     try:

@@ -16,6 +16,7 @@ from netsentry.pipeline.core.io import atomic_dir
 from netsentry.pipeline.simulate import events as ev
 from netsentry.pipeline.simulate.cloud import Cloud, build_cloud
 from netsentry.pipeline.simulate.conns import ConnTable, concat
+from netsentry.pipeline.simulate.episodes import generate_episodes
 from netsentry.pipeline.simulate.observe import observe
 from netsentry.pipeline.simulate.paths import with_ambient_impairments
 from netsentry.pipeline.simulate.pcapwrite import write_pcap
@@ -55,7 +56,8 @@ def simulate(sc: Scenario) -> SimulationResult:
     ctx = ev.SimContext(sc, cloud, rng, t0, t1)
     tables = [benign_connections(ctx)]
     labels: list[ev.Label] = []
-    for i, e in enumerate(sc.events):
+    events = list(sc.events) + generate_episodes(sc.episodes, cloud, sc.events, sc.duration_s)
+    for i, e in enumerate(events):
         if e.kind != "compromise":
             continue
         fn = ev.COMPROMISES.get(e.type)
@@ -69,7 +71,7 @@ def simulate(sc: Scenario) -> SimulationResult:
         tables.append(conns)
         labels += labs
     conns = concat(tables)
-    for i, e in enumerate(sc.events):
+    for i, e in enumerate(events):
         if e.kind != "fault":
             continue
         ffn = ev.FAULTS.get(e.type)

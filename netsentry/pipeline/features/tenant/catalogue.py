@@ -152,6 +152,9 @@ TENANT_FEATURES: dict[str, str] = {
     "count as one) the entity queried most (per minute)",
     "dns_top_domain_names_per_min": "distinct names queried under that domain: a tunnel asks ever-new names under "
     "one domain (per minute)",
+    "mining_messages_out_per_min": "crypto-mining protocol calls (Stratum, CryptoNote, Ethereum stratum: the "
+    "stratum table) on connections the entity opened, either direction; 0 without a stratum table (per minute)",
+    "mining_pools_out": "distinct remote (address, port) the entity exchanged mining calls with (count)",
     "udp_share_out": "outgoing UDP flows / outgoing flows (ratio)",
     "icmp_share_out": "outgoing ICMP flows / outgoing flows (ratio)",
     "mean_flow_bytes_out": "mean bytes (both directions) of the outgoing flows that started in the window (bytes)",

@@ -43,6 +43,7 @@ from netsentry.pipeline.features.tenant.endpoints import (
     solo_remote,
     window_rows,
 )
+from netsentry.pipeline.features.tenant.mining import mining_window_features
 
 _KEYS = ["entity_id", "window_id"]
 """The index of a feature row: entity and window number (its start is ``window_id * hop_ns``)."""
@@ -70,8 +71,10 @@ class WindowSpec:
         return int(self.window_s * NS_PER_S)
 
 
-def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None, dns: pa.Table | None = None) -> pd.DataFrame:
-    """Flows (+ the dns table, when the capture has one) → one row per (entity, window) with
+def tenant_windows(
+    flows: pa.Table, spec: WindowSpec | None = None, dns: pa.Table | None = None, stratum: pa.Table | None = None
+) -> pd.DataFrame:
+    """Flows (+ the dns and stratum tables, when the capture has them) → one row per (entity, window) with
     :data:`TENANT_FEATURES`; empty frame when there are no flows."""
     spec = spec or WindowSpec()
     cols = list(KEY_COLUMNS) + list(TENANT_FEATURES)
@@ -99,6 +102,7 @@ def tenant_windows(flows: pa.Table, spec: WindowSpec | None = None, dns: pa.Tabl
     _short_repeats(f, x, per_min, spec)
     _beacon_and_persistent_flows(f, x, counts, spec)
     _dns_queries(f, x, counts, per_min, dns, spec)
+    mining_window_features(f, x, per_min, stratum, spec.hop_ns, spec.window_ns)
     _outgoing_mix(f, x, counts)
     _add_baselines(f, round(spec.window_s / spec.hop_s))
     return _with_keys(f, x, spec)[cols]
