@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from netsentry.pipeline.capture.decode import _be16
 from netsentry.pipeline.core.hashing import FNV1A64_OFFSET, FNV1A64_PRIME, MURMUR3_FMIX64, finalize64
-from netsentry.pipeline.core.schemas import DNS, ip16_array
+from netsentry.pipeline.core.schemas import DNS, message_table
 
 DNS_PORT = 53
 HEADER_B = 12  # RFC 1035 4.1.1: id, flags, four counts
@@ -173,18 +173,4 @@ def dns_rows(buf: np.ndarray, cols: dict[str, np.ndarray], rec_end: np.ndarray, 
 def dns_table(cols: dict[str, np.ndarray], capture_point: str) -> pa.Table:
     """Summary columns (with the packet columns ``ts_ns``, ``vni``, ``ip_version``, addresses, ports, ``proto``) →
     a table in the :data:`~netsentry.pipeline.core.schemas.DNS` contract."""
-    n = len(cols["ts_ns"])
-    arrays: list[pa.Array] = []
-    for fld in DNS:
-        name = fld.name
-        if name == "capture_point":
-            arrays.append(pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([capture_point])))
-        elif name in ("src_ip", "dst_ip"):
-            arrays.append(ip16_array(cols[name]))
-        elif name == "protocol":
-            arrays.append(pa.array(cols["proto"], type=fld.type))
-        elif fld.type == pa.bool_():
-            arrays.append(pa.array(cols[name].astype(bool)))
-        else:
-            arrays.append(pa.array(cols[name], type=fld.type))
-    return pa.Table.from_arrays(arrays, schema=DNS)
+    return message_table(cols, capture_point, DNS)

@@ -30,7 +30,7 @@ from netsentry.pipeline.core.schemas import (
     STRATUM_OTHER,
     STRATUM_SUBMIT,
     STRATUM_SUBSCRIBE,
-    ip16_array,
+    message_table,
 )
 
 MAX_SCAN_B = 1460
@@ -228,13 +228,4 @@ def stratum_rows(buf: np.ndarray, cols: dict[str, np.ndarray], rec_end: np.ndarr
 
 def stratum_table(cols: dict[str, np.ndarray], capture_point: str) -> pa.Table:
     """Packet columns and ``method`` → a table in the :data:`~netsentry.pipeline.core.schemas.STRATUM` contract."""
-    n = len(cols["ts_ns"])
-    arrays: list[pa.Array] = []
-    for fld in STRATUM:
-        if fld.name == "capture_point":
-            arrays.append(pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([capture_point])))
-        elif fld.name in ("src_ip", "dst_ip"):
-            arrays.append(ip16_array(cols[fld.name]))
-        else:
-            arrays.append(pa.array(cols[fld.name], type=fld.type))
-    return pa.Table.from_arrays(arrays, schema=STRATUM)
+    return message_table(cols, capture_point, STRATUM)

@@ -78,16 +78,21 @@ announcement or a claim of that address)."""
 
 ARP_REQUEST, ARP_REPLY = 1, 2
 
+MESSAGE_KEYS = [
+    pa.field("ts_ns", pa.int64(), nullable=False),
+    pa.field("capture_point", TENANT_TYPE, nullable=False),
+    pa.field("vni", pa.uint32(), nullable=False),
+    pa.field("ip_version", pa.uint8(), nullable=False),
+    pa.field("src_ip", IP16, nullable=False),
+    pa.field("dst_ip", IP16, nullable=False),
+    pa.field("src_port", pa.uint16(), nullable=False),
+    pa.field("dst_port", pa.uint16(), nullable=False),
+]
+"""Where and between whom a message was seen: the first columns of the per-message tables (dns, stratum)."""
+
 DNS = pa.schema(
     [
-        pa.field("ts_ns", pa.int64(), nullable=False),
-        pa.field("capture_point", TENANT_TYPE, nullable=False),
-        pa.field("vni", pa.uint32(), nullable=False),
-        pa.field("ip_version", pa.uint8(), nullable=False),
-        pa.field("src_ip", IP16, nullable=False),
-        pa.field("dst_ip", IP16, nullable=False),
-        pa.field("src_port", pa.uint16(), nullable=False),
-        pa.field("dst_port", pa.uint16(), nullable=False),
+        *MESSAGE_KEYS,
         pa.field("protocol", pa.uint8(), nullable=False),
         pa.field("is_response", pa.bool_(), nullable=False),
         pa.field("opcode", pa.uint8(), nullable=False),
@@ -115,14 +120,7 @@ DNS_NXDOMAIN = 3
 
 STRATUM = pa.schema(
     [
-        pa.field("ts_ns", pa.int64(), nullable=False),
-        pa.field("capture_point", TENANT_TYPE, nullable=False),
-        pa.field("vni", pa.uint32(), nullable=False),
-        pa.field("ip_version", pa.uint8(), nullable=False),
-        pa.field("src_ip", IP16, nullable=False),
-        pa.field("dst_ip", IP16, nullable=False),
-        pa.field("src_port", pa.uint16(), nullable=False),
-        pa.field("dst_port", pa.uint16(), nullable=False),
+        *MESSAGE_KEYS,
         pa.field("method", pa.uint8(), nullable=False),
     ]
 )
@@ -274,6 +272,26 @@ def ip16_from_text(addrs: list[str] | np.ndarray) -> np.ndarray:
         else:
             out[i] = np.frombuffer(ip.packed, dtype=np.uint8)
     return out
+
+
+def message_table(cols: dict[str, np.ndarray], capture_point: str, schema: pa.Schema) -> pa.Table:
+    """Per-message columns of one capture point's batch → a table in ``schema`` (a :data:`MESSAGE_KEYS` table):
+    addresses as :data:`IP16`, ``protocol`` from the packets' ``proto``, booleans from 0/1."""
+    n = len(cols["ts_ns"])
+    arrays: list[pa.Array] = []
+    for fld in schema:
+        name = fld.name
+        if name == "capture_point":
+            arrays.append(pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([capture_point])))
+        elif name in ("src_ip", "dst_ip"):
+            arrays.append(ip16_array(cols[name]))
+        elif name == "protocol":
+            arrays.append(pa.array(cols["proto"], type=fld.type))
+        elif fld.type == pa.bool_():
+            arrays.append(pa.array(cols[name].astype(bool)))
+        else:
+            arrays.append(pa.array(cols[name], type=fld.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def ip16_array(raw: np.ndarray) -> pa.FixedSizeBinaryArray:

@@ -113,8 +113,8 @@ def run_features(
     start = time.perf_counter()
     label_df = read_labels(labels) if labels else None
     tmap = captured_tenant_map(pkt_dir)
-    dns = _read_dns(dns_dir) if has_dns else None
-    stratum = _read_dns(stratum_dir) if has_stratum else None
+    dns = _read_message_table(dns_dir) if has_dns else None
+    stratum = _read_message_table(stratum_dir) if has_stratum else None
     tw = tenant_windows(pq.read_table(flows_dir, columns=list(FLOW_COLUMNS)), spec, dns, stratum)
     fw = build_fault_windows(ws, fault_window_s, tmap=tmap, on_progress=on_progress)
     if label_df is not None:
@@ -129,11 +129,11 @@ def run_features(
     return summary
 
 
-def _read_dns(dns_dir: Path) -> pa.Table | None:
-    """The dns (or stratum) table (``None`` when the capture wrote no part: no message seen)."""
-    if not any(dns_dir.glob("*.parquet")):
+def _read_message_table(table_dir: Path) -> pa.Table | None:
+    """A per-message table, dns or stratum (``None`` when the capture wrote no part: no message seen)."""
+    if not any(table_dir.glob("*.parquet")):
         return None
-    return pq.read_table(dns_dir)
+    return pq.read_table(table_dir)
 
 
 def read_feature_table(workspace: str | Path, table: catalog.Table | str) -> tuple[pd.DataFrame, dict[str, Any]]:

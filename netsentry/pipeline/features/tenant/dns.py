@@ -32,7 +32,7 @@ def _messages(dns: pa.Table) -> pd.DataFrame:
     return d[d["opcode"].to_numpy() == 0]
 
 
-def _in_windows(d: pd.DataFrame, hop_ns: int, window_ns: int) -> pd.DataFrame:
+def in_windows(d: pd.DataFrame, hop_ns: int, window_ns: int) -> pd.DataFrame:
     """One row per (message, window it falls in) with ``window_id``."""
     ts = d["ts_ns"].to_numpy(np.int64)
     lo = (ts - window_ns) // hop_ns + 1
@@ -59,9 +59,9 @@ def dns_window_features(
     idx = f.index
     d = _messages(dns)
     queries, answers = d[~d["is_response"].to_numpy()], d[d["is_response"].to_numpy()]
-    sent = _in_windows(_of_entities(queries, x, "src"), hop_ns, window_ns)
-    received = _in_windows(_of_entities(queries, x, "dst"), hop_ns, window_ns)
-    replies = _in_windows(_of_entities(answers, x, "dst"), hop_ns, window_ns)
+    sent = in_windows(_of_entities(queries, x, "src"), hop_ns, window_ns)
+    received = in_windows(_of_entities(queries, x, "dst"), hop_ns, window_ns)
+    replies = in_windows(_of_entities(answers, x, "dst"), hop_ns, window_ns)
     by_sent = sent.groupby(_KEYS)
 
     def fill(s: pd.Series) -> pd.Series:

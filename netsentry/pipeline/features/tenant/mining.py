@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from netsentry.pipeline.core.schemas import ip_text
-from netsentry.pipeline.features.tenant.dns import _in_windows
+from netsentry.pipeline.features.tenant.dns import in_windows
 
 _KEYS = ["entity_id", "window_id"]
 MINING_FEATURES = ("mining_messages_out_per_min", "mining_pools_out")
@@ -48,7 +48,7 @@ def mining_window_features(
     d = d.merge(opened, on=["entity_id", "remote", "port"], how="inner")
     if d.empty:
         return
-    w = _in_windows(d, hop_ns, window_ns).groupby(_KEYS)
+    w = in_windows(d, hop_ns, window_ns).groupby(_KEYS)
     f["mining_messages_out_per_min"] = w.size().reindex(f.index).fillna(0.0).astype(float) * per_min
     pools = w[["remote", "port"]].value_counts().groupby(level=[0, 1]).size()
     f["mining_pools_out"] = pools.reindex(f.index).fillna(0.0).astype(float)
