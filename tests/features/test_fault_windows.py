@@ -201,6 +201,25 @@ def test_reset_connections_are_established_then_reset() -> None:
     assert pair["reset_connection_rate"] == pytest.approx(2 / 5)
 
 
+def test_silent_service_attempts_count_a_clients_retries_of_a_dead_server() -> None:
+    """``a`` retries a dead internet server every 5 s for 35 s; ``c`` is silent once, then answers. The count covers
+    the last 30 s, stays in view after the latest attempt for that span, and never counts a service that answered."""
+    attempts = [k * 5 * S for k in range(8)]
+    later = [37 * S, 80 * S]
+    rows = [dict(ts_ns=T0 + t, src=A, dst=EXT, tcp_flags=SYN) for t in attempts]
+    rows += [dict(ts_ns=T0 + t, src=A, dst=B, tcp_flags=ACK) for t in later]
+    rows += [dict(ts_ns=T0 + t, src=A, dst=C, tcp_flags=SYN) for t in (S + 1, 2 * S + 1)]
+    b = FaultWindowBuilder(1.0, TMAP)
+    b.add_packets(packets_table(sorted(rows, key=lambda r: r["ts_ns"])))
+    b.add_flows(flows_table([(T0 + t, A, EXT, "S0", None) for t in attempts]
+                            + [(T0 + S + 1, A, C, "S0", None), (T0 + 2 * S + 1, A, C, "SF", 1.0)]))  # fmt: skip
+    df = b.finish()
+    got = {w: int(row(df, "vm", "t/a", w)["silent_service_attempts"]) for w in (0, 1, 2, 5, 35, 37, 80)}
+    # window 1: ext's one attempt so far, or c's unanswered one; window 35: ext's attempts at 10..35 s
+    assert got == {0: 1, 1: 1, 2: 1, 5: 2, 35: 6, 37: 6, 80: 0}
+    assert int(row(df, "vm", "t/c", 2)["silent_service_attempts"]) == 0  # the server side began no connection
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7])
 def test_chunking_does_not_change_the_result(crafted: pd.DataFrame, chunk: int) -> None:
     pd.testing.assert_frame_equal(build(packets_table(crafted_packets()), chunk), crafted)

@@ -45,6 +45,8 @@ def flows_table(rows: list[dict]) -> pa.Table:
             "dst2src_packets": pa.array(df["dp"], pa.uint64()),
             "src2dst_bytes": pa.array(df["sb"], pa.uint64()),
             "dst2src_bytes": pa.array(df["db"], pa.uint64()),
+            "src2dst_payload_bytes": pa.array(df["spl"], pa.uint64()),
+            "dst2src_payload_bytes": pa.array(df["dpl"], pa.uint64()),
             "conn_state": dict_col("state"),
             "end_reason": dict_col("end"),
         }
@@ -53,13 +55,18 @@ def flows_table(rows: list[dict]) -> pa.Table:
 
 def flow(src: str, dst: str, dport: int, start_s: float, dur_s: float = 1.0, *, proto: int = 6, state: str = "SF",
          sb: int = 100, db: int = 1000, sp: int = 2, dp: int = 3, point: str = "vm", end: str = "fin",
-         tenants: dict[str, tuple[str, str]] | None = None) -> dict:  # fmt: skip
+         tenants: dict[str, tuple[str, str]] | None = None, spl: int | None = None, dpl: int | None = None
+         ) -> dict:  # fmt: skip
+    """One flow row; payload bytes default to half of each side's bytes (none without packets or bytes)."""
     tenants = tenants or TENANTS
+    spl = (sb // 2 if sp else 0) if spl is None else spl
+    dpl = (db // 2 if dp else 0) if dpl is None else dpl
     st, sv = tenants.get(src, ("external", "external"))  # what the tenant map gives unknown addresses
     dt, dv = tenants.get(dst, ("external", "external"))
     return dict(capture_point=point, vni=0, src=src, dst=dst, sport=40000, dport=dport, proto=proto,
                 src_tenant=st, src_vm=sv, dst_tenant=dt, dst_vm=dv, first=T0 + int(start_s * NS),
-                last=T0 + int((start_s + dur_s) * NS), sp=sp, dp=dp, sb=sb, db=db, state=state, end=end)  # fmt: skip
+                last=T0 + int((start_s + dur_s) * NS), sp=sp, dp=dp, sb=sb, db=db, spl=spl, dpl=dpl, state=state,
+                end=end)  # fmt: skip
 
 
 TENANTS = {"10.0.0.1": ("acme", "acme-web-1"), "10.0.0.2": ("acme", "acme-db-1")}
@@ -219,11 +226,11 @@ def test_beacon_score_separates_a_timer_from_poisson() -> None:
 
 
 def test_main_capture_point_prefers_the_one_with_vni() -> None:
-    rows = [flow("10.0.0.1", "10.0.0.2", 80, s, point="vm") for s in range(6)]
-    rows += [{**flow("10.0.0.1", "10.0.0.2", 80, s, point="host"), "vni": 5001} for s in range(3)]
+    rows = [{**flow("10.0.0.1", "10.0.0.2", 80, s, point="vm"), "sport": 40000 + s} for s in range(6)]
+    rows += [{**flow("10.0.0.1", "10.0.0.2", 80, s, point="host"), "vni": 5001, "sport": 40000 + s} for s in range(3)]
     tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
     assert set(tw["capture_point"]) == {"host"}
-    assert row(tw, "acme-web-1")["active_flows"] == 3
+    assert row(tw, "acme-web-1")["active_flows"] == 6  # 3 at the host, and 3 only its tap saw
 
 
 def test_empty_and_bad_input() -> None:
@@ -344,6 +351,38 @@ def test_short_connections_to_a_service_begun_lately_count_steady_ones_do_not() 
     assert early["new_service_short_out_per_min"] == 0.0
     assert late["new_service_short_out_per_min"] == pytest.approx(20.0)
     assert row(tw, "acme-web-1", 0.0)["new_service_short_out_per_min"] == 0.0  # no history yet: not judged new
+
+
+def test_a_guess_is_an_exchange_a_refused_or_unanswered_retry_is_not() -> None:
+    """acme-web-1 retries a failing service 20 times in a minute, its requests reset before any answer, then makes 12
+    short connections the service answers: only those are repeated guesses."""
+    rows = [flow("10.0.0.1", "203.0.113.7", 5432, 1.0 * k, dur_s=0.1, sb=300, db=60, dp=1, dpl=0) for k in range(20)]
+    rows += [flow("10.0.0.1", "203.0.113.7", 5432, 30.0 + k, dur_s=0.5) for k in range(12)]
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
+    web = row(tw, "acme-web-1")
+    assert web["short_per_service_out_per_min"] * web["observed_s"] / 60 == pytest.approx(12.0)  # of the capture span
+
+
+def test_a_vm_is_read_at_its_main_point_plus_what_it_sent_that_never_reached_it() -> None:
+    """acme-web-1's flows at the host uplink (VNI 5001), and at its tap: the same flows, plus 4 probes to empty
+    addresses its virtual switch dropped and a connection to a VM on its host. The tap adds those 5, once each;
+    the same address in two tenants (10.0.0.2) is never borrowed: the tap cannot tell them apart."""
+    two = {**TENANTS, "10.0.0.3": ("acme", "acme-app-1")}
+    host = [{**flow("10.0.0.1", "8.8.8.8", 443, s, tenants=two, point="host"), "vni": 5001} for s in range(6)]
+    host += [{**flow("10.0.0.2", "8.8.8.8", 443, s, tenants=two, point="host"), "vni": 5001} for s in range(2)]
+    host += [{**flow("10.0.0.2", "8.8.8.8", 443, s, tenants={"10.0.0.2": ("globex", "globex-db-1")}, point="host"),
+              "vni": 5002} for s in range(2)]  # fmt: skip
+    tap = [flow("10.0.0.1", "8.8.8.8", 443, s + 0.001, tenants=two) for s in range(6)]
+    tap += [flow("10.0.0.1", f"10.0.0.{9 + k}", 0, 10.0 + k, proto=1, state="S0", db=0, dp=0, tenants=two)
+            for k in range(4)]  # fmt: skip
+    tap += [flow("10.0.0.1", "10.0.0.3", 8080, 20.0, tenants=two)]
+    tap += [flow("10.0.0.2", "10.0.0.9", 0, 30.0, proto=1, state="S0", db=0, dp=0, tenants=two)]
+    tw = tenant_windows(flows_table(host + tap), WindowSpec(60, 60))
+    web = row(tw, "acme-web-1")
+    assert web["capture_point"] == "host"
+    assert web["active_flows"] == 6 + 4 + 1
+    assert web["failed_out_per_min"] * web["observed_s"] / 60 == pytest.approx(4.0)
+    assert row(tw, "acme-db-1")["active_flows"] == 2  # 10.0.0.2 is globex-db-1 too: its tap flows are not kept
 
 
 def test_broadcast_and_multicast_addresses_are_never_entities() -> None:

@@ -122,6 +122,9 @@ BASE = {"matched_loss_rate": 0.0, "lost_packets": 0.0, "syn_unanswered": 0.0, "p
         ({"dup_acks": 12.0, "retransmissions": 2.0}, "loss"),
         ({"burstiness_max": 200.0, "max_packets_per_ms": 80.0}, "microburst"),
         ({"burstiness_max": 300.0, "max_packets_per_ms": 3.0}, "other"),
+        ({"silent_service_attempts": 6.0, "syn_unanswered": 6.0, "retransmissions": 12.0}, "silent_service"),
+        ({"silent_service_attempts": 6.0, "retransmissions": 40.0, "data_retransmission_rate_max": 0.1}, "loss"),
+        ({"silent_service_attempts": 2.0, "retransmissions": 4.0}, "loss"),  # one timeout and its retry: not yet
         ({"zero_windows": 4.0}, "zero_window"),
         ({}, "other"),
     ],

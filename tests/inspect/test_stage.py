@@ -94,10 +94,11 @@ def test_cli_exit_codes_json_and_up_to_date(today: Path, uri: str) -> None:
     assert {f["severity"] for f in doc["findings"]} >= {"high"} and doc["meta"]["report"].endswith("report.html")
     again = runner.invoke(app, ["inspect", "-w", str(today), "--tracking-uri", uri])
     assert again.exit_code == 3 and "up to date" in again.output and "acme-web-1" in again.output
-    # a tenth of the false positives (100 would ask for the benign maximum: in mixed, the window right after a SYN
-    # flood, whose lingering connection scores like the brute force itself)
+    # a fifth of the false positives: 0.2 % of ~3,000 benign calibration windows. Finer asks for the few top ones,
+    # which one benign behaviour seen once in training sets: out of fold, the sources of initech-app-1's microburst
+    # score 5.5, above the brute force itself (docs/experiments.md, 2026-12-07 c)
     strict = runner.invoke(app, ["inspect", "-w", str(today), "--tracking-uri", uri, "--json",
-                                 "--threshold-scale", "10"])  # fmt: skip
+                                 "--threshold-scale", "5"])  # fmt: skip
     sure = json.loads(strict.stdout)["findings"]
     assert strict.exit_code == 3 and len(sure) < len(doc["findings"])  # fewer, surer findings
     assert ("compromise", "acme/acme-web-1", "high") in {(f["kind"], f["scope"], f["severity"]) for f in sure}

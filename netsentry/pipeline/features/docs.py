@@ -35,7 +35,13 @@ How rows are made (`netsentry/pipeline/features/tenant/windows.py`, feature mean
   10-minute one give comparable values.
 - Each entity is read at one capture point: the one where its flows carry an overlay VNI (tenants reusing a CIDR are
   told apart only there), then the one with most of its flows (a VM tap, host uplink and gateway would otherwise
-  count one connection thrice).
+  count one connection thrice). Connections the entity began that never reached that point (to a VM on its own
+  host; probes of empty addresses its virtual switch dropped) are added from the other points, once each (same
+  5-tuple starting within 2 s at the main point: the same connection), when its address names one VM at the main
+  points; a CIDR two tenants reuse cannot be told apart at a point without the VNI, so theirs are not.
+- A guess is an exchange: `short_per_service_*` and `new_service_short_*` count short connections in which both
+  ends sent application bytes. A client retrying a failing service (refused, or reset before any answer) makes
+  many short connections to it too, and is a fault's side effect, not guessing.
 - History features (`new_*`, `*_vs_baseline`) look only at the entity's earlier windows (no look-ahead).
 - Features marked *descriptive* are kept for evidence and baselines but are not inputs of the compromise detector:
   they say which role a VM has more than whether it misbehaves.

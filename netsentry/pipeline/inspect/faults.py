@@ -18,13 +18,16 @@ import numpy as np
 import pandas as pd
 
 from netsentry.pipeline.core.tracking import ModelRef
-from netsentry.pipeline.features.faults.catalogue import FAULT_FEATURES
+from netsentry.pipeline.features.faults.catalogue import FAULT_FEATURES, SILENT_SPAN_S
 from netsentry.pipeline.inspect.findings import Finding, build_finding, hhmmss
 from netsentry.pipeline.inspect.loss_evidence import loss_evidence, loss_shown, shortfall
 from netsentry.pipeline.inspect.scoring import deviations, fold, severity, spreads, timeline
 
 SUSTAINED_WINDOWS = 2
 MICROBURST_PACKETS_PER_MS = 20
+SILENT_SERVICE_ATTEMPTS = 3
+"""Attempts to one service that answered none of them (within ``SILENT_SPAN_S``) from which an incident is a
+silent service: an application retrying, beyond a one-off timeout and its retry."""
 SCOPE_ORDER = {"host": 0, "host_pair": 1, "vm": 2, "capture_point": 3}
 
 
@@ -154,6 +157,10 @@ def magnitude(rows: pd.DataFrame, quiet: pd.DataFrame) -> dict[str, float]:
         "handshake_failures": float(s.get("handshake_failures", 0.0)),
         "syn_unanswered": float(s.get("syn_unanswered", 0.0)),
         "zero_windows": float(s.get("zero_windows", 0.0)),
+        "silent_service_attempts": float(rows["silent_service_attempts"].max())
+        if "silent_service_attempts" in rows
+        else 0.0,
+        "data_retransmission_rate_max": float(rows["retransmission_rate"].max()),
         "icmp_unreachable": float(s.get("icmp_unreachable", 0.0)),
         "burstiness_max": float(rows["burstiness"].max()),
         "max_packets_per_ms": float(rows["max_packets_per_ms"].max()),
@@ -185,6 +192,13 @@ def fault_type(m: dict[str, float]) -> str:
         m["retransmission_rate"] < 0.02
     ):
         return "latency"
+    # a client retrying a server that never answers: its SYNs are resent, its data is not
+    if (
+        m.get("silent_service_attempts", 0.0) >= SILENT_SERVICE_ATTEMPTS
+        and m["lost_packets"] == 0
+        and (m.get("data_retransmission_rate_max", 0.0) < 0.02)
+    ):
+        return "silent_service"
     if m["retransmissions"] > 0 or m["lost_packets"] > 0:
         return "loss"
     if m["dup_acks"] > 0 or m.get("out_of_order", 0.0) > 0:  # segments arrived, in another order: nothing was resent
@@ -280,6 +294,7 @@ _WHAT = {
     "microburst": "saw a microburst",
     "reset_storm": "saw a reset storm",
     "black_hole": "black-holed traffic",
+    "silent_service": "retried a server that never answered",
     "zero_window": "stalled on zero windows",
     "other": "behaved abnormally",
 }
@@ -304,6 +319,9 @@ def fault_summary(f: Finding) -> str:
         )
     if f.type == "black_hole":
         parts.append(f"{m.get('syn_unanswered', 0):,.0f} unanswered SYNs")
+    if f.type == "silent_service":
+        attempts = m.get("silent_service_attempts", 0)
+        parts.append(f"{attempts:,.0f} connection attempts to one service in {SILENT_SPAN_S:g} s, none answered")
     if f.type == "reordering":
         parts.append(f"{m.get('dup_acks', 0):,.0f} duplicate ACKs, {m.get('out_of_order', 0):,.0f} out-of-order "
                      "packets, no retransmission (reordering, not loss)")  # fmt: skip

@@ -33,6 +33,7 @@ from netsentry.pipeline.features.faults.catalogue import (
     PORT_COLUMNS,
     RESET_STATES,
     SCOPE_TYPES,
+    SILENT_SPAN_S,
 )
 from netsentry.pipeline.features.faults.hops import HopMatcher
 from netsentry.pipeline.features.faults.scopes import Scopes
@@ -82,6 +83,7 @@ class FaultWindowBuilder:
         self._events = Partials(["scope", "window"])
         self._flows = Partials(["scope", "window"])
         self._udp = Partials(["scope", "window", "server"])
+        self._services = Partials(["scope", "window", "service"])
         self._retx_flows = DistinctKeys(["scope", "window", "flow"])
         self._rtt: list[dict[str, np.ndarray]] = []  # one sample per handshake: ~80 bytes each
 
@@ -241,11 +243,63 @@ class FaultWindowBuilder:
             "handshakes": count_per_group(codes, n_groups, has_rtt[r]),
         }
         self._flows.add(pd.DataFrame(cols))
+        self._add_services(flows, cp, r, s, w, s0)
         keep = np.flatnonzero(has_rtt)
         if len(keep):
             sample = {k: v[keep] for k, v in ends.items()}
             sample.update(cp=cp[keep], window=w[keep], rtt=rtt[keep])
             self._rtt.append(sample)
+
+    def _add_services(self, flows: pa.Table, cp: np.ndarray, r: np.ndarray, s: np.ndarray, w: np.ndarray,
+                      s0: np.ndarray) -> None:  # fmt: skip
+        """TCP connections per (scope, window, service: server address and port at a capture point): those whose
+        SYN was never answered, and those the server answered (a handshake or a refusal)."""
+        vni = flows.column("vni").to_numpy().astype(np.uint32)
+        dst = ip16_numpy(flows.column("dst_ip"))
+        names = flows.column_names
+        dport = (
+            flows.column("dst_port").to_numpy().astype(np.uint16)
+            if "dst_port" in names
+            else np.zeros(len(vni), np.uint16)
+        )
+        service = flow_hash(vni, dst, dst, dport, dport, cp.astype(np.uint8)).view(np.int64)
+        codes, (scopes, windows, services) = group_rows(s, w[r], service[r])
+        n_groups = len(scopes)
+        self._services.add(pd.DataFrame({"scope": scopes, "window": windows, "service": services,
+                                         "silent": count_per_group(codes, n_groups, s0[r]),
+                                         "answered": count_per_group(codes, n_groups, ~s0[r])}))  # fmt: skip
+
+    def _silent_services(self) -> pd.DataFrame:
+        """Per (scope, window): the most connection attempts the scope began in the :data:`SILENT_SPAN_S` up to
+        its latest attempt, to one service that answered none of them, while that latest attempt is at most the
+        span old; windows without such a service have no row."""
+        u = self._services.frame()
+        if u.empty:
+            return pd.DataFrame(columns=["scope", "window", "silent_service_attempts"])
+        u = u.sort_values(["scope", "service", "window"], ignore_index=True)
+        group, _ = group_rows(u["scope"].to_numpy(np.int64), u["service"].to_numpy(np.int64))
+        window = u["window"].to_numpy(np.int64)
+        span = max(1, round(SILENT_SPAN_S * NS_PER_S / self.window_ns))
+        # (group, window) as one sortable key: a group's rows are contiguous and in window order
+        key = group * (1 << 32) + (window - window.min())
+        lo = np.searchsorted(key, key - span + 1, side="left")
+
+        def trailing(values: np.ndarray) -> np.ndarray:
+            c = np.concatenate([[0], np.cumsum(values)])
+            return c[1:] - c[lo]
+
+        silent, answered = trailing(u["silent"].to_numpy(np.int64)), trailing(u["answered"].to_numpy(np.int64))
+        value = np.where(answered == 0, silent, 0)
+        # each value holds until the service's next attempt or for the span, whichever comes first
+        last = np.r_[group[1:] != group[:-1], True]
+        until = np.minimum(np.where(last, np.iinfo(np.int64).max, np.r_[window[1:], 0]), window + span)
+        keep = np.flatnonzero(value > 0)
+        lengths = (until - window)[keep]
+        rows = np.repeat(keep, lengths)
+        offset = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        held = pd.DataFrame({"scope": u["scope"].to_numpy()[rows], "window": window[rows] + offset,
+                             "silent_service_attempts": value[rows]})  # fmt: skip
+        return held.groupby(["scope", "window"], as_index=False, sort=False)["silent_service_attempts"].max()
 
     def _add_udp(self, flows: pa.Table) -> None:
         """UDP flows per (scope, window, server at a capture point): how many, how many got a reply."""
@@ -303,6 +357,10 @@ class FaultWindowBuilder:
             if len(part):
                 df = df.join(part.set_index(["scope", "window"]), how="left")
         df = df.join(self._latency(), how="left").reset_index()
+        silent = self._silent_services()
+        if len(silent):
+            silent = silent.astype({"scope": df["scope"].dtype, "window": df["window"].dtype})
+            df = df.merge(silent, on=["scope", "window"], how="left")
         return self._features(df)
 
     def _latency(self) -> pd.DataFrame:
@@ -336,7 +394,7 @@ class FaultWindowBuilder:
         zero_fill = ["retransmissions", "data_retransmissions", "retransmitting_flows", "fast_retransmissions",
                      "dup_acks", "out_of_order", "lost_segments", "zero_windows", "connections", "syn_attempts",
                      "syn_unanswered", "handshake_failures", "reset_connections", "handshakes", "matched", "lost",
-                     "udp_requests", "udp_unanswered"]  # fmt: skip
+                     "udp_requests", "udp_unanswered", "silent_service_attempts"]  # fmt: skip
         for c in zero_fill:
             df[c] = df[c].fillna(0).astype(np.int64) if c in df else 0
         for c in ("handshake_rtt_p50_ms", "handshake_rtt_p99_ms", "handshake_rtt_path_ratio", "hop_delay_p50_ms",

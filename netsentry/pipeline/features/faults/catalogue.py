@@ -32,6 +32,9 @@ FAULT_FEATURES: dict[str, str] = {
     "syn_unanswered": "of those, SYN never answered (conn_state S0) (count)",
     "handshake_failures": "of those, handshake failed: conn_state S0, REJ, RSTOS0 or SH (count)",
     "handshake_failure_rate": "handshake_failures / connections opened with a SYN; 0 without (ratio)",
+    "silent_service_attempts": "most connections the scope began in the last 30 s (this window included) to one "
+    "service (server address and port) that answered none of them: a client retrying a dead or black-holed server; "
+    "carried to the scope's windows up to 30 s after the latest attempt (count)",
     "reset_connections": "of those connections, established and then reset (conn_state RSTO or RSTR): a server or "
     "middlebox tearing down live connections, unlike a scan's refused SYNs (count)",
     "reset_connection_rate": "reset_connections / connections; 0 without connections (ratio)",
@@ -64,8 +67,8 @@ FAULT_MONOTONIC: dict[str, int] = {
     **{name: 1 for name in (
         "retransmissions", "retransmission_rate", "fast_retransmissions", "dup_acks", "dup_ack_rate", "out_of_order",
         "lost_segments", "zero_windows", "rst_packets", "rst_rate", "syn_unanswered", "handshake_failures",
-        "handshake_failure_rate", "reset_connections", "reset_connection_rate", "udp_unanswered",
-        "udp_unanswered_rate", "icmp_unreachable",
+        "handshake_failure_rate", "reset_connections", "reset_connection_rate",
+        "udp_unanswered", "udp_unanswered_rate", "icmp_unreachable",
         "handshake_rtt_ratio", "handshake_rtt_path_ratio", "burstiness",
         "matched_loss", "matched_loss_rate", "hop_delay_ratio", "hop_delay_hop_ratio",
     )},
@@ -74,6 +77,11 @@ FAULT_MONOTONIC: dict[str, int] = {
 """Symptoms: a window never looks healthier for having more of them (or, for ``packets_ratio``, less traffic than
 usual). Given to the supervised detector as monotonic constraints, so a trace far worse than anything simulated
 still scores as a fault."""
+
+SILENT_SPAN_S = 30.0
+"""How far back a silent service's unanswered connection attempts are counted: a client's retries of one dead
+server are seconds apart, too sparse for one short window."""
+
 
 FAILED_STATES = ("S0", "REJ", "RSTOS0", "SH")
 RESET_STATES = ("RSTO", "RSTR")

@@ -87,14 +87,15 @@ TENANT_FEATURES: dict[str, str] = {
     "not short (per minute)",
     "short_sensitive_in_per_min": f"of those incoming flows, the ones that ended within {SHORT_S:g} s (per minute)",
     "short_per_service_out_per_min": f"most outgoing flows to one (remote address, port), any port, that started "
-    f"in the window and ended within {SHORT_S:g} s: repeated guesses at one service (per minute)",
+    f"in the window, ended within {SHORT_S:g} s and carried application bytes both ways: repeated guesses at one "
+    "service, which answers each (a refused connection, or one reset before any answer, is no guess) (per minute)",
     "short_per_service_in_per_min": "most incoming flows from one remote address to one local port that started in "
-    f"the window and ended within {SHORT_S:g} s (per minute)",
-    "new_service_short_out_per_min": "most short outgoing flows to one (remote, port) the entity began using at "
-    f"most {NEW_SERVICE_S:g} s before the window, after it had been seen for a window: guessing at a new service, "
-    "unlike an app's steady database connections (per minute; 0 until a window of history)",
-    "new_service_short_in_per_min": "most short incoming flows from one remote that began connecting to that local "
-    f"port at most {NEW_SERVICE_S:g} s before the window (per minute; 0 until a window of history)",
+    f"the window, ended within {SHORT_S:g} s and carried application bytes both ways (per minute)",
+    "new_service_short_out_per_min": "most short two-way outgoing flows to one (remote, port) the entity began "
+    f"using at most {NEW_SERVICE_S:g} s before the window, after it had been seen for a window: guessing at a new "
+    "service, unlike an app's steady database connections (per minute; 0 until a window of history)",
+    "new_service_short_in_per_min": "most short two-way incoming flows from one remote that began connecting to "
+    f"that local port at most {NEW_SERVICE_S:g} s before the window (per minute; 0 until a window of history)",
     "max_remotes_per_remote_port_in": "most distinct addresses whose incoming flows come from one remote port: "
     "replies from thousands of reflectors' service port (53, 123, 389, ...) that the entity never asked for (count)",
     "flows_per_service_out": "outgoing flows / distinct (remote address, port) pairs: repeated connections (ratio)",
@@ -212,6 +213,6 @@ BASELINED: dict[str, str] = {
 FLOW_COLUMNS = (
     "capture_point", "vni", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "src_tenant", "src_vm",
     "dst_tenant", "dst_vm", "first_seen_ns", "last_seen_ns", "src2dst_packets", "dst2src_packets", "src2dst_bytes",
-    "dst2src_bytes", "conn_state", "end_reason",
+    "dst2src_bytes", "src2dst_payload_bytes", "dst2src_payload_bytes", "conn_state", "end_reason",
 )  # fmt: skip
 """The flows columns the tenant windows read."""

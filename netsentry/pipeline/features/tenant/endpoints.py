@@ -1,7 +1,7 @@
 """Flow endpoints for tenant windows: each flow seen from both ends, kept for the entities we score, in windows.
 
-Every flow is an *outgoing* flow of its initiator and an *incoming* flow of its responder; an entity is read at the
-capture point that saw most of its flows, and a flow belongs to every window it overlaps.
+Every flow is an *outgoing* flow of its initiator and an *incoming* flow of its responder; an entity is read at its
+main capture point, plus what it sent that never reached that point, and a flow belongs to every window it overlaps.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from netsentry.pipeline.features.tenant.catalogue import (
     FLOW_COLUMNS,
     ICMP_PROTOCOLS,
 )
+
+SAME_FLOW_NS = 2 * NS_PER_S
+"""Two capture points saw one flow when its 5-tuple starts at both within this (the path between them, plus a
+start one point missed)."""
 
 _TEXT_COLUMNS = ("src_ip", "dst_ip", "capture_point", "src_tenant", "src_vm", "dst_tenant", "dst_vm", "conn_state",
                  "end_reason")  # fmt: skip
@@ -48,6 +52,9 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
     failed = failed_flows(state, num["protocol"], dst_group)
     # a connection the capture ended while it was open: a session of unknown length, never "short"
     cut = (_strings(t.column("end_reason")) == "eof") & ~failed
+    # both ends sent application bytes: an exchange with a live service (a guess gets an answer; a refused or
+    # reset-before-answering connection does not)
+    exchange = (num["src2dst_payload_bytes"] > 0) & (num["dst2src_payload_bytes"] > 0)
     point = _strings(t.column("capture_point"))
     n = t.num_rows
     # ICMP is one service per protocol: the echo identifier the flow key uses is no port
@@ -55,6 +62,7 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
     service_port = np.where(icmp, 0, num["dst_port"]).astype(np.int32)
     remote_port_in = np.where(icmp, 0, num["src_port"]).astype(np.int32)
     flow_idx = np.arange(n)
+    tuple_id = _tuple_ids(src_raw, dst_raw, num["src_port"], num["dst_port"], num["protocol"])
 
     def side(out: bool) -> pd.DataFrame:
         me, other = (src_ip, dst_ip) if out else (dst_ip, src_ip)
@@ -67,6 +75,7 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
         return pd.DataFrame(
             {
                 "flow": flow_idx,
+                "tuple_id": tuple_id,
                 "tenant": tenant,
                 "vm": np.where((vm == "") | (vm == "external"), me, vm),
                 "ip": me,
@@ -80,6 +89,7 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
                 "out": np.full(n, out),
                 "failed": failed,
                 "cut": cut,
+                "exchange": exchange,
                 "start": num["first_seen_ns"],
                 "end": num["last_seen_ns"],
                 "sent_p": sent_p.astype(np.float64),
@@ -91,6 +101,14 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
         )
 
     return pd.concat([side(True), side(False)], ignore_index=True)
+
+
+def _tuple_ids(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.ndarray, proto: np.ndarray) -> np.ndarray:
+    """Per flow, an id of its 5-tuple (stored addresses, ports, protocol), equal across capture points and VNIs."""
+    s, d = src.view(np.uint64), dst.view(np.uint64)
+    key = pd.DataFrame({"s0": s[:, 0], "s1": s[:, 1], "d0": d[:, 0], "d1": d[:, 1], "sport": sport, "dport": dport,
+                        "proto": proto})  # fmt: skip
+    return key.groupby(list(key.columns), sort=False).ngroup().to_numpy(np.int64)
 
 
 def group_address(raw: np.ndarray) -> np.ndarray:
@@ -112,10 +130,13 @@ def failed_flows(state: np.ndarray, protocol: np.ndarray, dst_group: np.ndarray)
 
 def local_entities(sides: pd.DataFrame) -> pd.DataFrame:
     """Keep endpoints the tenant map knows (all endpoints when it knows none; never a broadcast or multicast
-    address), each at its main capture point.
+    address), each at its main capture point, plus the flows it began that only other points saw.
 
     The main point of an entity is the one where its flows carry an overlay VNI (tenants reusing a CIDR are told
-    apart only there), then the one with most flows. Adds ``entity_id`` (0..n-1)."""
+    apart only there), then the one with most flows. A flow the entity began that never reached its main point
+    (to a VM on its own host; a probe its virtual switch dropped) is kept from another point, relabelled with the
+    main point and VNI, when its address names one entity at the main points (elsewhere a reused CIDR cannot be
+    told apart). Adds ``entity_id`` (0..n-1)."""
     # a broadcast or multicast address is an audience, not a host: never an entity
     sides = sides[~sides["group"].to_numpy()]
     local = sides["tenant"] != "external"
@@ -134,9 +155,40 @@ def local_entities(sides: pd.DataFrame) -> pd.DataFrame:
     main = counts.sort_values(
         ["entity", "vni", "n", "capture_point"], ascending=[True, False, False, True]
     ).drop_duplicates("entity")
-    keep = sides.merge(main[["entity", "capture_point"]], on=["entity", "capture_point"], how="inner")
+    sides = sides.merge(main[["entity", "capture_point"]], on="entity", how="inner", suffixes=("", "_main"))
+    at_main = (sides["capture_point"] == sides["capture_point_main"]).to_numpy()
+    ips = sides.loc[at_main, ["ip", "entity"]].drop_duplicates()
+    shared_ip = ips["ip"].duplicated(keep=False)
+    sole = ~sides["ip"].isin(ips.loc[shared_ip, "ip"]).to_numpy()
+    borrow = ~at_main & sides["out"].to_numpy() & sole
+    borrow[borrow] = ~_seen_at_main(sides[at_main | borrow], at_main[at_main | borrow])[~at_main[at_main | borrow]]
+    keep = sides[at_main | borrow]
+    main_vni = keep[at_main[at_main | borrow]].groupby("entity")["vni"].first()
+    vni = keep["entity"].map(main_vni).fillna(keep["vni"]).to_numpy().astype(sides["vni"].dtype)
+    keep = keep.assign(capture_point=keep["capture_point_main"], vni=vni)
+    keep = keep.drop(columns="capture_point_main").reset_index(drop=True)
     keep["entity_id"] = pd.factorize(keep["entity"])[0]
     return keep
+
+
+def _seen_at_main(sides: pd.DataFrame, at_main: np.ndarray) -> np.ndarray:
+    """Per side row: the same flow (entity, direction, 5-tuple) starts at the entity's main point within
+    :data:`SAME_FLOW_NS` of this row's start."""
+    key = sides.groupby(["entity", "out", "tuple_id"], sort=False).ngroup().to_numpy(np.int64)
+    start = sides["start"].to_numpy(np.int64)
+    order = np.lexsort((start, key))
+    k, t, m = key[order], start[order], at_main[order]
+    idx = np.arange(len(k))
+    prev = np.maximum.accumulate(np.where(m, idx, -1))
+    nxt = np.minimum.accumulate(np.where(m, idx, len(k))[::-1])[::-1]
+    near = np.zeros(len(k), dtype=bool)
+    for j in (prev, nxt):
+        ok = (j >= 0) & (j < len(k))
+        jj = np.where(ok, j, 0)
+        near |= ok & (k[jj] == k) & (np.abs(t[jj] - t) <= SAME_FLOW_NS)
+    seen = np.empty(len(k), dtype=bool)
+    seen[order] = near
+    return seen
 
 
 def beacon_scores(sides: pd.DataFrame) -> np.ndarray:

@@ -138,7 +138,7 @@ def _flag_rows(x: pd.DataFrame, spec: WindowSpec, t_min: int, t_max: int) -> pd.
         started_sensitive_in=started & inn & sensitive,
         short_sensitive_out=started & out & sensitive & short,
         short_sensitive_in=started & inn & sensitive & short,
-        started_short=started & short,
+        started_short=started & short & x["exchange"].to_numpy(),
         fresh=_begun_lately(x, spec),
         window_upload_b=x["frac"] * x["sent_b"] * out,
         window_sent_b=x["frac"] * x["sent_b"], window_recv_b=x["frac"] * x["recv_b"],
