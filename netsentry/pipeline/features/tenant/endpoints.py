@@ -161,9 +161,12 @@ def local_entities(sides: pd.DataFrame) -> pd.DataFrame:
     shared_ip = ips["ip"].duplicated(keep=False)
     sole = ~sides["ip"].isin(ips.loc[shared_ip, "ip"]).to_numpy()
     borrow = ~at_main & sides["out"].to_numpy() & sole
-    borrow[borrow] = ~_seen_at_main(sides[at_main | borrow], at_main[at_main | borrow])[~at_main[at_main | borrow]]
-    keep = sides[at_main | borrow]
-    main_vni = keep[at_main[at_main | borrow]].groupby("entity")["vni"].first()
+    kept = at_main | borrow
+    unmatched = ~_seen_at_main(sides[kept], at_main[kept])
+    borrow[borrow] = unmatched[~at_main[kept]]  # candidates in order: the rows of ``kept`` not at the main point
+    kept = at_main | borrow
+    keep = sides[kept]
+    main_vni = keep[at_main[kept]].groupby("entity")["vni"].first()
     vni = keep["entity"].map(main_vni).fillna(keep["vni"]).to_numpy().astype(sides["vni"].dtype)
     keep = keep.assign(capture_point=keep["capture_point_main"], vni=vni)
     keep = keep.drop(columns="capture_point_main").reset_index(drop=True)
