@@ -14,6 +14,7 @@ from netsentry.pipeline.capture.tenants import UNKNOWN as UNKNOWN_VM
 from netsentry.pipeline.core.errors import SchemaError
 from netsentry.pipeline.core.schemas import ip16_numpy, ip_text
 from netsentry.pipeline.core.units import NS_PER_S
+from netsentry.pipeline.features.faults.arrays import flow_hash
 from netsentry.pipeline.features.tenant.catalogue import (
     BEACON_LAST_IATS,
     BEACON_MIN_IATS,
@@ -62,7 +63,8 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
     service_port = np.where(icmp, 0, num["dst_port"]).astype(np.int32)
     remote_port_in = np.where(icmp, 0, num["src_port"]).astype(np.int32)
     flow_idx = np.arange(n)
-    tuple_id = _tuple_ids(src_raw, dst_raw, num["src_port"], num["dst_port"], num["protocol"])
+    # the 5-tuple without the VNI: one connection seen at a tap (no overlay) and at an uplink (VXLAN) alike
+    tuple_id = flow_hash(np.zeros(n, np.uint32), src_raw, dst_raw, num["src_port"], num["dst_port"], num["protocol"])
 
     def side(out: bool) -> pd.DataFrame:
         me, other = (src_ip, dst_ip) if out else (dst_ip, src_ip)
@@ -101,14 +103,6 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
         )
 
     return pd.concat([side(True), side(False)], ignore_index=True)
-
-
-def _tuple_ids(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.ndarray, proto: np.ndarray) -> np.ndarray:
-    """Per flow, an id of its 5-tuple (stored addresses, ports, protocol), equal across capture points and VNIs."""
-    s, d = src.view(np.uint64), dst.view(np.uint64)
-    key = pd.DataFrame({"s0": s[:, 0], "s1": s[:, 1], "d0": d[:, 0], "d1": d[:, 1], "sport": sport, "dport": dport,
-                        "proto": proto})  # fmt: skip
-    return key.groupby(list(key.columns), sort=False).ngroup().to_numpy(np.int64)
 
 
 def group_address(raw: np.ndarray) -> np.ndarray:
