@@ -12,6 +12,7 @@ import pytest
 
 from netsentry.pipeline.capture.pyshark_reader import read_capture_pyshark, read_packets_pyshark
 from netsentry.pipeline.capture.reader import read_capture
+from netsentry.pipeline.capture.tenants import tenant_map_from_dict
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, ToolMissingError
 from netsentry.pipeline.core.schemas import ARP, PACKETS
 from tests import pcapbuild as pb
@@ -204,3 +205,25 @@ def test_stopping_early_leaves_no_tshark(tmp_path: Path) -> None:
     batches.close()
     left = [p for p in psutil.Process().children(recursive=True) if p.is_running() and "tshark" in p.name()]
     assert not left, f"tshark left running: {left}"
+
+
+@needs_tshark
+def test_port_identities_same_as_fast_reader(tmp_path: Path) -> None:
+    """A VM tap's frames take their port's VNI from its MAC in both engines (the innermost frame's MACs)."""
+    from tests.capture.test_tenants import SHARED
+
+    tm = tenant_map_from_dict(SHARED)
+    web = pb.ipv4("10.0.1.10", "8.8.8.8", pb.UDP, pb.udp("10.0.1.10", "8.8.8.8", 40000, 53, b"q"))
+    back = pb.ipv4("8.8.8.8", "10.0.1.10", pb.UDP, pb.udp("8.8.8.8", "10.0.1.10", 53, 40000, b"a"))
+    frames = [
+        pb.ethernet(web, src="02:02:0a:00:01:0a", dst="02:00:00:00:00:01"),  # globex's port sends
+        pb.ethernet(back, src="02:00:00:00:00:01", dst="02:01:0a:00:01:0a"),  # acme's port receives
+        pb.ethernet(web),  # unknown MACs: no VNI
+        pb.ethernet(pb.ipv4("1.1.1.1", "2.2.2.2", pb.UDP, pb.udp("1.1.1.1", "2.2.2.2", 1, pb.VXLAN_PORT, pb.vxlan(
+            300, pb.ethernet(web, src="02:02:0a:00:01:0a"))))),  # a VXLAN header's VNI wins over the inner MAC
+    ]  # fmt: skip
+    path = pb.write_pcap(tmp_path / "tap.pcap", [pb.Record(f, ts_ns=10**18 + i) for i, f in enumerate(frames)])
+    fast, _, _ = read_tables(read_capture, path, port_vnis=tm.port_vnis)
+    slow, _, _ = read_tables(read_capture_pyshark, path, port_vnis=tm.port_vnis)
+    assert fast["vni"].to_pylist() == slow["vni"].to_pylist() == [200, 100, 0, 300]
+    _assert_same_rows(path, fast, slow, PACKETS)

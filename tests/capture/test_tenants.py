@@ -333,3 +333,45 @@ def test_assign_packets_src_then_dst(tmap: TenantMap) -> None:
     assert assign_packets(two, tmap).column("tenant").to_pylist()[6:] == out.column("tenant").to_pylist()
     empty = assign_packets(table.slice(0, 0), tmap)
     assert empty.num_rows == 0 and empty.schema.equals(PACKETS)
+
+
+# ------------------------------------------------------------------ port identities (a VM tap has no VNI)
+
+SHARED = {
+    "vpcs": [
+        {"id": "a", "tenant": "acme", "cidr": "10.0.0.0/16", "vni": 100, "subnets": [{"cidr": "10.0.1.0/24", "ports": [
+            {"ip": "10.0.1.10", "vm": "acme-web", "mac": "02:01:0a:00:01:0a"},
+            {"ip": "10.0.1.11", "vm": "acme-db"}]}]},  # no MAC declared: not an identity
+        {"id": "g", "tenant": "globex", "cidr": "10.0.0.0/16", "vni": 200, "subnets": [{"cidr": "10.0.1.0/24",
+                                                                                     "ports": [
+            {"ip": "10.0.1.10", "vm": "globex-web", "mac": "02:02:0a:00:01:0a"},
+            {"ip": "10.0.1.11", "vm": "globex-db", "mac": "02:02:0a:00:01:0b"}]}]},
+        {"id": "f", "tenant": "flat", "cidr": "172.20.0.0/16", "subnets": [{"cidr": "172.20.1.0/24", "ports": [
+            {"ip": "172.20.1.5", "vm": "flat-1", "mac": "02:00:ac:14:01:05"}]}]},  # no VNI to give
+    ]
+}  # fmt: skip
+
+
+def _mac_int(text: str) -> int:
+    return int(text.replace(":", ""), 16)
+
+
+def test_port_macs_give_frames_without_vni_their_network() -> None:
+    tm = tenant_map_from_dict(SHARED)
+    assert tm.has_port_identities and not tenant_map_from_dict({"vpcs": SHARED["vpcs"][2:]}).has_port_identities
+    rows = [  # (vni, src mac, src ip, dst mac, dst ip)
+        (0, "02:02:0a:00:01:0a", "10.0.1.10", "02:00:00:00:00:01", "8.8.8.8"),  # globex-web sends
+        (0, "02:00:00:00:00:01", "8.8.8.8", "02:01:0a:00:01:0a", "10.0.1.10"),  # acme-web receives
+        (0, "02:02:0a:00:01:0a", "10.0.1.99", "02:02:0a:00:01:0b", "10.0.1.11"),  # not its address: the receiver's
+        (0, "02:01:0a:00:01:0b", "10.0.1.11", "02:00:00:00:00:01", "8.8.8.8"),  # acme-db declares no MAC
+        (7, "02:02:0a:00:01:0a", "10.0.1.10", "02:00:00:00:00:01", "8.8.8.8"),  # a VXLAN header's VNI stays
+        (0, "02:00:ac:14:01:05", "172.20.1.5", "02:00:00:00:00:01", "8.8.8.8"),  # a flat network has none
+    ]
+    vni = tm.port_vnis(
+        np.array([r[0] for r in rows], np.uint32),
+        np.array([_mac_int(r[1]) for r in rows], np.uint64), ip16_from_text([r[2] for r in rows]),
+        np.array([_mac_int(r[3]) for r in rows], np.uint64), ip16_from_text([r[4] for r in rows]),
+    )  # fmt: skip
+    assert vni.tolist() == [200, 100, 200, 0, 7, 0]
+    got = names(tm, ["10.0.1.10", "10.0.1.10", "10.0.1.11", "10.0.1.11"], vni[:4].tolist())
+    assert got == [("globex", "globex-web"), ("acme", "acme-web"), ("globex", "globex-db"), ("acme", "acme-db")]

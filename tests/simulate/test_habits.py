@@ -19,7 +19,7 @@ from netsentry.pipeline.simulate.conns import (
     ConnTable,
 )
 from netsentry.pipeline.simulate.events import S
-from netsentry.pipeline.simulate.habits import habit_connections
+from netsentry.pipeline.simulate.habits import FANOUT_ROLES, _Habits, habit_connections
 from netsentry.pipeline.simulate.p2p import BITCOIN_PORT, p2p_connections, random_public
 from netsentry.pipeline.simulate.stage import simulate_to_dir
 from tests.conftest import workspace_of
@@ -85,6 +85,25 @@ def test_directory_refreshes_are_short_connections_on_several_ports_of_one_peer(
         assert len(np.unique(mine["server_vm"])) == 1 and mine["server_vm"][0] >= 0  # one peer: the VPC's DC
         assert 3600 / 120 * 0.5 <= len(mine) <= 3600 / 120 * 6  # ~30 refreshes of 3-6 connections (some on 445)
         assert (mine["outcome"] == OUTCOME_FIN).all()
+
+
+def test_fanout_jobs_ask_several_backends_at_once_in_rounds() -> None:
+    """Aggregators (web/app only) ask 3-12 VPC peers at once, 1-10 rounds ~1 s apart: a backend sees a burst of
+    short connections from a caller that it may not have heard from before."""
+    ctx = make_ctx([tenant("a", "10.0.0.0/24", {**MIXED, "web": 6})], duration_s=3600, seed=3)
+    c = _Habits(ctx, np.ones(len(ctx.cloud))).fanout()
+    assert len(c) > 0
+    assert set(ctx.cloud.role[np.unique(c["client_vm"])]) <= set(FANOUT_ROLES)
+    assert (c["server_vm"] >= 0).all() and (c["server_vm"] != c["client_vm"]).all() and (c["sport"] == 8080).all()
+    # a round: one connection to each of 3-12 distinct backends within 2 ms
+    t, cl = c["start_ns"], c["client_vm"]
+    first = np.flatnonzero((cl == cl[0]) & (t - t[0] < 2_000_000) & (t >= t[0]))
+    assert 3 <= len(first) <= 12 and len(np.unique(c["server_vm"][first])) == len(first)
+    # per (aggregator, backend): rounds ~1 s apart (0.5-1.5 s), a burst of several connections
+    pair = cl.astype(np.int64) * 1000 + c["server_vm"]
+    gaps = np.concatenate([np.diff(np.sort(t[pair == k])) for k in np.unique(pair)]) / S
+    in_job = gaps[gaps < 1.6]
+    assert len(in_job) > 100 and 0.8 <= np.median(in_job) <= 1.2
 
 
 def test_habits_off_and_zero_rate_mean_none() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from netsentry.pipeline.capture.tenants import load_tenant_map
@@ -94,9 +95,11 @@ def test_demo_scenario_is_clean_for_tshark_and_labelled(tmp_path: Path) -> None:
 
 
 def test_overlay_tenants_reusing_a_cidr_are_told_apart_by_vni(tmp_path: Path) -> None:
+    """On the underlay by the VXLAN header; at the VM taps (no overlay header) by the ports' MACs, which the
+    simulated tenant map declares: tenants reusing a CIDR get the same VNIs at both points."""
     scenario = tmp_path / "two.yaml"
     scenario.write_text(
-        "name: two\nduration_s: 15\nseed: 2\noverlay: vxlan\ncapture_points: [host]\n"
+        "name: two\nduration_s: 15\nseed: 2\noverlay: vxlan\ncapture_points: [vm, host]\n"
         "cloud:\n  hosts: 2\n  external_hosts: 20\n  tenants:\n"
         "    - name: acme\n      vpcs: [{id: a, cidr: 10.0.0.0/16, vni: 100, subnets: [{name: s, cidr: 10.0.1.0/24,"
         " vms: [{role: web, count: 2}, {role: db}]}]}]\n"
@@ -111,3 +114,12 @@ def test_overlay_tenants_reusing_a_cidr_are_told_apart_by_vni(tmp_path: Path) ->
     assert code == 0, out
     t = pq.read_table(ws / "packets", columns=["vni", "tenant"]).to_pandas()
     assert set(zip(t["vni"], t["tenant"], strict=True)) == {(100, "acme"), (200, "globex")}
+    tenants = yaml.safe_load((tmp_path / "sim" / "tenants.yaml").read_text())
+    macs = [p["mac"] for v in tenants["vpcs"] for s in v["subnets"] for p in s["ports"]]
+    assert len(set(macs)) == len(macs) == 6  # one per port, although the addresses repeat across tenants
+    tap = tmp_path / "tap"
+    code, out = run("capture", tmp_path / "sim" / "vm.pcap", "-w", tap, "--tenants", tmp_path / "sim" / "tenants.yaml")
+    assert code == 0, out
+    t = pq.read_table(tap / "packets", columns=["vni", "tenant", "vm"]).to_pandas()
+    assert set(zip(t["vni"], t["tenant"], strict=True)) == {(100, "acme"), (200, "globex")}
+    assert {"acme-web-1", "globex-web-1"} <= set(t["vm"])

@@ -35,24 +35,25 @@ def scores_by_host(model: object, ws: Path) -> pd.Series:
 def test_mixed_supervised_compromise_floor(trained: dict) -> None:
     """Issue 15 asks ROC-AUC >= 0.99, TPR >= 0.95 and recall >= 0.9 per type on the richer world; not met yet: these
     are today's values (seed 0, 25-minute mixed with drawn episodes) as a ratchet. The threshold calibrated on the
-    training part gives 2.1 % FPR on the test part (target 1 %; 3.8 % before a guess had to be an exchange:
-    docs/experiments.md, 2026-12-07 c)."""
+    training part gives 0.9 % FPR on the test part (target 1 %; 2.1 % before the benign world had partition/aggregate
+    fan-out: docs/experiments.md, 2026-12-07 d)."""
     res = trained["compromise"]
     assert res.model_name == "boosted"
-    assert res.metrics["roc_auc"] >= 0.955  # measured 0.960
-    # measured 0.742 (seeds 1 and 2: 0.773, 0.790; the three seeds averaged 0.755 before the exchange rule)
-    assert res.metrics["tpr_at_0.01_fpr"] >= 0.72
-    assert res.metrics["fpr"] <= 0.03  # measured 0.021
+    assert res.metrics["roc_auc"] >= 0.97  # measured 0.978 (0.960 before VM taps named their VM by its MAC)
+    # measured 0.912 (seeds 1 and 2: 0.898, 0.879; 0.742, 0.773, 0.790 before fan-out and tap MACs)
+    assert res.metrics["tpr_at_0.01_fpr"] >= 0.86
+    assert res.metrics["fpr"] <= 0.02  # measured 0.009
     every = ("lateral_movement", "port_scan_horizontal", "port_scan_vertical", "ddos_syn", "ddos_udp", "reflection")
     for scenario in every:
         assert res.recall_by_scenario[scenario] >= 0.99, scenario  # measured 1.0 each
-    assert res.recall_by_scenario["ssh_bruteforce"] >= 0.95  # measured 0.985
+    assert res.recall_by_scenario["ssh_bruteforce"] >= 0.95  # measured 0.969
     assert res.recall_by_scenario["crypto_mining"] >= 0.95  # measured 0.983 (the pool's JSON-RPC methods)
     assert res.recall_by_scenario["dns_tunnel"] >= 0.95  # measured 1.0
-    assert res.recall_by_scenario["bruteforce"] >= 0.85  # measured 0.909 (eleven services)
-    assert res.recall_by_scenario["ping_sweep"] >= 0.7  # measured 0.75 (sweeps of the VPC: seen at the VM tap)
+    assert res.recall_by_scenario["bruteforce"] >= 0.85  # measured 0.873 (eleven services)
+    # sweeps of the VPC, seen at the VM tap only: named by the VM's MAC there (0.75 and 0.667 without)
+    assert res.recall_by_scenario["ping_sweep"] >= 0.95  # measured 1.0
+    assert res.recall_by_scenario["udp_sweep"] >= 0.95  # measured 1.0
     assert res.recall_by_scenario["exfiltration"] >= 0.7  # measured 0.75
-    assert res.recall_by_scenario["udp_sweep"] >= 0.6  # measured 0.667
     assert res.recall_by_scenario["c2_beacon"] >= 0.55  # measured 0.592 (0.592 on seeds 1 and 2 before and after)
 
 
@@ -60,21 +61,23 @@ def test_mixed_supervised_compromise_floor(trained: dict) -> None:
 def test_mixed_unsupervised_compromise_floor(mixed: Path) -> None:
     df = pd.read_parquet(mixed / "features" / "tenant_windows")
     ev = fit_and_evaluate(df, TrainOptions(kind="compromise", model="iforest")).evaluation
-    assert ev is not None and ev.metrics["roc_auc"] >= 0.80  # measured 0.806
+    assert ev is not None and ev.metrics["roc_auc"] >= 0.80  # measured 0.813
     ev = fit_and_evaluate(df, TrainOptions(kind="compromise", model="autoencoder")).evaluation
-    assert ev is not None and ev.metrics["roc_auc"] >= 0.94  # measured 0.951
+    assert ev is not None and ev.metrics["roc_auc"] >= 0.94  # measured 0.956
 
 
 @pytest.mark.slow
 def test_mixed_fault_floor(trained: dict) -> None:
     res = trained["faults"]
     # issue 15 asks >= 0.95: met on the hand-written faults alone (0.968); with drawn faults in the test part it read
-    # 0.918, and 0.945 since a client's retries of a silent service are counted over 30 s (silent_server 0 -> 0.787)
-    assert res.metrics["roc_auc"] >= 0.94  # measured 0.945
+    # 0.918, and 0.945 since a client's retries of a silent service are counted over 30 s (silent_server 0 -> 0.787);
+    # 0.943 with fan-out in the benign world (microburst 0.6 -> 1.0: its sources' bursts are everyday traffic now;
+    # silent_server 0.787 -> 0.653 at a threshold that moved from 1.11 to 1.43)
+    assert res.metrics["roc_auc"] >= 0.935  # measured 0.943
     assert res.recall_by_scenario["blackhole"] >= 0.85  # measured 0.889
-    assert res.recall_by_scenario["microburst"] >= 0.55  # measured 0.60
+    assert res.recall_by_scenario["microburst"] >= 0.8  # measured 1.0
     assert res.recall_by_scenario["rst_storm"] >= 0.9  # measured 1.0
-    assert res.recall_by_scenario["silent_server"] >= 0.75  # measured 0.787
+    assert res.recall_by_scenario["silent_server"] >= 0.6  # measured 0.653
 
 
 @pytest.mark.slow

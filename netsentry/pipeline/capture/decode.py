@@ -70,8 +70,9 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
            arp_op, src_mac, dst_mac, sender_mac, sender_ip, target_mac, target_ip, l4_at):  # fmt: skip
     """Decode each record ``i`` (bytes ``b[off[i]:off[i]+cap[i]]``) into the output columns.
 
-    The ARP columns are written only for records whose status is :data:`ARP`; ``l4_at`` is where the TCP/UDP
-    payload starts in ``b`` (-1: none), for the DNS summariser."""
+    ``src_mac``/``dst_mac`` are the innermost Ethernet header's addresses (a Linux cooked header's source; 0
+    without one) for every record; the other ARP columns are written only for records whose status is :data:`ARP`;
+    ``l4_at`` is where the TCP/UDP payload starts in ``b`` (-1: none), for the DNS summariser."""
     n = off.shape[0]
     for i in range(n):
         p = off[i]
@@ -94,6 +95,8 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
         et = -1
         mac_src_at = -1  # where the link layer's source / destination MAC is (-1: none)
         mac_dst_at = -1
+        src_mac[i] = 0
+        dst_mac[i] = 0
         while True:  # one iteration per encapsulation level
             l4_at[i] = -1  # an outer UDP header's payload is not the inner packet's
             # ---- link layer: leave p at the network header and et as its ethertype (or -1 = by version)
@@ -104,6 +107,8 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
                 et = _be16(b, p + 12)
                 mac_dst_at = p
                 mac_src_at = p + 6
+                dst_mac[i] = _mac48(b, p)  # the innermost frame's addresses win: a tunnel's are the VM ports'
+                src_mac[i] = _mac48(b, p + 6)
                 p += 14
                 link = _L_ETHERTYPE
             elif link == LT_SLL:
@@ -112,6 +117,8 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
                     break
                 et = _be16(b, p + 14)
                 mac_src_at = p + 6 if _be16(b, p + 4) == 6 else -1  # the sender's address, when 6 bytes long
+                src_mac[i] = _mac48(b, mac_src_at) if mac_src_at >= 0 else 0
+                dst_mac[i] = 0
                 p += 16
                 link = _L_ETHERTYPE
             elif link == LT_SLL2:
@@ -120,6 +127,8 @@ def decode(b, off, cap, orig, lt, st, vni, vlan, ipver, src, dst, proto, sport, 
                     break
                 et = _be16(b, p)
                 mac_src_at = p + 12 if b[p + 11] == 6 else -1
+                src_mac[i] = _mac48(b, mac_src_at) if mac_src_at >= 0 else 0
+                dst_mac[i] = 0
                 p += 20
                 link = _L_ETHERTYPE
             elif link == LT_NULL or link == LT_LOOP:

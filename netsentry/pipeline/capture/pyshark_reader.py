@@ -36,6 +36,7 @@ from netsentry.pipeline.capture.reader import (
     PCAPNG_MAGIC,
     CaptureBatch,
     CaptureStats,
+    PortVnis,
     columns_to_table,
 )
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError, ToolMissingError
@@ -73,14 +74,14 @@ _NON_IP, _MALFORMED = "non_ip", "malformed"
 _COLUMNS = (
     "ts_ns", "frame_len", "cap_len", "vni", "vlan", "ip_version", "src_ip", "dst_ip", "proto",
     "src_port", "dst_port", "ip_len", "payload_len", "ttl", "ip_id", "frag", "tcp_flags", "tcp_seq",
-    "tcp_ack", "tcp_win", "icmp_type", "icmp_code",
+    "tcp_ack", "tcp_win", "icmp_type", "icmp_code", "src_mac", "dst_mac",
 )  # fmt: skip
 _DTYPES = {
     "ts_ns": np.int64, "frame_len": np.uint32, "cap_len": np.uint32, "vni": np.uint32, "vlan": np.uint16,
     "ip_version": np.uint8, "proto": np.uint8, "src_port": np.uint16, "dst_port": np.uint16,
     "ip_len": np.uint32, "payload_len": np.uint32, "ttl": np.uint8, "ip_id": np.uint32, "frag": np.uint8,
     "tcp_flags": np.uint16, "tcp_seq": np.uint32, "tcp_ack": np.uint32, "tcp_win": np.uint16,
-    "icmp_type": np.uint8, "icmp_code": np.uint8,
+    "icmp_type": np.uint8, "icmp_code": np.uint8, "src_mac": np.uint64, "dst_mac": np.uint64,
 }  # fmt: skip
 
 
@@ -186,7 +187,8 @@ class _Transport(NamedTuple):
 
 def _decode_frame(protos: list[str], layers: dict[str, Any]) -> tuple | ArpRow | str:
     """One frame's layers → ``(vni, vlan, ipver, src, dst, proto, sport, dport, iplen, plen, ttl, ipid,
-    frag, flags, seq, ack, win, itype, icode)``, an :class:`ArpRow`, or an outcome string (non-IP, malformed)."""
+    frag, flags, seq, ack, win, itype, icode, src_mac, dst_mac)``, an :class:`ArpRow`, or an outcome string
+    (non-IP, malformed)."""
     frame = _Frame(protos, layers)
     vni = vlan = 0
     depth = 0
@@ -213,8 +215,9 @@ def _decode_frame(protos: list[str], layers: dict[str, Any]) -> tuple | ArpRow |
                 vni = inner_vni
                 depth += 1
                 continue
+        src_mac, dst_mac = link_macs(layers, frame.seen.get("eth", 0))
         return (vni, vlan, net.ipver, net.src, net.dst, net.proto, l4.sport, l4.dport, net.iplen, l4.plen, net.ttl,
-                net.ipid, net.frag, l4.flags, l4.seq, l4.ack, l4.win, l4.itype, l4.icode)  # fmt: skip
+                net.ipid, net.frag, l4.flags, l4.seq, l4.ack, l4.win, l4.itype, l4.icode, src_mac, dst_mac)  # fmt: skip
 
 
 def _skip_link_layers(frame: _Frame, vlan: int, outer: bool) -> tuple[tuple[str, int] | None, int]:
@@ -389,8 +392,10 @@ def pkt_hash(cols: dict[str, np.ndarray]) -> np.ndarray:
     return finalize64(h, MURMUR3_FMIX64)
 
 
-def _batch_table(rows: list[tuple], capture_point: str, stats: CaptureStats) -> pa.Table:
-    """Rows of primitive values → one table in the packets contract; updates ``stats``."""
+def _batch_table(rows: list[tuple], capture_point: str, stats: CaptureStats,
+                 port_vnis: PortVnis | None = None) -> pa.Table:  # fmt: skip
+    """Rows of primitive values → one table in the packets contract (VNIs filled by ``port_vnis``, as
+    :func:`~netsentry.pipeline.capture.reader.read_capture` does); updates ``stats``."""
     cols: dict[str, np.ndarray] = {}
     for name, values in zip(_COLUMNS, zip(*rows, strict=True), strict=True):
         if name in ("src_ip", "dst_ip"):
@@ -398,6 +403,8 @@ def _batch_table(rows: list[tuple], capture_point: str, stats: CaptureStats) -> 
         else:
             cols[name] = np.array(values, dtype=_DTYPES[name])
     cols["pkt_hash"] = pkt_hash(cols)
+    if port_vnis is not None:
+        cols["vni"] = port_vnis(cols["vni"], cols["src_mac"], cols["src_ip"], cols["dst_mac"], cols["dst_ip"])
     stats.count_kept(cols)
     return columns_to_table(cols, capture_point)
 
@@ -490,6 +497,7 @@ def read_capture_pyshark(
     stats: CaptureStats | None = None,
     batch_size: int = 50_000,
     on_progress: Callable[[int], None] | None = None,
+    port_vnis: PortVnis | None = None,
 ) -> Iterator[CaptureBatch]:
     """Stream a capture file read by tshark (through pyshark) as packet and ARP tables, updating ``stats``;
     ``on_progress(bytes)`` gets an estimate of the file bytes read so far (record sizes).
@@ -532,12 +540,12 @@ def read_capture_pyshark(
                 rows.append(row)
                 done_bytes += row[2] + 16
             if len(rows) >= batch_size or len(arp_rows) >= batch_size:
-                yield _batch(rows, arp_rows, cp, stats)
+                yield _batch(rows, arp_rows, cp, stats, port_vnis)
                 rows, arp_rows = [], []
                 if on_progress is not None:
                     on_progress(done_bytes)
         if rows or arp_rows:
-            yield _batch(rows, arp_rows, cp, stats)
+            yield _batch(rows, arp_rows, cp, stats, port_vnis)
         if on_progress is not None:
             on_progress(path.stat().st_size)
     finally:
@@ -576,9 +584,10 @@ def _frame_row(pkt: Any, stats: CaptureStats) -> tuple | ArpRow | None:
     return (ts, int(frame["frame_frame_len"]), int(frame["frame_frame_cap_len"]), *out)
 
 
-def _batch(rows: list[tuple], arp_rows: list[ArpRow], capture_point: str, stats: CaptureStats) -> CaptureBatch:
+def _batch(rows: list[tuple], arp_rows: list[ArpRow], capture_point: str, stats: CaptureStats,
+           port_vnis: PortVnis | None = None) -> CaptureBatch:  # fmt: skip
     return CaptureBatch(
-        _batch_table(rows, capture_point, stats) if rows else None,
+        _batch_table(rows, capture_point, stats, port_vnis) if rows else None,
         arp_batch(arp_rows, capture_point) if arp_rows else None,
     )
 

@@ -25,6 +25,9 @@ from netsentry.pipeline.capture.mining import stratum_rows
 from netsentry.pipeline.core.errors import CaptureFormatError, InputNotFoundError
 from netsentry.pipeline.core.schemas import ARP, PACKETS, ip16_array
 
+PortVnis = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(vni, src_mac, src_ip16, dst_mac, dst_ip16) → vni with a port's network filled in where it was 0."""
+
 DEFAULT_CHUNK_BYTES = 32 << 20
 DEFAULT_BATCH_RECORDS = 1 << 18
 
@@ -355,8 +358,12 @@ def read_capture(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     batch_records: int = DEFAULT_BATCH_RECORDS,
     on_progress: Callable[[int], None] | None = None,
+    port_vnis: PortVnis | None = None,
 ) -> Iterator[CaptureBatch]:
-    """Stream a capture file as batches of packet and ARP tables (one per run of records), updating ``stats``."""
+    """Stream a capture file as batches of packet and ARP tables (one per run of records), updating ``stats``.
+
+    ``port_vnis`` (a tenant map's :meth:`~netsentry.pipeline.capture.tenants.TenantMap.port_vnis`) gives frames
+    without a VNI their port's network, before any table is built."""
     path = Path(path)
     stats = stats if stats is not None else CaptureStats(path=str(path))
     cp = capture_point or path.name
@@ -364,6 +371,8 @@ def read_capture(
         path, stats, chunk_bytes=chunk_bytes, batch_records=batch_records, on_progress=on_progress
     ):
         cols = decode_records(buf, rec, n)
+        if port_vnis is not None:
+            cols["vni"] = port_vnis(cols["vni"], cols["src_mac"], cols["src_ip"], cols["dst_mac"], cols["dst_ip"])
         status = cols.pop("status")
         lts = cols.pop("linktype")
         arp_cols = {k: cols.pop(k) for k in dec.ARP_OUTPUTS}

@@ -227,7 +227,9 @@ def _read_files(
                 on_progress(_base + done, total)
 
         try:
-            _write_parts(reader(path, capture_point=cp, stats=stats, on_progress=progress), out, tmap)
+            port_vnis = tmap.port_vnis if tmap.has_port_identities else None
+            batches = reader(path, capture_point=cp, stats=stats, on_progress=progress, port_vnis=port_vnis)
+            _write_parts(batches, out, tmap)
         except CaptureFormatError as e:
             for w in out:
                 w.discard()

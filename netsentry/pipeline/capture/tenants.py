@@ -10,6 +10,10 @@ The file (see ``configs/tenants.example.yaml``) is a top-level ``vpcs:`` list (a
 * **Otherwise longest-prefix match** over every VPC, ignoring VNIs (VNI 0, or a VNI no VPC declares).
   When several VPCs share the longest matching prefix (e.g. two tenants both on 10.0.0.0/16 seen
   without an overlay), the **first declared** wins.
+* **A port's own frames.** A packet without a VNI (a VM tap, a bridge inside the tenant network) whose innermost
+  Ethernet source (else destination) is a port's declared ``mac`` *and* whose source (else destination) address is
+  that port's ``ip`` takes the port's VPC VNI at capture (:meth:`TenantMap.port_vnis`): on a tap, a port's MAC
+  names its network, so tenants that reuse a CIDR stay apart without an overlay header.
 * **VM** by exact address among the matched VPC's ports. Inside a VPC but on no port: vm ``unknown``.
   In no VPC: tenant and vm are both ``external``.
 * **Host** (:meth:`TenantMap.endpoint_hosts`, for fault windows): the port's ``host`` (hypervisor)
@@ -379,6 +383,20 @@ class TenantMap:
         self._port_keys = port_keys[order]
         self._port_vm = np.array(codes, dtype=np.int32)[order]
 
+        # Port identities: sorted (mac, ip16) keys of the ports that declare a MAC in a VPC with a VNI.
+        ident, ident_vni = [], []
+        for v in vpcs:
+            for sub in v.subnets:
+                for port in sub.ports:
+                    if port.mac is not None and v.vni:
+                        mac = int(port.mac.replace(":", ""), 16)
+                        ident.append(mac.to_bytes(8, "big") + _ip16_one(ipaddress.ip_address(port.ip)))
+                        ident_vni.append(v.vni)
+        ident_keys = np.array(ident, dtype="S24")
+        ident_order = np.argsort(ident_keys, kind="stable")
+        self._ident_keys = ident_keys[ident_order]
+        self._ident_vni = np.array(ident_vni, dtype=np.uint32)[ident_order]
+
         # Hosts: declared port hosts (first-seen order), then the gateway; -1 = port without a host.
         port_hosts = [p.host for v in vpcs for s in v.subnets for p in s.ports]
         self.gateway: str | None = config.gateway
@@ -460,6 +478,32 @@ class TenantMap:
         hit = port >= 0
         vm_u[hit] = self._port_vm[port[hit]]
         return Labels(tenant_u[inverse], vm_u[inverse], self.tenants, self.vms)
+
+    @property
+    def has_port_identities(self) -> bool:
+        """True when some port of a VPC with a VNI declares its MAC (:meth:`port_vnis` can name a network)."""
+        return len(self._ident_keys) > 0
+
+    def port_vnis(self, vni: np.ndarray, src_mac: np.ndarray, src_ip16: np.ndarray, dst_mac: np.ndarray,
+                  dst_ip16: np.ndarray) -> np.ndarray:  # fmt: skip
+        """``vni`` with each 0 replaced by the VPC VNI of the port that sent the frame (its MAC and address are
+        the source's), else of the port it was sent to (the destination's); other rows unchanged."""
+        out = np.array(vni, dtype=np.uint32, copy=True)
+        todo = np.flatnonzero(out == 0)
+        if not len(todo) or not len(self._ident_keys):
+            return out
+        for mac, ip16 in ((src_mac, src_ip16), (dst_mac, dst_ip16)):
+            if not len(todo):
+                break
+            key = np.empty((len(todo), 24), dtype=np.uint8)
+            key[:, :8] = np.asarray(mac, np.uint64)[todo].astype(">u8").view(np.uint8).reshape(-1, 8)
+            key[:, 8:] = np.asarray(ip16, np.uint8)[todo]
+            qk = key.view("S24").ravel()
+            pos = np.minimum(np.searchsorted(self._ident_keys, qk), len(self._ident_keys) - 1)
+            hit = self._ident_keys[pos] == qk
+            out[todo[hit]] = self._ident_vni[pos[hit]]
+            todo = todo[~hit]
+        return out
 
     def endpoint_hosts(self, vni: np.ndarray | pa.Array, ip16: np.ndarray | pa.Array) -> pa.DictionaryArray:
         """Host name of ``n`` endpoints (VNI ``(n,)``, address ``(n, 16)``) as ``dictionary<int32, string>``.

@@ -21,6 +21,19 @@ _PRIVATE = [ipaddress.ip_network(n) for n in ("0.0.0.0/8", "10.0.0.0/8", "100.64
                                                "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16")]  # fmt: skip
 
 
+def mac_tag(vni: np.ndarray | int) -> np.ndarray:
+    """Second octet of a VM port's MAC (``02:TT:`` + its IPv4 address): 0 without overlay, else 1–255 from the VPC's
+    VNI, so that VMs of tenants reusing one CIDR have distinct MACs, as every cloud gives each port its own."""
+    v = np.asarray(vni, dtype=np.int64)
+    return np.where(v == 0, 0, v % 255 + 1).astype(np.int64)
+
+
+def port_mac_text(vni: int, ip: int) -> str:
+    """A VM port's MAC as text (see :func:`mac_tag`)."""
+    octets = [0x02, int(mac_tag(vni)), *int(ip).to_bytes(4, "big")]
+    return ":".join(f"{o:02x}" for o in octets)
+
+
 @dataclass
 class Cloud:
     """Columnar VM inventory plus the fixed parts of the network."""
@@ -65,13 +78,24 @@ class Cloud:
 
     def tenants_yaml(self) -> dict[str, Any]:
         """The cloud in the tenant-map format ``netsentry capture --tenants`` reads, with each port's
-        ``host`` and the ``gateway`` host name."""
+        ``mac`` and ``host`` and the ``gateway`` host name."""
         host_of = {n: self.host_name(int(h)) for n, h in zip(self.name, self.host, strict=True)}
         vpcs = [
             {
                 **v,
                 "subnets": [
-                    {**s, "ports": [{**p, "host": host_of[p["vm"]]} for p in s["ports"]]} for s in v["subnets"]
+                    {
+                        **s,
+                        "ports": [
+                            {
+                                **p,
+                                "mac": port_mac_text(v.get("vni", 0), int(ipaddress.IPv4Address(p["ip"]))),
+                                "host": host_of[p["vm"]],
+                            }
+                            for p in s["ports"]
+                        ],
+                    }
+                    for s in v["subnets"]
                 ],
             }
             for v in self.vpc_specs

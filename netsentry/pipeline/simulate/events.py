@@ -4,6 +4,7 @@ event ``type`` in a scenario to the function generating it."""
 from __future__ import annotations
 
 import csv
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -65,13 +66,18 @@ def write_labels(path: Path, labels: list[Label]) -> None:
 
 @dataclass
 class SimContext:
-    """Everything a generator may use. ``rng`` is the only source of randomness (determinism)."""
+    """Everything a generator may use. ``rng`` (or a named :meth:`stream`) is the only source of randomness."""
 
     scenario: Scenario
     cloud: Cloud
     rng: np.random.Generator
     t0: int  # scenario start, epoch ns
     t1: int  # scenario end, epoch ns
+
+    def stream(self, name: str) -> np.random.Generator:
+        """An independent generator for one named behaviour, seeded by the scenario's seed and the name: adding a
+        behaviour that draws from its own stream leaves every other draw of the world as it was."""
+        return np.random.default_rng([self.scenario.seed, zlib.crc32(name.encode())])
 
     def vm_rtt_ns(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Round-trip time between VMs ``a`` and ``b`` (indices): 60 µs on one host, 250 µs across hosts."""

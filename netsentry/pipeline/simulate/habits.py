@@ -3,7 +3,8 @@
 Why: a detector that never saw timers, idle sessions or failed connections calls every real host anomalous.
 Each habit is drawn per VM (with the probability below; ``desktop`` VMs always have the client habits) and
 scaled by the VM's ``tenant.rate × benign_rate`` (a VM with multiplier 0 has no habits). Periods are fixed
-(timers do not speed up with load); Poisson rates are multiplied. ``ctx.rng`` only, in a fixed order.
+(timers do not speed up with load); Poisson rates are multiplied. ``ctx.rng`` only, in a fixed order; ``fanout``
+draws from its own :meth:`~netsentry.pipeline.simulate.events.SimContext.stream`.
 
 =========  =============  ===================================================  =====================================
 habit      P(VM has it)   what                                                 why these constants
@@ -24,6 +25,10 @@ smb        0.2            one SMB session (445) to a VPC peer: bursts of       f
 directory  0.1            a refresh every ~2 min (Poisson): 3–6 short          domain members talk to their
                           connections within 2 s to one VPC peer (the          directory server on LDAP,
                           VPC's directory server) on 389/445/135/3268/636      SMB and RPC all day long
+fanout     0.3 (web and   a query job every ~4 min (Poisson): 1–10 rounds      partition/aggregate services (search,
+           app VMs with   ~1 s apart, each round one short request to 3–12     feeds, sharded caches) ask many
+           ≥ 3 peers)     VPC peers on 8080 at once (responses 4–64 kB)        backends at once: a backend sees a
+                                                                               new caller's burst of connections
 failed     1              ~1/300 s per VM (lognormal σ 0.7 across VMs):        closed ports and dead peers exist:
                           refused (RST), timed out (SYN retried 1, 2 s),       one failure alone is ordinary
                           unanswered UDP; half to VPC peers, half internet
@@ -54,6 +59,12 @@ HABIT_P: dict[str, float] = {"keepalive": 0.5, "poll": 0.15, "cdn": 0.2, "smb": 
 """Probability that a VM has each optional habit (timers and failed connections: every VM)."""
 CLIENT_HABITS = ("poll", "cdn", "smb", "directory")
 """Habits every ``desktop`` VM has."""
+FANOUT_P = 0.3
+"""Probability that a web or app VM aggregates (drawn from the habit's own stream: :meth:`SimContext.stream`)."""
+FANOUT_ROLES = ("web", "app")
+"""Roles that may aggregate: only they fan a query out to their VPC's backends."""
+FANOUT_EVERY_S = 240.0
+"""Mean gap between an aggregator's query jobs."""
 DIRECTORY_PORTS = np.array([389, 445, 135, 3268, 636], dtype=np.int64)
 """LDAP, SMB, RPC endpoint mapper, global catalog, LDAPS: a domain member's conversation with its DC (Kerberos,
 88, is left out: its payloads are opaque here, and tshark's KRB5 dissector rejects them)."""
@@ -73,7 +84,7 @@ CLOSED_PORTS = np.array([8443, 9090, 3389, 5900, 6379, 9200, 27017, 8000, 5000, 
 def habit_connections(ctx: SimContext, mult: np.ndarray) -> ConnTable:
     """Every habit of every VM over the whole scenario (``mult``: per-VM rate multiplier, 0 = none)."""
     h = _Habits(ctx, mult)
-    return concat([h.timers(), h.keepalive(), h.poll(), h.cdn(), h.smb(), h.directory(), h.failed()])
+    return concat([h.timers(), h.keepalive(), h.poll(), h.cdn(), h.smb(), h.directory(), h.fanout(), h.failed()])
 
 
 class _Habits:
@@ -121,7 +132,8 @@ class _Habits:
         internal = server_vm >= 0
         sv = np.maximum(server_vm, 0)
         rtt = np.where(internal, ctx.vm_rtt_ns(vm, sv), ctx.external_rtt_ns(ext_ip))
-        cols.setdefault("cport", ctx.ephemeral_ports(n))
+        if "cport" not in cols:  # no draw from ctx.rng when the caller brings its own ports
+            cols["cport"] = ctx.ephemeral_ports(n)
         cols.setdefault("mss", self.mss)
         return ConnTable.make(
             n,
@@ -264,6 +276,38 @@ class _Habits:
                 server_ns=self.lognormal(1 * MS, 0.5, n, 100_000, 20 * MS),
             ))  # fmt: skip
         return concat(out)
+
+    def fanout(self) -> ConnTable:
+        """Partition/aggregate jobs: rounds of one short request to each of several VPC peers at once."""
+        ctx = self.ctx
+        rng = ctx.stream("fanout")
+        aggregators = (rng.random(self.n) < FANOUT_P) & np.isin(self.cloud.role, FANOUT_ROLES) & (self.mult > 0)
+        starts, clients, servers = [], [], []
+        for vm in np.flatnonzero(aggregators):
+            peers = np.flatnonzero((self.vpc == self.vpc[vm]) & (np.arange(self.n) != vm))
+            if len(peers) < 3:
+                continue
+            jobs = rng.poisson(float(self.mult[vm]) / FANOUT_EVERY_S * (ctx.t1 - ctx.t0) / S)
+            for tj in np.sort(ctx.t0 + (rng.random(jobs) * (ctx.t1 - ctx.t0)).astype(np.int64)):
+                backends = rng.choice(peers, size=min(len(peers), int(rng.integers(3, 13))), replace=False)
+                rounds = int(rng.integers(1, 11))
+                t_round = tj + np.cumsum(rng.uniform(0.5, 1.5, rounds) * S).astype(np.int64)
+                k = len(backends)
+                starts.append(np.repeat(t_round, k) + (rng.random(rounds * k) * 2 * MS).astype(np.int64))
+                clients.append(np.full(rounds * k, vm))
+                servers.append(np.tile(backends, rounds))
+        if not starts:
+            return ConnTable()
+        t, vm, peer = np.concatenate(starts), np.concatenate(clients), np.concatenate(servers)
+        keep = t < ctx.t1
+        t, vm, peer = t[keep], vm[keep], peer[keep]
+        n = len(t)
+        resp = np.clip(rng.lognormal(np.log(16 * KB), 0.7, n), 4 * KB, 64 * KB).astype(np.int64)
+        server_ns = np.clip(rng.lognormal(np.log(2 * MS), 0.7, n), 200_000, 50 * MS).astype(np.int64)
+        return self.to_servers(
+            t, vm, peer, np.zeros(n, np.uint32), sport=8080, app=APP_HTTP, cport=rng.integers(32768, 61000, n),
+            req_bytes=rng.integers(100, 400, n), resp_bytes=resp, server_ns=server_ns,
+        )  # fmt: skip
 
     def failed(self) -> ConnTable:
         """Refused (RST to the SYN), timed-out (SYN retried after 1 and 2 s) and unanswered UDP attempts."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from netsentry.pipeline.simulate import tcpgen as tg
-from netsentry.pipeline.simulate.cloud import GATEWAY_IP, Cloud
+from netsentry.pipeline.simulate.cloud import GATEWAY_IP, Cloud, mac_tag
 from netsentry.pipeline.simulate.conns import ConnTable
 
 LOSS_AT = 0.5
@@ -80,6 +80,9 @@ def observe(P: np.ndarray, conns: ConnTable, cloud: Cloud, point: str) -> dict[s
         "client_is_vm": c_is_vm[idx],
     }
     out["outer_src"], out["outer_dst"], out["vni"] = _overlay(out, conns, cloud, point, cvm[idx], svm[idx])
+    src_vm, dst_vm = np.where(fwd, cvm[idx], svm[idx]), np.where(fwd, svm[idx], cvm[idx])
+    for end, vm in (("src", src_vm), ("dst", dst_vm)):
+        out[f"{end}_mac_tag"] = np.where(vm >= 0, mac_tag(cloud.vni[np.maximum(vm, 0)]), 0)
     return out
 
 

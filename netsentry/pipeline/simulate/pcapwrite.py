@@ -57,9 +57,9 @@ def _fold(s):
 
 
 @nb.njit(cache=True)
-def _mac(b, p, ip):
+def _mac(b, p, ip, tag):
     b[p] = 0x02
-    b[p + 1] = 0x00
+    b[p + 1] = tag
     _put32(b, p + 2, ip)
 
 
@@ -109,16 +109,18 @@ def _resample_labels(pool, po, n, seed, scratch):
 
 @nb.njit(cache=True)
 def write_frames(out, rec_off, ts, caplen, wirelen, src, dst, sport, dport, proto, flags, seq, ack, plen, ipid,
-                 ttl, dir_, dns_id, scramble, outer_src, outer_dst, vni, pool, pay_off, pay_sum, scratch):  # fmt: skip
+                 ttl, dir_, dns_id, scramble, outer_src, outer_dst, vni, src_tag, dst_tag, pool, pay_off, pay_sum,
+                 scratch):  # fmt: skip
     """Write one pcap record per packet at ``rec_off``: headers are built in ``scratch`` (checksums
-    use each payload's precomputed sum), then the captured part of headers and payload is copied."""
+    use each payload's precomputed sum), then the captured part of headers and payload is copied. MACs are
+    ``02:TAG:`` + the IPv4 address (``src_tag``/``dst_tag``: the VM port's network, 0 for hosts and the internet)."""
     for i in range(ts.shape[0]):
         r = rec_off[i]
         b = scratch
         p = 0
         if vni[i] != 0:
-            _mac(b, p, outer_dst[i])
-            _mac(b, p + 6, outer_src[i])
+            _mac(b, p, outer_dst[i], 0)
+            _mac(b, p + 6, outer_src[i], 0)
             _put16(b, p + 12, 0x0800)
             inner_len = wirelen[i] - OUTER
             _ipv4(b, p + 14, 20 + 8 + 8 + inner_len, 0, False, 64, 17, outer_src[i], outer_dst[i])
@@ -129,8 +131,8 @@ def write_frames(out, rec_off, ts, caplen, wirelen, src, dst, sport, dport, prot
             _put32(b, p + 42, 0x08000000)
             _put32(b, p + 46, vni[i] << 8)
             p += OUTER
-        _mac(b, p, dst[i])
-        _mac(b, p + 6, src[i])
+        _mac(b, p, dst[i], dst_tag[i])
+        _mac(b, p + 6, src[i], src_tag[i])
         _put16(b, p + 12, 0x0800)
         ip = p + 14
         pr = proto[i]
@@ -244,7 +246,8 @@ def write_pcap(path: Path, obs: dict[str, np.ndarray], snaplen: int = 0) -> int:
                 o["sport"].astype(np.int64), o["dport"].astype(np.int64), o["proto"].astype(np.int64),
                 o["flags"], o["seq"], o["ack"], o["len"], o["ipid"], o["ttl"], o["dir"], dns_all[sl],
                 scramble_all[sl], o["outer_src"].astype(np.int64), o["outer_dst"].astype(np.int64),
-                o["vni"].astype(np.int64), pool, pay_off, pay_sum, scratch,
+                o["vni"].astype(np.int64), o["src_mac_tag"].astype(np.int64), o["dst_mac_tag"].astype(np.int64),
+                pool, pay_off, pay_sum, scratch,
             )  # fmt: skip
             f.write(memoryview(out))
             total += len(out)
