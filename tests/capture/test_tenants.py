@@ -375,3 +375,18 @@ def test_port_macs_give_frames_without_vni_their_network() -> None:
     assert vni.tolist() == [200, 100, 200, 0, 7, 0]
     got = names(tm, ["10.0.1.10", "10.0.1.10", "10.0.1.11", "10.0.1.11"], vni[:4].tolist())
     assert got == [("globex", "globex-web"), ("acme", "acme-web"), ("globex", "globex-db"), ("acme", "acme-db")]
+
+
+def test_a_nic_with_several_addresses_is_several_ports_with_one_mac() -> None:
+    nic = "02:05:0a:00:01:14"
+    tm = tenant_map_from_dict({"vpcs": [
+        {"id": "a", "tenant": "acme", "cidr": "10.0.0.0/16", "vni": 100, "subnets": [{"cidr": "10.0.1.0/24", "ports": [
+            {"ip": "10.0.1.20", "vm": "acme-lb", "mac": nic}, {"ip": "10.0.1.21", "vm": "acme-lb", "mac": nic}]}]},
+        {"id": "b", "tenant": "beta", "cidr": "10.0.0.0/16", "vni": 300, "subnets": [{"cidr": "10.0.1.0/24", "ports": [
+            {"ip": "10.0.1.22", "vm": "beta-lb", "mac": nic}]}]},  # the same MAC in another network
+    ]})  # fmt: skip
+    ips = ["10.0.1.20", "10.0.1.21", "10.0.1.22", "10.0.1.23"]
+    mac = np.full(len(ips), _mac_int(nic), np.uint64)
+    zeros = np.zeros(len(ips), np.uint64)
+    got = tm.port_vnis(np.zeros(len(ips), np.uint32), mac, ip16_from_text(ips), zeros, ip16_from_text(["8.8.8.8"] * 4))
+    assert got.tolist() == [100, 100, 300, 0]

@@ -383,19 +383,21 @@ class TenantMap:
         self._port_keys = port_keys[order]
         self._port_vm = np.array(codes, dtype=np.int32)[order]
 
-        # Port identities: sorted (mac, ip16) keys of the ports that declare a MAC in a VPC with a VNI.
-        ident, ident_vni = [], []
-        for v in vpcs:
-            for sub in v.subnets:
-                for port in sub.ports:
-                    if port.mac is not None and v.vni:
-                        mac = int(port.mac.replace(":", ""), 16)
-                        ident.append(mac.to_bytes(8, "big") + _ip16_one(ipaddress.ip_address(port.ip)))
-                        ident_vni.append(v.vni)
-        ident_keys = np.array(ident, dtype="S24")
-        ident_order = np.argsort(ident_keys, kind="stable")
-        self._ident_keys = ident_keys[ident_order]
-        self._ident_vni = np.array(ident_vni, dtype=np.uint32)[ident_order]
+        # Port identities: ports that declare a MAC in a VPC with a VNI, sorted by MAC (a NIC with several addresses
+        # is several ports with one MAC: adjacent after sorting, at most ``_ident_dups`` of them).
+        ident = sorted(
+            (int(port.mac.replace(":", ""), 16), _ip16_one(ipaddress.ip_address(port.ip)), v.vni)
+            for v in vpcs
+            if v.vni
+            for sub in v.subnets
+            for port in sub.ports
+            if port.mac is not None
+        )
+        self._ident_mac = np.array([i[0] for i in ident], dtype=np.uint64)
+        self._ident_ip = np.frombuffer(b"".join(i[1] for i in ident), dtype=np.uint8).reshape(len(ident), 16)
+        self._ident_vni = np.array([i[2] for i in ident], dtype=np.uint32)
+        _, dups = np.unique(self._ident_mac, return_counts=True)
+        self._ident_dups = int(dups.max()) if len(dups) else 0
 
         # Hosts: declared port hosts (first-seen order), then the gateway; -1 = port without a host.
         port_hosts = [p.host for v in vpcs for s in v.subnets for p in s.ports]
@@ -482,7 +484,7 @@ class TenantMap:
     @property
     def has_port_identities(self) -> bool:
         """True when some port of a VPC with a VNI declares its MAC (:meth:`port_vnis` can name a network)."""
-        return len(self._ident_keys) > 0
+        return len(self._ident_mac) > 0
 
     def port_vnis(self, vni: np.ndarray, src_mac: np.ndarray, src_ip16: np.ndarray, dst_mac: np.ndarray,
                   dst_ip16: np.ndarray) -> np.ndarray:  # fmt: skip
@@ -490,18 +492,24 @@ class TenantMap:
         the source's), else of the port it was sent to (the destination's); other rows unchanged."""
         out = np.array(vni, dtype=np.uint32, copy=True)
         todo = np.flatnonzero(out == 0)
-        if not len(todo) or not len(self._ident_keys):
-            return out
+        last = len(self._ident_mac) - 1
+        port_ip = self._ident_ip.view(np.uint64)  # (ports, 2): an address compares as two words
         for mac, ip16 in ((src_mac, src_ip16), (dst_mac, dst_ip16)):
-            if not len(todo):
+            if not len(todo) or last < 0:
                 break
-            key = np.empty((len(todo), 24), dtype=np.uint8)
-            key[:, :8] = np.asarray(mac, np.uint64)[todo].astype(">u8").view(np.uint8).reshape(-1, 8)
-            key[:, 8:] = np.asarray(ip16, np.uint8)[todo]
-            qk = key.view("S24").ravel()
-            pos = np.minimum(np.searchsorted(self._ident_keys, qk), len(self._ident_keys) - 1)
-            hit = self._ident_keys[pos] == qk
-            out[todo[hit]] = self._ident_vni[pos[hit]]
+            m = np.asarray(mac, np.uint64)[todo]
+            first = np.searchsorted(self._ident_mac, m)
+            hit = np.zeros(len(todo), dtype=bool)
+            for d in range(self._ident_dups):
+                pos = np.minimum(first + d, last)
+                cand = np.flatnonzero(~hit & (self._ident_mac[pos] == m))
+                if not len(cand):
+                    break
+                ip = np.ascontiguousarray(np.asarray(ip16, np.uint8)[todo[cand]]).view(np.uint64)
+                want = port_ip[pos[cand]]
+                found = cand[(ip[:, 0] == want[:, 0]) & (ip[:, 1] == want[:, 1])]
+                out[todo[found]] = self._ident_vni[pos[found]]
+                hit[found] = True
             todo = todo[~hit]
         return out
 
