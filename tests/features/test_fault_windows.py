@@ -107,8 +107,9 @@ def events_table(rows: list[tuple[int, str, str, int, int]]) -> pa.Table:
     )
 
 
-def flows_table(rows: list[tuple[int, str, str, str, float | None]]) -> pa.Table:
-    """The flows columns fault windows read: (first_seen_ns, src, dst, conn_state, handshake_rtt_ms) at ``p``."""
+def flows_table(rows: list[tuple[int, str, str, str, float | None]], syns: tuple[int, int] = (1, 1)) -> pa.Table:
+    """The flows columns fault windows read: (first_seen_ns, src, dst, conn_state, handshake_rtt_ms) at ``p``;
+    ``syns``: every flow's SYNs sent by its client and its server."""
     n = len(rows)
     return pa.table(
         {
@@ -120,7 +121,8 @@ def flows_table(rows: list[tuple[int, str, str, str, float | None]]) -> pa.Table
             "first_seen_ns": pa.array([r[0] for r in rows], pa.int64()),
             "conn_state": pa.array([r[3] for r in rows]).dictionary_encode(),
             "handshake_rtt_ms": pa.array([r[4] for r in rows], pa.float64()),
-            "src2dst_syn_packets": pa.array([1] * n, pa.int64()),
+            "src2dst_syn_packets": pa.array([syns[0]] * n, pa.int64()),
+            "dst2src_syn_packets": pa.array([syns[1]] * n, pa.int64()),
             "dst2src_packets": pa.array([1] * n, pa.int64()),
         }
     )
@@ -199,6 +201,19 @@ def test_reset_connections_are_established_then_reset() -> None:
     pair = row(b.finish(), "host_pair", "h1-h2", 0)
     assert (pair["connections"], pair["reset_connections"]) == (5, 2)  # a refused SYN (REJ) is not a reset
     assert pair["reset_connection_rate"] == pytest.approx(2 / 5)
+
+
+@pytest.mark.parametrize("syns", [(2, 1), (1, 2)])
+def test_a_retried_handshake_gives_no_rtt_sample(syns: tuple[int, int]) -> None:
+    """Karn's rule: a handshake whose SYN (or SYN/ACK) was sent twice "took" the 1 s retry timer; that is a loss
+    (``retried_handshake_rate``), not a slow path, so it is no handshake sample and not in the RTT percentiles."""
+    b = FaultWindowBuilder(1.0, TMAP)
+    b.add_packets(packets_table(crafted_packets()))
+    b.add_flows(flows_table([(T0 + 100 * MS, A, B, "SF", 2.0)]))
+    b.add_flows(flows_table([(T0 + 200 * MS, A, B, "SF", 1002.0)], syns=syns))
+    pair = row(b.finish(), "host_pair", "h1-h2", 0)
+    assert (pair["connections"], pair["handshakes"], pair["retried_handshake_rate"]) == (2, 1, 0.5)
+    assert pair["handshake_rtt_p99_ms"] == pytest.approx(2.0)
 
 
 def test_silent_service_attempts_count_a_clients_retries_of_a_dead_server() -> None:

@@ -136,6 +136,10 @@ def evidence(k: float, flows: float | None, n: float = 100.0, base: float = 0.0,
         (evidence(3, 2, n=10_000, base=0.01), "flows"),
         (evidence(3, 1, n=10), "rate"),  # 30 % of 10 segments resent; lower bound 11 % > baseline 0
         (evidence(3, 1, n=1000, base=0.01), None),  # 0.3 % resent on a path that usually resends 1 %
+        # 3 of 600 resent by one connection on a scope of clean fabric traffic (baseline 0.03 %): the lower bound,
+        # 0.17 %, is what a healthy internet path loses, not a fault
+        (evidence(3, 1, n=600, base=0.0003), None),
+        (evidence(8, 1, n=380, base=0.0003), "rate"),  # 2.1 % resent: lower bound 1.1 %, above ambient loss
         (evidence(3, None, n=10), "rate"),  # windows built before the flow count existed
         (evidence(0, 0, matched=3), "matched"),
         (evidence(1, 1, matched=2), None),
@@ -152,6 +156,8 @@ def test_shortfall_says_what_was_seen() -> None:
     text = shortfall(evidence(3, 1, n=1000, base=0.01))
     assert text.startswith("3 retransmitted data segments in 1 flow, rate lower bound 0.1%")
     assert text.endswith("not above the scope's baseline 1.0%")
+    text = shortfall(evidence(3, 1, n=600, base=0.0003))
+    assert text.endswith("rate lower bound 0.2% not above ambient internet loss 0.5% (the scope's baseline: 0.03%)")
     spread = evidence(2, 1) | {"retransmitting_flows_at_most": 2.0}
     assert shortfall(spread) == "2 retransmitted data segments in 1 to 2 flows"
 

@@ -6,7 +6,8 @@ Real loss is any of:
 * at least :data:`MIN_SEGMENTS` retransmitted data segments (payload-carrying; SYN retries are not data) in at least
   :data:`MIN_FLOWS` connections (in one window: the fault windows count retransmitting connections per window);
 * at least :data:`MIN_SEGMENTS` retransmitted data segments at a rate whose Wilson lower bound (95 %) is above the
-  scope's own baseline rate (its unflagged windows);
+  scope's own baseline rate (its unflagged windows) and above :data:`AMBIENT_LOSS_RATE`, what a healthy internet
+  path loses now and then (a scope that carries mostly data-centre traffic has a baseline far below it);
 * at least :data:`MIN_SEGMENTS` packets seen upstream and missing downstream between capture points.
 """
 
@@ -21,6 +22,9 @@ MIN_SEGMENTS = 3
 """why: one loss event costs a connection one or two retransmissions (a tail-loss probe, then the RTO retry)."""
 MIN_FLOWS = 2
 """why: a lossy link or path drops packets of every connection through it; one connection alone may be its peer."""
+AMBIENT_LOSS_RATE = 0.005
+"""why: healthy internet paths lose ~0.01-0.5 % of packets (the range ``simulate`` draws its ambient loss from); one
+connection resending at that rate says nothing about the link it crosses, however clean the rest of the scope is."""
 WILSON_Z = 1.959964
 """why: the two-sided 95 % normal quantile; the rate must exceed the baseline beyond sampling chance."""
 
@@ -70,11 +74,16 @@ def loss_shown(ev: dict[str, Any]) -> str | None:
     k, flows = ev["data_retransmissions"], ev["retransmitting_flows"]
     if k >= MIN_SEGMENTS and flows is not None and flows >= MIN_FLOWS:
         return "flows"
-    if k >= MIN_SEGMENTS and ev["lower_bound_retransmission_rate"] > ev["baseline_retransmission_rate"]:
+    if k >= MIN_SEGMENTS and ev["lower_bound_retransmission_rate"] > _rate_floor(ev):
         return "rate"
     if ev["matched_loss"] >= MIN_SEGMENTS:
         return "matched"
     return None
+
+
+def _rate_floor(ev: dict[str, Any]) -> float:
+    """The rate a lower bound must clear: the scope's baseline, and never less than ambient internet loss."""
+    return max(float(ev["baseline_retransmission_rate"]), AMBIENT_LOSS_RATE)
 
 
 def _counted(x: float, what: str) -> str:
@@ -89,8 +98,13 @@ def shortfall(ev: dict[str, Any]) -> str:
     if k and least is not None:
         text += f" in {_counted(least, 'flow')}" if least == most else f" in {least:,.0f} to {_counted(most, 'flow')}"
     if k >= MIN_SEGMENTS:
-        text += (f", rate lower bound {ev['lower_bound_retransmission_rate']:.1%} not above the scope's baseline "
-                 f"{ev['baseline_retransmission_rate']:.1%}")  # fmt: skip
+        base = float(ev["baseline_retransmission_rate"])
+        against = (
+            f"the scope's baseline {base:.1%}"
+            if base >= AMBIENT_LOSS_RATE
+            else (f"ambient internet loss {AMBIENT_LOSS_RATE:.1%} (the scope's baseline: {base:.2%})")
+        )
+        text += f", rate lower bound {ev['lower_bound_retransmission_rate']:.1%} not above {against}"
     if ev["matched_loss"]:
         text += f", {_counted(ev['matched_loss'], 'packet')} lost between capture points"
     return text

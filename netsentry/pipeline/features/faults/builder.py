@@ -231,7 +231,10 @@ class FaultWindowBuilder:
         s0 = np.array([n == "S0" for n in st_names], bool)[st_codes] if st_names else failed
         reset = np.isin(np.array(st_names, dtype=object), RESET_STATES)[st_codes] if st_names else st_codes < 0
         rtt = flows.column("handshake_rtt_ms").to_numpy(zero_copy_only=False).astype(np.float64)
-        has_rtt = ~np.isnan(rtt)
+        # Karn's rule: a handshake whose SYN or SYN/ACK was sent again times a loss and its retry timer, not the path
+        syns = [flows.column(c).to_numpy() for c in ("src2dst_syn_packets", "dst2src_syn_packets")]
+        retried = (syns[0] > 1) | (syns[1] > 1)
+        has_rtt = ~np.isnan(rtt) & ~retried
         cols = {
             "scope": scopes,
             "window": windows,
@@ -241,6 +244,7 @@ class FaultWindowBuilder:
             "handshake_failures": count_per_group(codes, n_groups, failed[r]),
             "reset_connections": count_per_group(codes, n_groups, reset[r]),
             "handshakes": count_per_group(codes, n_groups, has_rtt[r]),
+            "retried_handshakes": count_per_group(codes, n_groups, (~np.isnan(rtt) & retried)[r]),
         }
         self._flows.add(pd.DataFrame(cols))
         self._add_services(flows, cp, r, s, w, s0)
@@ -393,7 +397,8 @@ class FaultWindowBuilder:
     def _features(self, df: pd.DataFrame) -> pd.DataFrame:
         zero_fill = ["retransmissions", "data_retransmissions", "retransmitting_flows", "fast_retransmissions",
                      "dup_acks", "out_of_order", "lost_segments", "zero_windows", "connections", "syn_attempts",
-                     "syn_unanswered", "handshake_failures", "reset_connections", "handshakes", "matched", "lost",
+                     "syn_unanswered", "handshake_failures", "reset_connections", "handshakes", "retried_handshakes",
+                     "matched", "lost",
                      "udp_requests", "udp_unanswered", "silent_service_attempts"]  # fmt: skip
         for c in zero_fill:
             df[c] = df[c].fillna(0).astype(np.int64) if c in df else 0
@@ -412,6 +417,7 @@ class FaultWindowBuilder:
         df["dup_ack_rate"] = ratio(df["dup_acks"], df["tcp_packets"])
         df["rst_rate"] = ratio(df["rst_packets"], df["tcp_packets"])
         df["handshake_failure_rate"] = ratio(df["handshake_failures"], df["syn_attempts"])
+        df["retried_handshake_rate"] = ratio(df["retried_handshakes"], df["handshakes"] + df["retried_handshakes"])
         df["reset_connection_rate"] = ratio(df["reset_connections"], df["connections"])
         df["udp_unanswered_rate"] = ratio(df["udp_unanswered"], df["udp_requests"])
         df["matched_packets"], df["matched_loss"] = df["matched"], df["lost"]

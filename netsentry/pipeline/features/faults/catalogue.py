@@ -43,7 +43,10 @@ FAULT_FEATURES: dict[str, str] = {
     "a flood to a silent target does not count (count)",
     "udp_unanswered_rate": "udp_unanswered / the UDP flows to servers that answered some; 0 without (ratio)",
     "icmp_unreachable": "ICMP destination unreachable (ICMPv4 type 3, ICMPv6 type 1) (count)",
-    "handshakes": "connections starting in the window with a measured handshake RTT (count)",
+    "handshakes": "connections starting in the window with a measured handshake RTT, neither SYN nor SYN/ACK sent "
+    "twice (Karn's rule: a retried handshake times the retry, not the path) (count)",
+    "retried_handshake_rate": "of the connections starting in the window whose handshake completed, the share that "
+    "completed only after a SYN or SYN/ACK was sent again (a lost handshake segment); 0 without handshakes (ratio)",
     "handshake_rtt_p50_ms": "median handshake RTT (SYN to handshake ACK); no handshake: the scope's baseline (ms)",
     "handshake_rtt_p99_ms": "99th percentile handshake RTT; no handshake: the scope's baseline (ms)",
     "handshake_rtt_ratio": "handshake_rtt_p50_ms / the scope's baseline p50; 1 without evidence (ratio)",
@@ -67,7 +70,7 @@ FAULT_MONOTONIC: dict[str, int] = {
     **{name: 1 for name in (
         "retransmissions", "retransmission_rate", "fast_retransmissions", "dup_acks", "dup_ack_rate", "out_of_order",
         "lost_segments", "zero_windows", "rst_packets", "rst_rate", "syn_unanswered", "handshake_failures",
-        "handshake_failure_rate", "reset_connections", "reset_connection_rate",
+        "handshake_failure_rate", "retried_handshake_rate", "reset_connections", "reset_connection_rate",
         "udp_unanswered", "udp_unanswered_rate", "icmp_unreachable",
         "handshake_rtt_ratio", "handshake_rtt_path_ratio", "burstiness",
         "matched_loss", "matched_loss_rate", "hop_delay_ratio", "hop_delay_hop_ratio",
@@ -89,6 +92,6 @@ PACKET_COLUMNS = ("ts_ns", "capture_point", "frame_len", "vni", "src_ip", "dst_i
                   "payload_len", "tcp_flags", "icmp_type", "pkt_hash")  # fmt: skip
 EVENT_COLUMNS = ("ts_ns", "capture_point", "vni", "src_ip", "dst_ip", "payload_len", "analysis")
 FLOW_COLUMNS = ("capture_point", "vni", "src_ip", "dst_ip", "protocol", "first_seen_ns", "conn_state",
-                "handshake_rtt_ms", "src2dst_syn_packets", "dst2src_packets")  # fmt: skip
+                "handshake_rtt_ms", "src2dst_syn_packets", "dst2src_syn_packets", "dst2src_packets")  # fmt: skip
 PORT_COLUMNS = ("src_port", "dst_port")
 """Read from ``tcp_events`` and flows too: to give rows seen outside an overlay their VNI."""
