@@ -78,8 +78,8 @@ def test_mixed_fault_floor(trained: dict) -> None:
     assert res.recall_by_scenario["blackhole"] >= 0.85  # measured 0.889
     assert res.recall_by_scenario["microburst"] >= 0.8  # measured 1.0
     assert res.recall_by_scenario["rst_storm"] >= 0.9  # measured 1.0
-    assert res.recall_by_scenario["silent_server"] >= 0.45  # measured 0.467
-    assert res.recall_by_scenario["loss_burst"] >= 0.6  # measured 0.629 (0.55 in section c)
+    assert res.recall_by_scenario["silent_server"] >= 0.42  # measured 0.467 (75 windows: 0.013 each)
+    assert res.recall_by_scenario["loss_burst"] >= 0.6  # measured 0.629 (0.55 in section c; 170 windows)
 
 
 @pytest.mark.slow
