@@ -206,6 +206,7 @@ def _read_files(
     """Read each file into one part of the packets, ARP, DNS and stratum tables (each only when it has rows); their
     manifest entries. Files that cannot be read are noted in ``summary.failed``."""
     reader = _engine_reader(opts.engine)
+    port_vnis = tmap.port_vnis if tmap.has_port_identities else None
     total = sum(f["bytes"] for f in fingerprints)
     if on_progress is not None:
         on_progress(0, total)
@@ -227,7 +228,6 @@ def _read_files(
                 on_progress(_base + done, total)
 
         try:
-            port_vnis = tmap.port_vnis if tmap.has_port_identities else None
             batches = reader(path, capture_point=cp, stats=stats, on_progress=progress, port_vnis=port_vnis)
             _write_parts(batches, out, tmap)
         except CaptureFormatError as e:

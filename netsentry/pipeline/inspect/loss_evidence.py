@@ -102,7 +102,7 @@ def shortfall(ev: dict[str, Any]) -> str:
         against = (
             f"the scope's baseline {base:.1%}"
             if base >= AMBIENT_LOSS_RATE
-            else (f"ambient internet loss {AMBIENT_LOSS_RATE:.1%} (the scope's baseline: {base:.2%})")
+            else f"ambient internet loss {AMBIENT_LOSS_RATE:.1%} (the scope's baseline: {base:.2%})"
         )
         text += f", rate lower bound {ev['lower_bound_retransmission_rate']:.1%} not above {against}"
     if ev["matched_loss"]:

@@ -92,11 +92,14 @@ class SimContext:
     def ephemeral_ports(self, n: int) -> np.ndarray:
         return self.rng.integers(32768, 61000, size=n).astype(np.uint16)
 
-    def poisson_times(self, rate_per_s: float, start_ns: int, end_ns: int) -> np.ndarray:
-        """Arrival times of a Poisson process on [start, end) (sorted, int64 ns)."""
+    def poisson_times(self, rate_per_s: float, start_ns: int, end_ns: int,
+                      rng: np.random.Generator | None = None) -> np.ndarray:  # fmt: skip
+        """Arrival times of a Poisson process on [start, end) (sorted, int64 ns), drawn from ``rng`` (a
+        :meth:`stream`) or else the world's generator."""
+        rng = self.rng if rng is None else rng
         span = (end_ns - start_ns) / S
-        n = self.rng.poisson(max(rate_per_s, 0.0) * span)
-        return np.sort(start_ns + (self.rng.random(n) * (end_ns - start_ns)).astype(np.int64))
+        n = rng.poisson(max(rate_per_s, 0.0) * span)
+        return np.sort(start_ns + (rng.random(n) * (end_ns - start_ns)).astype(np.int64))
 
 
 CompromiseFn = Callable[[SimContext, int, int, int, dict[str, Any]], tuple[ConnTable, list[Label]]]

@@ -287,8 +287,7 @@ class _Habits:
             peers = np.flatnonzero((self.vpc == self.vpc[vm]) & (np.arange(self.n) != vm))
             if len(peers) < 3:
                 continue
-            jobs = rng.poisson(float(self.mult[vm]) / FANOUT_EVERY_S * (ctx.t1 - ctx.t0) / S)
-            for tj in np.sort(ctx.t0 + (rng.random(jobs) * (ctx.t1 - ctx.t0)).astype(np.int64)):
+            for tj in ctx.poisson_times(float(self.mult[vm]) / FANOUT_EVERY_S, ctx.t0, ctx.t1, rng):
                 backends = rng.choice(peers, size=min(len(peers), int(rng.integers(3, 13))), replace=False)
                 rounds = int(rng.integers(1, 11))
                 t_round = tj + np.cumsum(rng.uniform(0.5, 1.5, rounds) * S).astype(np.int64)

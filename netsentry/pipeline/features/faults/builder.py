@@ -398,8 +398,7 @@ class FaultWindowBuilder:
         zero_fill = ["retransmissions", "data_retransmissions", "retransmitting_flows", "fast_retransmissions",
                      "dup_acks", "out_of_order", "lost_segments", "zero_windows", "connections", "syn_attempts",
                      "syn_unanswered", "handshake_failures", "reset_connections", "handshakes", "retried_handshakes",
-                     "matched", "lost",
-                     "udp_requests", "udp_unanswered", "silent_service_attempts"]  # fmt: skip
+                     "matched", "lost", "udp_requests", "udp_unanswered", "silent_service_attempts"]  # fmt: skip
         for c in zero_fill:
             df[c] = df[c].fillna(0).astype(np.int64) if c in df else 0
         for c in ("handshake_rtt_p50_ms", "handshake_rtt_p99_ms", "handshake_rtt_path_ratio", "hop_delay_p50_ms",
