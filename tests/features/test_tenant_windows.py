@@ -279,6 +279,21 @@ def test_labels_join_by_vm_name_or_address(tmp_path: Path) -> None:
     assert b.loc[T0 + 10 * NS, "label"] == 0
 
 
+def test_beacon_label_counts_from_its_first_judgeable_gap(tmp_path: Path) -> None:
+    p = tmp_path / "labels.csv"
+    beacon = "c2=9.9.9.9:443 period_s=15 jitter=0.1 beacons=10"
+    p.write_text(LABELS.format(s=T0, e=T0 + 150 * NS, s2=0, e2=1).replace(",x\n", f",{beacon}\n", 1))
+    rows = [flow("10.0.0.1", "9.9.9.9", 443, s) for s in range(0, 150, 15)]
+    tw = label_tenant_windows(tenant_windows(flows_table(rows), WindowSpec(60, 10)), read_labels(p), hop_s=10)
+    a = tw[tw["vm"] == "acme-web-1"].set_index("window_start_ns")["label"]
+    # four gaps of 15 s make the timer judgeable at 60 s: [0, 60) sees none of that part, [10, 70) a hop of it
+    assert a.loc[T0] == -1 and (a.loc[T0 + 10 * NS :] == 1).all() and len(a) == 9
+    short = beacon.replace("period_s=15", "period_s=60")  # 4 gaps of 60 s outlast the label: never judgeable
+    p.write_text(LABELS.format(s=T0, e=T0 + 150 * NS, s2=0, e2=1).replace(",x\n", f",{short}\n", 1))
+    tw = label_tenant_windows(tenant_windows(flows_table(rows), WindowSpec(60, 10)), read_labels(p), hop_s=10)
+    assert set(tw.loc[tw["vm"] == "acme-web-1", "label"]) == {-1}
+
+
 def test_labels_file_errors(tmp_path: Path) -> None:
     with pytest.raises(InputNotFoundError):
         read_labels(tmp_path / "nope.csv")

@@ -46,8 +46,11 @@ How rows are made (`netsentry/pipeline/features/tenant/windows.py`, feature mean
 - Features marked *descriptive* are kept for evidence and baselines but are not inputs of the compromise detector:
   they say which role a VM has more than whether it misbehaves.
 
-Labels: a window is 1 when a compromise label of its entity (tenant + VM name, else address) overlaps it by at least
-min(hop, label duration), -1 when it overlaps by less, 0 otherwise.
+Labels: a window is 1 when the observable part of a compromise label of its entity (tenant + VM name, else address)
+overlaps it by at least min(hop, that part's duration), -1 when the label overlaps it by less, 0 otherwise. A label
+is observable from its start, except a timer (`period_s=P` in its `detail`: a C2 beacon), which is observable from
+its 4th gap (`BEACON_MIN_IATS` × P after its first check-in): before that its check-ins are single connections,
+which `inspect` reports as "not judged", and no detector could tell them from any other.
 """
 
 

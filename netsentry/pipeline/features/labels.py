@@ -1,10 +1,12 @@
 """Ground-truth labels (``labels.csv`` as ``netsentry simulate`` writes it) and the two labellers that join them onto
 feature windows.
 
-Tenant windows: a window is labelled 1 when a compromise label of its entity overlaps it by at least
-``min(hop, label duration)``, -1 (ambiguous: left out of training and metrics) when it overlaps by less, and 0
-otherwise. The entity matches a label by tenant and VM name when the label names a VM, else by address (real
-captures have no VM names). Fault windows: see :func:`label_fault_windows`.
+Tenant windows: a window is labelled 1 when the observable part of a compromise label of its entity overlaps it by
+at least ``min(hop, that part's duration)``, -1 (ambiguous: left out of training and metrics) when the label overlaps
+it by less, and 0 otherwise. A label is observable from its start, except a timer (``period_s=P`` in its detail:
+a beacon), which shows as one only from its :data:`BEACON_MIN_IATS`-th gap; before that its check-ins are single
+connections, what inspect reports as "not judged". The entity matches a label by tenant and VM name when the label
+names a VM, else by address (real captures have no VM names). Fault windows: see :func:`label_fault_windows`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from netsentry.pipeline.capture.tenants import TenantMap, vm_hosts
 from netsentry.pipeline.core.errors import InputNotFoundError, SchemaError
 from netsentry.pipeline.core.units import NS_PER_S
 from netsentry.pipeline.features.faults.catalogue import SCOPE_TYPES
+from netsentry.pipeline.features.tenant.catalogue import BEACON_MIN_IATS
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,16 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     return df[list(LABEL_COLUMNS)].reset_index(drop=True)
 
 
+_DETAIL_PERIOD = re.compile(r"(?:^|[;\s])period_s=([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
+
+
+def observable_from_ns(start_ns: int, detail: str) -> int:
+    """When a compromise label's behaviour becomes observable: its start, or for a timer (``period_s=P`` in the
+    detail) the end of its :data:`BEACON_MIN_IATS`-th gap."""
+    m = _DETAIL_PERIOD.search(detail)
+    return int(start_ns) if m is None else int(start_ns) + int(BEACON_MIN_IATS * float(m.group(1)) * NS_PER_S)
+
+
 def label_tenant_windows(windows: pd.DataFrame, labels: pd.DataFrame, hop_s: float) -> pd.DataFrame:
     """Add ``label`` (int8: 1, 0, -1 ambiguous) and ``label_scenario`` to tenant windows."""
     out = windows.copy()
@@ -78,10 +91,12 @@ def label_tenant_windows(windows: pd.DataFrame, labels: pd.DataFrame, hop_s: flo
             who = by_name if lab.vm else ip == lab.scope
             if not who.any():
                 continue
-            ov = np.minimum(we, lab.end_ns) - np.maximum(ws, lab.start_ns)
-            need = min(hop_s * NS_PER_S, max(lab.end_ns - lab.start_ns, 1))
+            seen_from = min(observable_from_ns(lab.start_ns, str(lab.detail)), lab.end_ns)
+            ov = np.minimum(we, lab.end_ns) - np.maximum(ws, seen_from)
+            need = min(hop_s * NS_PER_S, max(lab.end_ns - seen_from, 1))
+            touched = (np.minimum(we, lab.end_ns) - np.maximum(ws, lab.start_ns)) > 0
             pos = who & (ov >= need)
-            amb = who & (ov > 0) & ~pos & (label != 1)
+            amb = who & touched & ~pos & (label != 1)
             label[amb] = -1
             label[pos] = 1
             scenario[pos] = np.where(scenario[pos] == "", lab.scenario, scenario[pos] + "+" + lab.scenario)

@@ -72,7 +72,7 @@ def c2_beacon(ctx: SimContext, vm: int, start_ns: int, end_ns: int, params: dict
         app=APP_TLS,
     )  # fmt: skip
     detail = f"c2={ipv4_text(ip)}:{port} period_s={period / S:g} jitter={jitter:g} beacons={n}"
-    return conns, [compromise_label(ctx, vm, "c2_beacon", s, e, detail)]
+    return conns, [compromise_label(ctx, vm, "c2_beacon", int(t[0]) if n else s, e, detail)]
 
 
 @compromise("exfiltration")
