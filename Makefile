@@ -9,7 +9,7 @@ DEMO_WS := workspace/demo
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tshark chromium demo test lint bench clean
+.PHONY: help setup tshark chromium lab-tools demo lab test lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -42,6 +42,21 @@ tshark: ## install tshark through apt when missing (root), else say how
 chromium: ## install chromium through apt when missing (root), else say how (browser test of report.html)
 	$(call apt_tool,chromium,the report's browser tests)
 
+# program:package pairs the lab runs (netsentry.pipeline.lab.shell.TOOL_PACKAGES)
+LAB_TOOLS := ip:iproute2 tc:iproute2 nft:nftables tcpdump:tcpdump nmap:nmap hping3:hping3 curl:curl
+LAB_DIR := workspace/lab
+
+lab-tools: ## install the lab's tools (nmap, hping3, tcpdump, nftables) through apt when missing (root), else say how
+	@missing=""; for t in $(LAB_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing$$missing (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+	  echo "lab tools missing:$$missing: install them with 'sudo apt-get install$$missing' (lab tests are skipped)"; \
+	fi
+
 demo: setup $(DEMO_WS)/history/sim/labels.csv $(DEMO_WS)/today/sim/labels.csv ## train on a simulated history, then inspect today's simulated traffic
 	$(BIN)/netsentry run --config configs/demo-train.yaml
 	@$(BIN)/netsentry run --config configs/demo-inspect.yaml; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 3 ] || exit $$rc
@@ -54,7 +69,16 @@ $(DEMO_WS)/history/sim/labels.csv: configs/scenarios/mixed.yaml | setup
 $(DEMO_WS)/today/sim/labels.csv: configs/scenarios/demo.yaml | setup
 	$(BIN)/netsentry simulate --scenario $< --out $(@D) --snaplen 256
 
-test: setup chromium ## run the test suite
+$(DEMO_WS)/mlflow.db: | setup
+	$(MAKE) demo
+
+lab: setup lab-tools $(DEMO_WS)/mlflow.db ## (root) a 150 s lab run with real kernels and tools, inspected by the demo's champions
+	$(BIN)/netsentry lab --scenario configs/lab/demo.yaml --out $(LAB_DIR)/run
+	@$(BIN)/netsentry run $(LAB_DIR)/run -w $(LAB_DIR) --tenants $(LAB_DIR)/run/tenants.yaml --train never \
+	  --tracking-uri sqlite:///$(DEMO_WS)/mlflow.db; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 3 ] || exit $$rc
+	$(BIN)/python -m netsentry.pipeline.lab.verdicts $(LAB_DIR)/run $(LAB_DIR)
+
+test: setup chromium lab-tools ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff

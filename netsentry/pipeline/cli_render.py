@@ -104,6 +104,26 @@ def print_simulation(sc: Any, res: Any, counts: dict[str, int], out_dir: Path, s
     )
 
 
+def print_lab(sc: Any, res: Any) -> None:
+    """Bytes per capture file, one line per label (as measured), then the totals line."""
+    from rich.markup import escape
+
+    table = Table(title=f"lab {sc.name} ({sc.duration_s:g} s) → {res.out_dir}", title_justify="left")
+    for col in ("capture file", "bytes"):
+        table.add_column(col, justify="right" if col == "bytes" else "left")
+    for name, size in sorted(res.packets.items()):
+        table.add_row(escape(name), f"{size:,}")
+    out.print(table)
+    for lab in res.labels:
+        row = lab.row()
+        out.print(f"  {lab.kind:10} {lab.scenario:20} {lab.scope_type}:{escape(lab.scope)} {row['start']} → "
+                  f"{row['end']}", highlight=False)  # fmt: skip
+    if res.cleaned:
+        out.print(f"removed {len(res.cleaned)} namespace(s) an earlier, dead lab run left behind", highlight=False)
+    out.print(f"{len(res.labels)} events in {res.seconds:.1f} s; labels: {res.out_dir / 'labels.csv'}; next: "
+              f"netsentry run {res.out_dir} -w WORKSPACE --tenants {res.out_dir / 'tenants.yaml'}", highlight=False)
+
+
 def print_features(summary: Any) -> None:
     """Window counts (or up to date), then the labelled windows per scenario."""
     if summary.skipped_unchanged:

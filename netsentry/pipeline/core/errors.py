@@ -71,3 +71,9 @@ class LockHeldError(NetsentryError):
     """Another run holds the workspace's lock (e.g. two retraining jobs would overlap)."""
 
     exit_code = 10
+
+
+class LabError(NetsentryError):
+    """The lab cannot run here (not root, not Linux, a kernel feature missing) or a command it ran failed."""
+
+    exit_code = 11

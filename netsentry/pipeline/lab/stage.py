@@ -1,0 +1,213 @@
+"""``netsentry lab``: build the scenario's cloud in network namespaces, run real servers, clients, attack tools and
+kernel faults on its timeline, capture with tcpdump, and write the same outputs as ``simulate``:
+``<point>.pcap``, ``tenants.yaml``, ``labels.csv`` (times measured when the lab acted) and ``_manifest.json``.
+Everything it makes is torn down on exit, on Ctrl-C and on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import yaml
+
+from netsentry.pipeline.core.errors import LabError
+from netsentry.pipeline.core.io import atomic_dir
+from netsentry.pipeline.lab import actions
+from netsentry.pipeline.lab.scenario import LabScenario
+from netsentry.pipeline.lab.shell import BASE_TOOLS, require_root, require_tools, spawn, stop_process, tool_versions
+from netsentry.pipeline.lab.topology import (
+    Lab,
+    LabLock,
+    build,
+    check_kernel,
+    clean_leftovers,
+    existing_namespaces,
+    ip_int,
+    teardown,
+)
+from netsentry.pipeline.simulate.cloud import port_mac_text
+from netsentry.pipeline.simulate.events import Label, write_labels
+
+FILES = {"small.bin": 1_000, "page.bin": 20_000, "bulk.bin": 2_000_000}
+"""What every lab web server serves (random bytes)."""
+SERVER_WARMUP_S = 1.0
+CAPTURE_READY_S = 5.0
+TIMER_S = 10.0
+"""Every VM's fixed-period connectivity check."""
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class LabResult:
+    out_dir: Path
+    labels: list[Label]
+    packets: dict[str, int] = field(default_factory=dict)  # capture file → bytes written
+    seconds: float = 0.0
+    cleaned: list[str] = field(default_factory=list)  # an earlier run's leftovers removed first
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def run_lab(sc: LabScenario, out_dir: str | Path, progress: Progress | None = None) -> LabResult:
+    """Run ``sc`` and write its captures and labels into ``out_dir`` (replaced only when the run completes)."""
+    require_root()
+    require_tools([*BASE_TOOLS, *sc.tools()])
+    started = time.perf_counter()
+    lock = LabLock()
+    namespaces: list[str] = []
+    www = Path(tempfile.mkdtemp(prefix="nsl-www-"))
+    try:
+        with _sigterm_as_interrupt():
+            cleaned = clean_leftovers()
+            with atomic_dir(out_dir) as tmp:
+                lab = build(sc, lock.run_id, Lab(sc, lock.run_id, namespaces))
+                check_kernel(lab)
+                for name, size in FILES.items():
+                    (www / name).write_bytes(os.urandom(size))
+                labels = _run_timeline(lab, tmp, www, progress)
+                _write_outputs(lab, tmp, labels)
+            files = {p.name: p.stat().st_size for p in Path(out_dir).glob("*.pcap")}
+            return LabResult(Path(out_dir), labels, files, time.perf_counter() - started, cleaned)
+    finally:
+        teardown(namespaces or existing_namespaces(lock.run_id))
+        shutil.rmtree(www, ignore_errors=True)
+        lock.release()
+
+
+def _capture_points(lab: Lab) -> list[tuple[str, str, str]]:
+    """(file stem, namespace, interface) per capture point."""
+    sc, out = lab.scenario, []
+    for c in sc.capture:
+        if c == "gateway":
+            out += [(f"gateway-{s}", lab.gateway_ns, br) for s, br in lab.gateway_bridges.items()]
+        elif c == "internet":
+            out.append(("internet", lab.gateway_ns, lab.inet_link))
+        else:
+            vm = sc.vm(c[3:])
+            out.append((f"vm-{vm.name}", lab.host_ns[vm.host], lab.vm_taps[vm.name]))
+    return out
+
+
+def _start_captures(lab: Lab, tmp: Path, logs: Path) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    points = _capture_points(lab)
+    for stem, ns, iface in points:
+        cmd = ["tcpdump", "-i", iface, "-n", "-U", "-Z", "root", "-s", str(lab.scenario.snaplen or 262144),
+               "-w", str(tmp / f"{stem}.pcap")]  # fmt: skip
+        procs.append(spawn(cmd, ns, str(logs / f"tcpdump-{stem}.log")))
+    deadline = time.monotonic() + CAPTURE_READY_S
+    for (stem, _, _), p in zip(points, procs, strict=True):
+        log = logs / f"tcpdump-{stem}.log"
+        while "listening on" not in (log.read_text(errors="replace") if log.exists() else ""):
+            if p.poll() is not None or time.monotonic() > deadline:
+                why = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+                raise LabError(f"tcpdump on {stem} did not start: {why[-1] if why else 'no output'}")
+            time.sleep(0.05)
+    return procs
+
+
+def _start_benign(lab: Lab, www: Path, logs: Path) -> list[subprocess.Popen[bytes]]:
+    sc = lab.scenario
+    server = [sys.executable, "-m", "http.server", "80", "--bind", "0.0.0.0", "--directory", str(www)]
+    procs = [spawn(server, ns, None) for ns in [*lab.vm_ns.values(), *lab.ext_ns.values()]]
+    time.sleep(SERVER_WARMUP_S)
+    c2 = {actions.c2_address(sc, e) for e in sc.events if e.type == "c2_beacon"}
+    everyday = [h for h in sc.internet_hosts if h not in c2] or list(sc.internet_hosts)  # a C2 server is the implant's
+    for i, vm in enumerate(sc.vms):
+        peers = ",".join(v.ip for v in sc.vms if v.tenant == vm.tenant and v.name != vm.name)
+        cmd = [*actions.AGENTS, "client", str(i), f"{sc.client_period_s:g}", f"{TIMER_S:g}", peers,
+               ",".join(everyday)]  # fmt: skip
+        procs.append(spawn(cmd, lab.vm_ns[vm.name], str(logs / f"client-{vm.name}.log")))
+    return procs
+
+
+def _run_timeline(lab: Lab, tmp: Path, www: Path, progress: Progress | None) -> list[Label]:
+    sc = lab.scenario
+    logs = tmp / "logs"
+    logs.mkdir()
+    captures = _start_captures(lab, tmp, logs)
+    benign = _start_benign(lab, www, logs)
+    pending = sorted(sc.events, key=lambda e: e.start_s)
+    running: list[actions.Running] = []
+    labels: list[Label] = []
+    t0 = time.monotonic()
+    try:
+        while True:
+            now = time.monotonic() - t0
+            while pending and pending[0].start_s <= now:
+                e = pending.pop(0)
+                running.append(actions.start(lab, e, str(logs)))
+                if progress:
+                    progress(now, f"{e.kind} {e.type} on {e.target}")
+            for r in list(running):
+                if r.proc is not None and not r.finished_ns and r.proc.poll() is not None:
+                    r.finished_ns = time.time_ns()
+                if now >= r.event.start_s + r.event.duration_s:
+                    labels.append(actions.stop(r))
+                    running.remove(r)
+            if now >= sc.duration_s and not running:
+                break
+            if progress:
+                progress(min(now, sc.duration_s), "")
+            time.sleep(0.05)
+    finally:
+        for r in running:
+            labels.append(actions.stop(r))
+        for p in benign:
+            stop_process(p, grace_s=1.0)
+        for p in captures:
+            stop_process(p)
+    return labels
+
+
+def _tenants_yaml(lab: Lab) -> dict[str, object]:
+    sc = lab.scenario
+    vpcs = []
+    for vpc_id, (tenant, cidr) in sc.vpcs.items():
+        subnets = []
+        for name, scidr in sc.subnets.items():
+            ports = [{"ip": v.ip, "vm": v.name, "mac": port_mac_text(0, ip_int(v.ip)), "host": v.host}
+                     for v in sc.vms if v.subnet == name and v.vpc == vpc_id]  # fmt: skip
+            if ports:
+                subnets.append({"name": name, "cidr": scidr, "ports": ports})
+        vpcs.append({"id": vpc_id, "tenant": tenant, "cidr": cidr, "subnets": subnets})
+    return {"gateway": "gateway", "vpcs": vpcs}
+
+
+def _write_outputs(lab: Lab, tmp: Path, labels: list[Label]) -> None:
+    sc = lab.scenario
+    text = "# the lab's cloud, in the format `netsentry capture --tenants` reads\n"
+    (tmp / "tenants.yaml").write_text(text + yaml.safe_dump(_tenants_yaml(lab), sort_keys=False))
+    write_labels(tmp / "labels.csv", labels)
+    manifest = {
+        "source": "netsentry lab",
+        "scenario": sc.name,
+        "duration_s": sc.duration_s,
+        "snaplen": sc.snaplen,
+        "capture_points": [stem for stem, _, _ in _capture_points(lab)],
+        "tools": tool_versions([*BASE_TOOLS, *sc.tools()]),
+        "events": len(labels),
+    }
+    (tmp / "_manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
