@@ -262,3 +262,29 @@ def test_clear_errors_when_not_root_or_a_tool_is_missing(monkeypatch: pytest.Mon
     monkeypatch.setattr(shutil, "which", lambda name: None if name in ("nmap", "hping3") else "/usr/bin/" + name)
     with pytest.raises(ToolMissingError, match=r"hping3, nmap: install with 'apt-get install hping3 nmap'"):
         require_tools(["ip", "nmap", "hping3"])
+
+
+@needs_lab
+def test_lock_and_leftovers_of_a_dead_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from netsentry.pipeline.core.errors import LockHeldError
+    from netsentry.pipeline.lab import topology
+
+    monkeypatch.setattr(topology, "STATE_DIR", tmp_path)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    subprocess.run(["ip", "netns", "add", "nsl-dead-gw"], check=True)
+    subprocess.run(["ip", "netns", "add", "nsl-live-gw"], check=True)
+    try:
+        (tmp_path / "dead.json").write_text(f'{{"pid": {dead.pid}, "run_id": "dead"}}')
+        (tmp_path / "live.json").write_text(f'{{"pid": {os.getppid()}, "run_id": "live"}}')  # a live process
+        lock = topology.LabLock()
+        try:
+            with pytest.raises(LockHeldError, match="another netsentry lab"):
+                topology.LabLock()
+            assert topology.clean_leftovers() == ["nsl-dead-gw"]  # only what a dead run can be proven to own
+            left = existing_namespaces()
+            assert "nsl-live-gw" in left and "nsl-dead-gw" not in left and not (tmp_path / "dead.json").exists()
+        finally:
+            lock.release()
+    finally:
+        topology.teardown(existing_namespaces("dead") + existing_namespaces("live"))
