@@ -243,7 +243,9 @@ def test_scenario_errors_name_the_field(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
     for text, match in [
         (SCENARIO.replace("type: blackhole", "type: meteor"), r"bad\.yaml.*events\[4\]\.type.*meteor"),
-        (SCENARIO.replace("target: host0", "target: host9"), r"events\[4\]\.target.*host9"),
+        (SCENARIO.replace("target: host0", "target: host9"), r"events\[4\]\.target.*a host \(host0, host1\).*host9"),
+        (SCENARIO.replace("target: app,", "target: host1,"), r"events\[3\]\.target.*config_change acts on a subnet"),
+        (SCENARIO.replace("target: app-1", "target: host1"), r"events\[1\]\.target.*ping_sweep acts on a VM"),
         (SCENARIO.replace("cidr: 10.10.2.0/24", "cidr: 10.99.2.0/24"), r"subnets\[1\]\.cidr.*must lie in"),
         (SCENARIO.replace("duration_s: 48", "duration_s: 20"), r"duration_s.*hold every event"),
         (SCENARIO.replace('"vm:web-2"', '"vm:nobody"'), r"capture.*vm:nobody"),

@@ -149,9 +149,11 @@ def _parse(raw: dict[str, Any]) -> LabScenario:
                       float(_need(e, "duration_s", where)), dict(e.get("params", {}) or {}))  # fmt: skip
         if ev.start_s < 0 or ev.duration_s <= 0:
             raise ConfigError(f"{where}: start_s >= 0 and duration_s > 0")
-        names = {v.name for v in vms} | set(hosts) | set(subnets)
+        what, names = (("a subnet", set(subnets)) if typ == "config_change" else ("a host", set(hosts))
+                       if kind == "fault" else ("a VM", {v.name for v in vms}))  # fmt: skip
         if ev.target not in names:
-            raise ConfigError(f"{where}.target: {ev.target!r} is no VM, host or subnet of the scenario")
+            raise ConfigError(f"{where}.target: a {typ} acts on {what} ({', '.join(sorted(names))}), "
+                              f"not {ev.target!r}")  # fmt: skip
         events.append(ev)
     capture = tuple(str(c) for c in raw.get("capture", ["gateway", "internet"]))
     for c in capture:
