@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from netsentry.pipeline.lab.scenario import LabEvent, LabScenario
 from netsentry.pipeline.lab.shell import run, spawn, stop_process
@@ -81,6 +82,8 @@ def start(lab: Lab, e: LabEvent, log_dir: str) -> Running:
             proc = spawn(["hping3", "-q", "-S", "-p", str(_param(e, "port", 80)), "-i", f"u{interval}", vm.ip],
                          lab.ext_ns[source], log)  # fmt: skip
             return Running(e, _vm_label(lab, e, t0, f"role=victim tool=hping3-syn source={source}"), proc)
+        elif e.type == "ssh_bruteforce":
+            return _ssh_guessing(lab, e, log)
         else:  # c2_beacon
             period, jitter = float(_param(e, "period_s", 5.0)), float(_param(e, "jitter", 0.1))
             target = c2_address(sc, e)
@@ -89,6 +92,51 @@ def start(lab: Lab, e: LabEvent, log_dir: str) -> Running:
         t0 = _now()
         return Running(e, _vm_label(lab, e, t0, detail), spawn(cmd, lab.vm_ns[vm.name], log))
     return _start_fault(lab, e)
+
+
+WORDS = (
+    "123456",
+    "password",
+    "admin",
+    "root",
+    "qwerty",
+    "letmein",
+    "welcome",
+    "monkey",
+    "dragon",
+    "111111",
+    "abc123",
+    "master",
+    "shadow",
+    "secret",
+    "passw0rd",
+    "changeme",
+    "trustno1",
+    "toor",
+    "ubuntu",
+    "raspberry",
+)
+"""The guesses (the usual top of leaked-password lists), cycled as long as the event lasts."""
+
+
+def _ssh_guessing(lab: Lab, e: LabEvent, log: str) -> Running:
+    """hydra against sshd: ``role`` victim (default; an internet host guesses at the target VM) or attacker (the
+    target VM guesses at ``victim``, another VM)."""
+    sc = lab.scenario
+    words = Path(lab.work_dir) / "words.txt"
+    words.write_text("\n".join(WORDS * 50) + "\n")
+    tasks = str(_param(e, "tasks", 4))
+    if str(_param(e, "role", "victim")) == "attacker":
+        ns, victim, role = lab.vm_ns[e.target], _victim(lab, e), "attacker"
+        peer = victim
+    else:
+        peer = sc.internet_hosts[int(_param(e, "source", 0)) % len(sc.internet_hosts)]
+        ns, victim, role = lab.ext_ns[peer], sc.vm(e.target).ip, "victim"
+    cmd = ["hydra", "-I", "-l", str(_param(e, "user", "admin")), "-P", str(words), "-t", tasks, "-w", "5",
+           f"ssh://{victim}"]  # fmt: skip
+    t0 = _now()
+    detail = f"service=ssh port=22 role={role} peer={peer} tool=hydra"
+    return Running(e, _vm_label(lab, e, t0, detail), spawn(cmd, ns, log))
 
 
 def _start_fault(lab: Lab, e: LabEvent) -> Running:

@@ -12,10 +12,10 @@ import yaml
 
 from netsentry.pipeline.core.errors import ConfigError, InputNotFoundError
 
-COMPROMISE_TYPES = ("port_scan_vertical", "ping_sweep", "udp_sweep", "ddos_syn", "c2_beacon")
+COMPROMISE_TYPES = ("port_scan_vertical", "ping_sweep", "udp_sweep", "ddos_syn", "c2_beacon", "ssh_bruteforce")
 FAULT_TYPES = ("loss_burst", "latency_spike", "blackhole", "config_change")
 TOOLS_BY_TYPE = {"port_scan_vertical": ("nmap",), "ping_sweep": ("nmap",), "udp_sweep": ("nmap",),
-                 "ddos_syn": ("hping3",)}  # fmt: skip
+                 "ddos_syn": ("hping3",), "ssh_bruteforce": ("hydra", "sshd", "ssh-keygen")}  # fmt: skip
 """Attack tools an event type runs (checked before anything is built)."""
 
 

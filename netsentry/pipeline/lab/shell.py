@@ -20,6 +20,9 @@ TOOL_PACKAGES: dict[str, str] = {
     "nmap": "nmap",
     "hping3": "hping3",
     "curl": "curl",
+    "hydra": "hydra",
+    "sshd": "openssh-server",
+    "ssh-keygen": "openssh-client",
 }
 """Each program the lab may run and the Debian package that provides it (what `make lab-tools` installs)."""
 
@@ -34,6 +37,8 @@ VERSION_ARGS: dict[str, tuple[str, ...]] = {
     "nmap": ("--version",),
     "hping3": ("--version",),
     "curl": ("--version",),
+    "hydra": (),
+    "sshd": ("-V",),
 }
 
 
@@ -57,9 +62,9 @@ def require_tools(tools: Sequence[str]) -> None:
 
 
 def tool_versions(tools: Sequence[str]) -> dict[str, str]:
-    """First line of each tool's version output (for the manifest)."""
+    """First line of each tool's version output (for the manifest); tools without a version flag are left out."""
     out = {}
-    for t in sorted(set(tools)):
+    for t in sorted(set(tools) & set(VERSION_ARGS)):
         try:
             res = subprocess.run([t, *VERSION_ARGS.get(t, ("--version",))], capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):

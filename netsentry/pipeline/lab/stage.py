@@ -77,12 +77,14 @@ def run_lab(sc: LabScenario, out_dir: str | Path, progress: Progress | None = No
     started = time.perf_counter()
     lock = LabLock()
     namespaces: list[str] = []
-    www = Path(tempfile.mkdtemp(prefix="nsl-www-"))
+    work = Path(tempfile.mkdtemp(prefix="nsl-work-"))
+    www = work / "www"
+    www.mkdir()
     try:
         with _sigterm_as_interrupt():
             cleaned = clean_leftovers()
             with atomic_dir(out_dir) as tmp:
-                lab = build(sc, lock.run_id, Lab(sc, lock.run_id, namespaces))
+                lab = build(sc, lock.run_id, Lab(sc, lock.run_id, namespaces, work_dir=str(work)))
                 check_kernel(lab)
                 for name, size in FILES.items():
                     (www / name).write_bytes(os.urandom(size))
@@ -92,7 +94,7 @@ def run_lab(sc: LabScenario, out_dir: str | Path, progress: Progress | None = No
             return LabResult(Path(out_dir), labels, files, time.perf_counter() - started, cleaned)
     finally:
         teardown(namespaces or existing_namespaces(lock.run_id))
-        shutil.rmtree(www, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
         lock.release()
 
 
@@ -132,6 +134,10 @@ def _start_benign(lab: Lab, www: Path, logs: Path) -> list[subprocess.Popen[byte
     sc = lab.scenario
     server = [sys.executable, "-m", "http.server", "80", "--bind", "0.0.0.0", "--directory", str(www)]
     procs = [spawn(server, ns, None) for ns in [*lab.vm_ns.values(), *lab.ext_ns.values()]]
+    if any(e.type == "ssh_bruteforce" for e in sc.events):
+        config = _sshd_config(Path(lab.work_dir))
+        procs += [spawn([shutil.which("sshd") or "sshd", "-D", "-e", "-f", str(config)], lab.vm_ns[vm.name],
+                        str(logs / f"sshd-{vm.name}.log")) for vm in sc.vms]  # fmt: skip
     time.sleep(SERVER_WARMUP_S)
     c2 = {actions.c2_address(sc, e) for e in sc.events if e.type == "c2_beacon"}
     everyday = [h for h in sc.internet_hosts if h not in c2] or list(sc.internet_hosts)  # a C2 server is the implant's
@@ -141,6 +147,34 @@ def _start_benign(lab: Lab, www: Path, logs: Path) -> list[subprocess.Popen[byte
                ",".join(everyday)]  # fmt: skip
         procs.append(spawn(cmd, lab.vm_ns[vm.name], str(logs / f"client-{vm.name}.log")))
     return procs
+
+
+SSHD_CONFIG = """Port 22
+ListenAddress 0.0.0.0
+HostKey {key}
+PidFile none
+UsePAM no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+AllowUsers nsl-nobody
+MaxStartups 100:30:200
+"""
+"""Every VM's sshd: real key exchanges and password prompts, and no account a guess could open (the only user
+allowed does not exist, so every guess fails as a wrong password does)."""
+
+
+def _sshd_config(work: Path) -> Path:
+    """A host key and an sshd config under ``work`` (and sshd's privilege-separation directory, as its package's
+    boot script makes it)."""
+    ssh = work / "ssh"
+    ssh.mkdir(exist_ok=True)
+    key = ssh / "host_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, capture_output=True)
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    config = ssh / "sshd_config"
+    config.write_text(SSHD_CONFIG.format(key=key))
+    return config
 
 
 def _run_timeline(lab: Lab, tmp: Path, www: Path, progress: Progress | None) -> list[Label]:

@@ -50,6 +50,7 @@ class Lab:
     uplinks: dict[str, list[str]] = field(default_factory=dict)  # host → its uplink interfaces (host namespace)
     vm_taps: dict[str, str] = field(default_factory=dict)  # VM → its port's interface in its host's namespace
     inet_link: str = "inet0"  # the gateway's interface to the internet
+    work_dir: str = ""  # the run's scratch files (served pages, sshd's key and config, word lists)
 
     def ns(self, name: str) -> str:
         full = f"{PREFIX}{self.run_id}-{name}"
