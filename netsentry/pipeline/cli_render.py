@@ -120,8 +120,11 @@ def print_lab(sc: Any, res: Any) -> None:
                   f"{row['end']}", highlight=False)  # fmt: skip
     if res.cleaned:
         out.print(f"removed {len(res.cleaned)} namespace(s) an earlier, dead lab run left behind", highlight=False)
-    out.print(f"{len(res.labels)} events in {res.seconds:.1f} s; labels: {res.out_dir / 'labels.csv'}; next: "
-              f"netsentry run {res.out_dir} -w WORKSPACE --tenants {res.out_dir / 'tenants.yaml'}", highlight=False)
+    out.print(
+        f"{len(res.labels)} events in {res.seconds:.1f} s; labels: {res.out_dir / 'labels.csv'}; next: "
+        f"netsentry run {res.out_dir} -w WORKSPACE --tenants {res.out_dir / 'tenants.yaml'}",
+        highlight=False,
+    )
 
 
 def print_features(summary: Any) -> None:
