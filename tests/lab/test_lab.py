@@ -236,6 +236,7 @@ def test_nothing_left_behind(lab_run: tuple) -> None:
     assert existing_namespaces() == []
     left = subprocess.run(["pgrep", "-f", str(d / "out")], capture_output=True, text=True).stdout.split()
     assert left == []
+    assert not (Path.cwd() / "hydra.restore").exists()  # the tools ran in the run's scratch directory
 
 
 @needs_lab

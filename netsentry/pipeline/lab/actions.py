@@ -80,7 +80,7 @@ def start(lab: Lab, e: LabEvent, log_dir: str) -> Running:
             interval = max(1, int(1e6 / float(_param(e, "rate_pps", 500))))
             t0 = _now()
             proc = spawn(["hping3", "-q", "-S", "-p", str(_param(e, "port", 80)), "-i", f"u{interval}", vm.ip],
-                         lab.ext_ns[source], log)  # fmt: skip
+                         lab.ext_ns[source], log, cwd=lab.work_dir)  # fmt: skip
             return Running(e, _vm_label(lab, e, t0, f"role=victim tool=hping3-syn source={source}"), proc)
         elif e.type == "ssh_bruteforce":
             return _ssh_guessing(lab, e, log)
@@ -90,7 +90,7 @@ def start(lab: Lab, e: LabEvent, log_dir: str) -> Running:
             cmd = [*AGENTS, "beacon", target, str(period), str(jitter)]
             detail = f"c2={target}:80 period_s={period:g} jitter={jitter:g}"
         t0 = _now()
-        return Running(e, _vm_label(lab, e, t0, detail), spawn(cmd, lab.vm_ns[vm.name], log))
+        return Running(e, _vm_label(lab, e, t0, detail), spawn(cmd, lab.vm_ns[vm.name], log, cwd=lab.work_dir))
     return _start_fault(lab, e)
 
 
@@ -136,7 +136,7 @@ def _ssh_guessing(lab: Lab, e: LabEvent, log: str) -> Running:
            f"ssh://{victim}"]  # fmt: skip
     t0 = _now()
     detail = f"service=ssh port=22 role={role} peer={peer} tool=hydra"
-    return Running(e, _vm_label(lab, e, t0, detail), spawn(cmd, ns, log))
+    return Running(e, _vm_label(lab, e, t0, detail), spawn(cmd, ns, log, cwd=lab.work_dir))
 
 
 def _start_fault(lab: Lab, e: LabEvent) -> Running:

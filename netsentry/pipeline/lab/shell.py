@@ -89,14 +89,14 @@ def run(cmd: Sequence[str], netns: str | None = None, check: bool = True, timeou
     return res.stdout
 
 
-def spawn(cmd: Sequence[str], netns: str, log: str | None = None) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` in namespace ``netns`` in its own process group (so a stop reaches its children); output to
-    ``log`` or discarded."""
+def spawn(cmd: Sequence[str], netns: str, log: str | None = None, cwd: str | None = None) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in namespace ``netns`` in its own process group (so a stop reaches its children), in directory
+    ``cwd`` (tools such as hydra leave files in theirs); output to ``log`` or discarded."""
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(
             ["ip", "netns", "exec", netns, *cmd], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, cwd=cwd,
         )  # fmt: skip
     finally:
         if log:
