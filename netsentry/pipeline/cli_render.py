@@ -111,7 +111,7 @@ def print_lab(sc: Any, res: Any) -> None:
     table = Table(title=f"lab {sc.name} ({sc.duration_s:g} s) → {res.out_dir}", title_justify="left")
     for col in ("capture file", "bytes"):
         table.add_column(col, justify="right" if col == "bytes" else "left")
-    for name, size in sorted(res.packets.items()):
+    for name, size in sorted(res.capture_bytes.items()):
         table.add_row(escape(name), f"{size:,}")
     out.print(table)
     for lab in res.labels:

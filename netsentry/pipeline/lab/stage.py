@@ -51,9 +51,11 @@ Progress = Callable[[float, str], None]
 
 @dataclass
 class LabResult:
+    """What a lab run wrote: where, its labels as measured, each capture file's size, how long it took."""
+
     out_dir: Path
     labels: list[Label]
-    packets: dict[str, int] = field(default_factory=dict)  # capture file → bytes written
+    capture_bytes: dict[str, int] = field(default_factory=dict)  # capture file → bytes written
     seconds: float = 0.0
     cleaned: list[str] = field(default_factory=list)  # an earlier run's leftovers removed first
 
