@@ -9,11 +9,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from netsentry.pipeline.lab.scenario import LabEvent, LabScenario
 from netsentry.pipeline.lab.shell import run, spawn, stop_process
 from netsentry.pipeline.lab.topology import Lab
-from netsentry.pipeline.simulate.events import Label
+from netsentry.pipeline.simulate.events import Label, param
 
 AGENTS = [sys.executable, "-m", "netsentry.pipeline.lab.agents"]
 
@@ -40,8 +41,10 @@ def _vm_label(lab: Lab, e: LabEvent, start_ns: int, detail: str) -> Label:
                  tenant=vm.tenant, vm=vm.name, vni=0, detail=detail)  # fmt: skip
 
 
-def _param(e: LabEvent, name: str, default: object) -> object:
-    return e.params.get(name, default)
+def _param(e: LabEvent, name: str, default: Any) -> Any:
+    """An event parameter of its default's type (a ConfigError naming it otherwise), as ``simulate``'s events read
+    theirs."""
+    return param(e.params, name, default, type(default))
 
 
 def _victim(lab: Lab, e: LabEvent) -> str:

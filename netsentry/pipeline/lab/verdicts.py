@@ -95,6 +95,10 @@ def load_and_compare(run_dir: str | Path, workspace: str | Path) -> list[Verdict
     return compare(read_labels(run_dir / "labels.csv"), findings, tenants)
 
 
+def _clock(ns: int) -> str:
+    return pd.Timestamp(ns, unit="ns").strftime("%H:%M:%S")
+
+
 def main(argv: list[str]) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -104,14 +108,8 @@ def main(argv: list[str]) -> int:
     for col in ("event", "scope", "from", "to", "found"):
         table.add_column(col)
     for v in verdicts:
-        fmt = (
-            pd.Timestamp(v.start_ns, unit="ns").strftime("%H:%M:%S"),
-            pd.Timestamp(v.end_ns, unit="ns").strftime("%H:%M:%S"),
-        )
-        shown = v.found or "[red]missed[/]"
-        if v.event == "benign VM":
-            shown = f"[red]false alarm:[/] {v.found}"
-        table.add_row(v.event, v.scope, *fmt, shown)
+        shown = f"[red]false alarm:[/] {v.found}" if v.event == "benign VM" else v.found or "[red]missed[/]"
+        table.add_row(v.event, v.scope, _clock(v.start_ns), _clock(v.end_ns), shown)
     Console(width=140).print(table)
     events = [v for v in verdicts if v.event != "benign VM"]
     false = len(verdicts) - len(events)
