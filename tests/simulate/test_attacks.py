@@ -247,6 +247,18 @@ def test_ddos_syn_victim() -> None:
     assert "role=victim" in lab.detail
 
 
+def test_ddos_syn_victim_of_real_sources() -> None:
+    """hping3 -S without spoofing: a few real hosts; the victim's open port answers and each source's kernel resets."""
+    ctx, vm, c, lab, _, _ = run("ddos_syn", {"role": "victim", "rate": 1000, "port": 80, "sources": 2})
+    assert len(c) == 5000 and (c["outcome"] == C.OUTCOME_OPEN_RST).all() and (c["server_vm"] == vm).all()
+    assert len(np.unique(c["client"])) == 2 and np.isin(c["client"], ctx.cloud.external).all()
+    assert "sources=2" in lab.detail
+    with pytest.raises(ConfigError, match="sources applies to role=victim only"):
+        run("ddos_syn", {"sources": 3})
+    with pytest.raises(ConfigError, match="expected spoofed or a number"):
+        run("ddos_syn", {"role": "victim", "sources": 0})
+
+
 def test_ddos_udp() -> None:
     c = run("ddos_udp")[2]
     assert len(c) == 5000 and (c["proto"] == 17).all() and (c["resp_bytes"] == 0).all()

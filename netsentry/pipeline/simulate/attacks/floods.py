@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from netsentry.pipeline.simulate.conns import (
     APP_DNS,
     APP_NONE,
     OUTCOME_NO_ANSWER,
+    OUTCOME_OPEN_RST,
     ConnTable,
 )
 from netsentry.pipeline.simulate.events import Label, SimContext, compromise, param
@@ -41,18 +43,26 @@ def _flood_times(ctx: SimContext, params: dict[str, Any], s: int, e: int) -> np.
 @compromise("ddos_syn")
 def ddos_syn(ctx: SimContext, vm: int, start_ns: int, end_ns: int, params: dict[str, Any]
              ) -> tuple[ConnTable, list[Label]]:  # fmt: skip
-    """SYN flood: unanswered SYNs (no retransmission) from random source ports.
+    """SYN flood: SYNs (never retransmitted) from random source ports.
 
-    Params: ``role`` (``attacker``: the VM floods ``target`` / a random internet host; ``victim``: spoofed
-    random public sources flood the VM, one SYN each mostly), ``rate`` (2000 SYNs/s), ``max_packets``
-    (200000: the flood stops early past it), ``port`` (80 or 443 at random), ``target`` (attacker only).
+    Params: ``role`` (``attacker``: the VM floods ``target`` / a random internet host; ``victim``: the VM is
+    flooded), ``rate`` (2000 SYNs/s), ``max_packets`` (200000: the flood stops early past it), ``port`` (80 or 443
+    at random), ``target`` (attacker only), ``sources`` (victim only: ``spoofed``, the default, random public
+    addresses, one SYN each mostly, unanswered; or N, that many real internet hosts flooding without spoofing, as
+    ``hping3 -S`` does: the victim's open port answers every SYN and each source's kernel, which opened no
+    connection, resets the SYN/ACK).
     """
-    reject_unknown_params(params, "ddos_syn", ("role", "rate", "max_packets", "port", "target"))
+    reject_unknown_params(params, "ddos_syn", ("role", "rate", "max_packets", "port", "target", "sources"))
     s, e = clip_to_scenario(ctx, start_ns, end_ns)
-    c, rng = ctx.cloud, ctx.rng
     role = str(params.get("role", "attacker"))
     if role not in ("attacker", "victim"):
         raise ConfigError(f"event parameter role={role!r}: expected attacker or victim")
+    sources = params.get("sources", "spoofed")
+    if sources != "spoofed":  # a later variant: its own stream, so the rest of the world stays as it was
+        if role != "victim":
+            raise ConfigError("ddos_syn: sources applies to role=victim only")
+        ctx = replace(ctx, rng=ctx.stream(f"ddos_syn:{vm}:{s}"))
+    c, rng = ctx.cloud, ctx.rng
     port = port_param(params, "port", (80, 443), ctx)
     t = _flood_times(ctx, params, s, e)
     n = len(t)
@@ -60,14 +70,22 @@ def ddos_syn(ctx: SimContext, vm: int, start_ns: int, end_ns: int, params: dict[
         ip, _ = pick_target(ctx, vm, params, prefer_vm=False)
         client, server, client_vm, server_vm = c.ip[vm], np.full(n, ip, np.uint32), vm, -1
         rtt, who = ctx.external_rtt_ns(server), f"target={ipv4_text(ip)}:{port}"
+        outcome = OUTCOME_NO_ANSWER
     else:
-        client = _spoofed_sources(rng, n)
+        if sources == "spoofed":
+            client, outcome = _spoofed_sources(rng, n), OUTCOME_NO_ANSWER
+        else:
+            k = param(params, "sources", 1, int)
+            if k < 1:
+                raise ConfigError(f"ddos_syn: sources={sources!r}: expected spoofed or a number of hosts >= 1")
+            real = c.external[rng.choice(len(c.external), size=min(k, len(c.external)), replace=False)]
+            client, outcome = real[rng.integers(0, len(real), size=n)], OUTCOME_OPEN_RST
         server, client_vm, server_vm = np.full(n, c.ip[vm], np.uint32), -1, vm
         rtt, who = ctx.external_rtt_ns(client), f"role=victim port={port} sources={len(np.unique(client))}"
     conns = ConnTable.make(
         n, start_ns=t, client=client, server=server, cport=rng.integers(1024, 65536, size=n), sport=port,
         vni=c.vni[vm], client_vm=client_vm, server_vm=server_vm, rtt_ns=rtt, mss=1460,
-        rounds=0, req_bytes=0, resp_bytes=0, outcome=OUTCOME_NO_ANSWER, syn_retries=0,
+        rounds=0, req_bytes=0, resp_bytes=0, outcome=outcome, syn_retries=0,
     )  # fmt: skip
     detail = f"{who} syns={n}"
     return conns, [compromise_label(ctx, vm, "ddos_syn", s, finished_by(conns, e), detail)]
