@@ -336,14 +336,44 @@ def test_label_link_gateway_and_no_labels() -> None:
     assert label_fault_windows(vms, host, TMAP)["label"].tolist() == [-1, 1]
 
 
+def test_label_gateway_change_covers_its_subnets_vms() -> None:
+    """A config change (link gateway, ``subnet=`` in the detail): the tenant's VMs in that subnet; the gateway, its
+    pairs and the hosts of those VMs are ambiguous; another tenant's VM with an address in the CIDR is not covered."""
+    tmap = tenant_map_from_dict({"gateway": "gw", "vpcs": [
+        *TMAP.config.model_dump(mode="json")["vpcs"],
+        {"id": "w", "tenant": "u", "cidr": "10.0.0.0/16",
+         "subnets": [{"cidr": "10.0.1.0/24", "ports": [{"ip": "10.0.1.1", "vm": "z", "host": "h3"}]}]}]})  # fmt: skip
+    scopes = [("vm", "t/a"), ("vm", "t/b"), ("vm", "u/z"), ("host", "gw"), ("host_pair", "gw-h3"), ("host", "h1"),
+              ("host", "h3"), ("host_pair", "h1-h3")]  # fmt: skip
+    windows = pd.DataFrame({"scope_type": [t for t, _ in scopes], "scope": [s for _, s in scopes],
+                            "window_start_ns": [T0] * len(scopes), "window_s": [1.0] * len(scopes),
+                            "packets": [50, 3, 50, 400, 300, 300, 300, 300],
+                            "packets_ratio": [1.0] * len(scopes)})  # fmt: skip
+    detail = "host=gateway; subnet=10.0.1.0/24; action=route_withdrawn; answer=icmp"
+    lab = pd.DataFrame([("fault", "config_change", "link", "gw", T0, T0 + S, "t", "", 0, detail)],
+                       columns=["kind", "scenario", "scope_type", "scope", "start_ns", "end_ns", "tenant", "vm", "vni",
+                                "detail"])  # fmt: skip
+    got = dict(zip(windows["scope"], label_fault_windows(windows, lab, tmap)["label"].tolist(), strict=True))
+    # b is in the subnet but too quiet to show it; z is another tenant's; h3's pair with h1 never crosses the gateway
+    assert got == {"t/a": 1, "t/b": -1, "u/z": 0, "gw": -1, "gw-h3": -1, "h1": -1, "h3": 0, "h1-h3": 0}
+    # a label listing the VMs that had traffic across the cut covers those; the subnet's others are ambiguous
+    listed = lab.assign(detail=detail + "; vms=10.0.1.2")
+    busy_b = windows.assign(packets=[50, 50, 50, 400, 300, 300, 300, 300])
+    got = dict(zip(windows["scope"], label_fault_windows(busy_b, listed, tmap)["label"].tolist(), strict=True))
+    assert (got["t/a"], got["t/b"], got["u/z"], got["h1"]) == (-1, 1, 0, -1)  # h1 hosts the unlisted a
+    # without a tenant map, VM scopes are addresses
+    bare = windows.assign(scope=["10.0.1.1", "10.0.2.9", "10.0.1.7", "gw", "gw-h3", "h1", "h3", "h1-h3"])
+    assert label_fault_windows(bare, lab, None)["label"].tolist()[:3] == [1, 0, 1]
+
+
 # ------------------------------------------------------------------ simulated faults
 
 
 @pytest.fixture(scope="session")
 def behaviour_workspaces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Workspaces (packets, flows, tcp_events) of three one-fault scenarios: host1 faulty from 10 s to 15 s."""
+    """Workspaces (packets, flows, tcp_events) of one-fault scenarios: host1 (or subnet b) faulty from 10 s to 15 s."""
     out = {}
-    for name in ("loss_burst", "latency_spike", "blackhole"):
+    for name in ("loss_burst", "latency_spike", "blackhole", "config_change"):
         root = tmp_path_factory.mktemp(name)
         scenario = load_scenario(REPO / "configs" / "scenarios" / "behaviours" / f"{name}.yaml")
         write_outputs(simulate(scenario), root / "sim", snaplen=128)
@@ -412,6 +442,20 @@ def test_blackhole_drops_the_traffic(behaviours: dict[str, pd.DataFrame]) -> Non
     assert fault["packets_ratio"].max() < normal["packets_ratio"].min()  # the five quietest windows
     assert normal["packets_ratio"].median() == pytest.approx(1.0, abs=0.5)
     assert fault["retransmissions"].sum() > 20
+
+
+def test_config_change_shows_at_the_cut_off_vms(behaviours: dict[str, pd.DataFrame]) -> None:
+    """The subnet's VMs: their windows in the change are labelled, and there their router's refusals count as ICMP
+    unreachable; the other subnet's VMs get none."""
+    df = behaviours["config_change"]
+    vms = df[df["scope_type"] == "vm"]
+    cut = vms["scope"].isin(["lab/lab-app-1", "lab/lab-db-1"])
+    assert set(vms.loc[vms["label"] == 1, "scope"]) <= {"lab/lab-app-1", "lab/lab-db-1"}
+    assert (vms["label"] == 1).sum() >= 3
+    assert vms.loc[cut & (vms["label"] == 1), "icmp_unreachable"].sum() >= 2
+    assert vms.loc[~cut & vms["scope"].str.startswith("lab/"), "icmp_unreachable"].sum() == 0
+    # no window teaches that a refusal is normal: the router, seen by its address, is ambiguous in the change
+    assert df.loc[df["label"] == 0, "icmp_unreachable"].sum() == 0
 
 
 # ------------------------------------------------------------------ a real capture against tshark

@@ -111,6 +111,9 @@ BASE = {"matched_loss_rate": 0.0, "lost_packets": 0.0, "syn_unanswered": 0.0, "p
     [
         ({"matched_loss_rate": 0.9, "lost_packets": 40.0}, "black_hole"),
         ({"syn_unanswered": 12.0, "packets_vs_baseline": 0.1}, "black_hole"),
+        ({"icmp_unreachable": 4.0, "syn_unanswered": 12.0, "packets_vs_baseline": 0.1}, "unreachable"),
+        ({"icmp_unreachable": 2.0, "retransmissions": 3.0}, "loss"),  # a refusal or two: not yet the network's word
+        ({"icmp_unreachable": 6.0, "rst_packets": 7000.0, "connections": 7000.0}, "reset_storm"),  # amid a flood
         ({"rst_packets": 300.0}, "reset_storm"),
         ({"reset_connections": 12.0, "connections": 15.0, "retransmissions": 3.0}, "reset_storm"),
         ({"reset_connections": 6.0, "connections": 130.0, "retransmissions": 79.0}, "loss"),

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.xdist_group("lab")  # one lab at a time (the lab's lock
 
 SCENARIO = """
 name: lab-test
-duration_s: 48
+duration_s: 52
 snaplen: 256
 hosts: 2
 client_period_s: 0.5
@@ -56,6 +56,8 @@ events:
   - {kind: fault, type: blackhole, target: host0, start_s: 31, duration_s: 5}
   - {kind: fault, type: latency_spike, target: host1, start_s: 39, duration_s: 7, params: {rate: 64kbit}}
   - {kind: compromise, type: ddos_syn, target: app-1, start_s: 38, duration_s: 9, params: {rate_pps: 300}}
+  - {kind: fault, type: config_change, target: web, start_s: 46.5, duration_s: 4,
+     params: {action: filter_pushed, answer: icmp}}
 """
 
 
@@ -103,12 +105,13 @@ def lab_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFram
     pk["src"], pk["dst"] = v4(pk["src_ip"]), v4(pk["dst_ip"])
     pk["point"] = pk["capture_point"].astype(str)
     labels = read_labels(d / "out" / "labels.csv").set_index("scenario")
-    assert len(res.labels) == 8
+    assert len(res.labels) == 9
     return d, pk, labels, pd.read_parquet(d / "ws" / "arp")
 
 
-def span(labels: pd.DataFrame, name: str, pad_s: float = 0.0) -> tuple[int, int]:
-    row = labels.loc[name]
+def span(labels: pd.DataFrame, name: str, pad_s: float = 0.0, nth: int = 0) -> tuple[int, int]:
+    """The ``nth`` (by start) label of ``name``, widened by ``pad_s``."""
+    row = labels.loc[[name]].sort_values("start_ns").iloc[nth]
     return int(row["start_ns"] - pad_s * NS), int(row["end_ns"] + pad_s * NS)
 
 
@@ -231,6 +234,21 @@ def test_gateway_route_change_and_black_hole(lab_run: tuple) -> None:
 
 @needs_lab
 @pytest.mark.slow
+def test_filter_pushed_refuses_the_subnet_with_icmp(lab_run: tuple) -> None:
+    _, pk, labels, _ = lab_run
+    web = pk[pk["point"] == "gateway-web.pcap"]
+    unreachable = web[(web["src"] == ip("10.10.1.1")) & (web["proto"] == 1) & (web["icmp_type"] == 3)]
+    prohibited = unreachable[unreachable["icmp_code"] == 13]  # the filter's refusals of the web subnet's packets
+    s, e = span(labels, "config_change", nth=1)
+    assert len(prohibited) >= 2 and prohibited["ts_ns"].between(s, e + NS // 5).all()
+    assert in_net(prohibited["dst"], "10.10.1.0/24").all()
+    # while the app subnet's route was withdrawn, the gateway told web VMs reaching for it: net unreachable
+    s, e = span(labels, "config_change")
+    assert unreachable.loc[unreachable["icmp_code"] == 0, "ts_ns"].between(s, e + NS // 5).all()
+
+
+@needs_lab
+@pytest.mark.slow
 def test_nothing_left_behind(lab_run: tuple) -> None:
     d, *_ = lab_run
     assert existing_namespaces() == []
@@ -269,7 +287,8 @@ def test_scenario_errors_name_the_field(tmp_path: Path) -> None:
             r"events\[1\]\.target.*ping_sweep acts on a VM",
         ),
         (SCENARIO.replace("cidr: 10.10.2.0/24", "cidr: 10.99.2.0/24"), r"subnets\[1\]\.cidr.*must lie in"),
-        (SCENARIO.replace("duration_s: 48", "duration_s: 20"), r"duration_s.*hold every event"),
+        (SCENARIO.replace("duration_s: 52", "duration_s: 20"), r"duration_s.*hold every event"),
+        (SCENARIO.replace("answer: icmp", "answer: shrug"), r"events\[8\]\.params\.answer: one of silent, icmp.*shrug"),
         (SCENARIO.replace('"vm:web-2"', '"vm:nobody"'), r"capture.*vm:nobody"),
     ]:
         p.write_text(text)

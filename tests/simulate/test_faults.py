@@ -17,7 +17,13 @@ import yaml
 from netsentry.pipeline.core.errors import ConfigError
 from netsentry.pipeline.simulate import faults as F
 from netsentry.pipeline.simulate.benign import benign_connections
-from netsentry.pipeline.simulate.conns import OUTCOME_REJECT, OUTCOME_RST_SERVER, ConnTable
+from netsentry.pipeline.simulate.conns import (
+    OUTCOME_ADMIN_PROHIBITED,
+    OUTCOME_NET_UNREACHABLE,
+    OUTCOME_REJECT,
+    OUTCOME_RST_SERVER,
+    ConnTable,
+)
 from netsentry.pipeline.simulate.events import FAULTS, MS, S, SimContext
 from tests.simulate.test_benign import make_ctx, tenant
 
@@ -453,3 +459,85 @@ def test_pcap_latency_spike_slows_handshakes(tmp_path: Path) -> None:
             outside.append(rtt_ms)
     assert len(inside) >= 3 and len(outside) >= 10
     assert min(inside) >= 160 + 8 and max(outside) < 125
+
+
+# ---------------------------------------------------------------- gateway configuration changes
+
+
+CUTS = [
+    ("route_withdrawn", "silent", None),
+    ("route_withdrawn", "icmp", OUTCOME_NET_UNREACHABLE),
+    ("filter_pushed", "icmp", OUTCOME_ADMIN_PROHIBITED),
+]
+
+
+@pytest.mark.parametrize(("action", "answer", "outcome"), CUTS)
+def test_config_change_cuts_one_subnet_off_the_internet(base: tuple[SimContext, ConnTable], action: str, answer: str,
+                                                        outcome: int | None) -> None:  # fmt: skip
+    ctx, c = base
+    s, e = window(ctx, 20, 26)
+    out, (lab,) = FAULTS["config_change"](ctx, c, "b/b-sub", s, e, {"action": action, "answer": answer})
+    members = np.flatnonzero(np.array(ctx.cloud.tenant) == "b")
+    in_b = np.isin(out["client_vm"], members) | np.isin(out["server_vm"], members)
+    internet = (out["client_vm"] < 0) | (out["server_vm"] < 0)
+    hit = out["loss_p"] == 1.0
+    assert hit.sum() > 5 and not (hit & ~(in_b & internet)).any()  # other subnets and VM-to-VM traffic untouched
+    assert hit[in_b & internet & (out["start_ns"] >= s) & (out["start_ns"] < e)].all()
+    assert (lab.scope_type, lab.scope, lab.tenant) == ("link", "gateway", "b")
+    assert f"subnet=10.1.0.0/24; action={action}; answer={answer}" in lab.detail
+    # vms= lists the subnet's VMs with at least MIN_CUT_CONNECTIONS connections across the cut starting in it
+    tried = hit & (out["start_ns"] >= s) & (out["start_ns"] < e)
+    crossing = np.concatenate([out["client_vm"][tried], out["server_vm"][tried]])
+    shows = {F._address(int(ctx.cloud.ip[v])) for v in members if (crossing == v).sum() >= F.MIN_CUT_CONNECTIONS}
+    assert shows and set(lab.detail.split("vms=")[1].split(",")) == shows
+    new_out = hit & np.isin(out["client_vm"], members) & (out["start_ns"] >= s) & (out["proto"] == 6)
+    if outcome is None:
+        assert not np.isin(out["outcome"], (OUTCOME_NET_UNREACHABLE, OUTCOME_ADMIN_PROHIBITED)).any()
+    else:  # the subnet's own new connections are refused by its router, and not retried
+        assert new_out.sum() >= 1 and (out["outcome"][new_out] == outcome).all()
+        assert (out["syn_retries"][new_out] == 0).all() and f"refused={int(new_out.sum())}" in lab.detail
+    # a VM name names its subnet
+    _, (by_vm,) = FAULTS["config_change"](ctx, c, ctx.cloud.name[members[0]], s, e, {})
+    assert "subnet=10.1.0.0/24" in by_vm.detail
+
+
+def test_config_change_errors_name_what_is_wrong(base: tuple[SimContext, ConnTable]) -> None:
+    ctx, c = base
+    s, e = window(ctx, 20, 26)
+    with pytest.raises(ConfigError, match="names no subnet"):
+        FAULTS["config_change"](ctx, c, "b/nowhere", s, e, {})
+    with pytest.raises(ConfigError, match="action must be one of route_withdrawn, filter_pushed"):
+        FAULTS["config_change"](ctx, c, "b/b-sub", s, e, {"action": "reboot"})
+
+
+def _tshark_fields(pcap: Path, display: str, fields: list[str]) -> list[list[str]]:
+    """One row per packet ``display`` selects: the first occurrence of each field (absolute TCP sequence numbers)."""
+    out = subprocess.run(
+        [TSHARK, "-n", "-o", "tcp.relative_sequence_numbers:FALSE", "-r", str(pcap), "-Y", display, "-T", "fields",
+         "-E", "separator=,", "-E", "occurrence=f", *[a for f in fields for a in ("-e", f)]],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout.splitlines()  # fmt: skip
+    return [line.split(",") for line in out if line]
+
+
+@needs_tshark
+def test_pcap_config_change_router_refuses_with_icmp(tmp_path: Path) -> None:
+    """tshark reads the router's ICMP destination unreachable (good checksum) quoting each refused SYN, which is
+    never retried."""
+    from netsentry.pipeline.simulate.stage import simulate_to_dir
+
+    ev = {"kind": "fault", "type": "config_change", "target": "a/a-sub", "start_s": 10, "duration_s": 8,
+          "params": {"action": "filter_pushed", "answer": "icmp", "min_conns": 1000}}  # fmt: skip
+    res = simulate_to_dir(_scenario(tmp_path, [ev], "cut"), tmp_path / "cut")
+    (lab,) = res.labels
+    pcap = tmp_path / "cut" / "vm.pcap"
+    fields = ["frame.time_epoch", "ip.src", "ip.dst", "icmp.code", "icmp.checksum.status", "tcp.srcport", "tcp.seq"]
+    rows = _tshark_fields(pcap, "icmp.type == 3", fields)
+    assert len(rows) >= 2
+    t = np.array([float(r[0]) for r in rows])
+    assert ((t >= lab.start_ns / S) & (t < lab.end_ns / S + 0.5)).all()
+    assert {r[1] for r in rows} == {"10.0.0.1"} and all(r[2].startswith("10.0.0.") for r in rows)
+    assert {r[3] for r in rows} == {"13"} and {r[4] for r in rows} == {"1"}
+    syns = [tuple(r) for r in _tshark_fields(pcap, "tcp.flags == 0x002", ["tcp.srcport", "tcp.seq"])]
+    for r in rows:  # the quoted SYN is the VM's (port, ISN), sent once
+        assert syns.count((r[5], r[6])) == 1

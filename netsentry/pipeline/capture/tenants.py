@@ -611,6 +611,16 @@ def vm_hosts(tmap: TenantMap) -> dict[str, str]:
     return out
 
 
+def vm_addresses(tmap: TenantMap) -> dict[str, list[str]]:
+    """``tenant/vm`` → the addresses of its ports."""
+    out: dict[str, list[str]] = {}
+    for vpc in tmap.config.vpcs:
+        for subnet in vpc.subnets:
+            for port in subnet.ports:
+                out.setdefault(f"{vpc.tenant_name}/{port.vm}", []).append(str(port.ip))
+    return out
+
+
 # --------------------------------------------------------------------------- tables
 
 

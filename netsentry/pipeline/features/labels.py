@@ -11,6 +11,7 @@ names a VM, else by address (real captures have no VM names). Fault windows: see
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from netsentry.pipeline.capture.tenants import TenantMap, vm_hosts
+from netsentry.pipeline.capture.tenants import TenantMap, vm_addresses, vm_hosts
 from netsentry.pipeline.core.errors import InputNotFoundError, SchemaError
 from netsentry.pipeline.core.units import NS_PER_S
 from netsentry.pipeline.features.faults.catalogue import SCOPE_TYPES
@@ -108,10 +109,19 @@ def label_tenant_windows(windows: pd.DataFrame, labels: pd.DataFrame, hop_s: flo
 # --------------------------------------------------------------------------- fault windows
 
 _DETAIL_HOST = re.compile(r"(?:^|[;\s])host=([^;\s]+)")
+_DETAIL_SUBNET = re.compile(r"(?:^|[;\s])subnet=([^;\s]+)")
+_DETAIL_VMS = re.compile(r"(?:^|[;\s])vms=([^;\s]*)")
 
 MIN_OBSERVABLE_PACKETS = 20
 """A host, host pair or VM that usually carries fewer packets per window cannot show a loss burst or a delay on
 its host or path: its covered windows are ambiguous (-1), not faulty."""
+
+
+def _in(addr: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_address(addr) in net
+    except ValueError:
+        return False
 
 
 def _pair_name(scope: str) -> str:
@@ -122,7 +132,8 @@ def _pair_name(scope: str) -> str:
 class _FaultRows:
     """The scopes of fault windows, to find the rows a fault label covers or partly relates to."""
 
-    def __init__(self, windows: pd.DataFrame, vm_host_of: dict[str, str]) -> None:
+    def __init__(self, windows: pd.DataFrame, vm_host_of: dict[str, str],
+                 vm_addrs: dict[str, list[str]] | None = None) -> None:  # fmt: skip
         scope_type = windows["scope_type"].astype(str).to_numpy()
         self.scope = windows["scope"].astype(str).to_numpy().astype(object)
         self.start = windows["window_start_ns"].to_numpy(np.int64)
@@ -131,6 +142,7 @@ class _FaultRows:
         self.vm_host = np.array(
             [vm_host_of.get(s, "") if v else "" for s, v in zip(self.scope, self.is_vm, strict=True)], dtype=object
         )
+        self.vm_addrs = vm_addrs or {}
         self._scope_series = pd.Series(self.scope, dtype=object)
         self.pair_names = set(self.scope[self.is_pair])
 
@@ -147,12 +159,56 @@ class _FaultRows:
         pairs = pd.MultiIndex.from_arrays([other, ws[rows]])
         return self.is_host & pd.MultiIndex.from_arrays([sc, ws]).isin(pairs)
 
+    def in_subnet(self, cidr: str, tenant: str, only: set[str] | None = None) -> np.ndarray:
+        """VM rows whose VM (of ``tenant``, when given) has an address in ``cidr`` (and among ``only``, when given); a
+        VM scope without a tenant map is its address."""
+        try:
+            net = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            log.warning("fault label with a bad subnet %r ignored", cidr)
+            return np.zeros(len(self.scope), bool)
+
+        def inside(scope: str) -> bool:
+            if "/" in scope:
+                if tenant and scope.split("/", 1)[0] != tenant:
+                    return False
+                addrs = self.vm_addrs.get(scope, [])
+            else:
+                addrs = [scope]
+            return any(_in(a, net) and (only is None or a in only) for a in addrs)
+
+        return self.is_vm & self._per_scope(inside)
+
+    def named_in(self, cidr: str) -> np.ndarray:
+        """Host and pair rows with an end named by an address in ``cidr``."""
+        try:
+            net = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            return np.zeros(len(self.scope), bool)
+        return (self.is_host | self.is_pair) & self._per_scope(lambda sc: any(_in(x, net) for x in sc.split("-")))
+
+    def _per_scope(self, test: Any) -> np.ndarray:
+        """``test(scope)`` for every row, evaluated once per distinct scope."""
+        uniq, inverse = np.unique(self.scope.astype(str), return_inverse=True)
+        return np.array([bool(test(u)) for u in uniq], dtype=bool)[inverse]
+
     def related(self, lab: Any, overlaps: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(rows the label covers, rows it partly relates to) among all rows; None for an unknown scope type."""
         sc, vm_host = self.scope, self.vm_host
         kind, scope = str(lab.scope_type), str(lab.scope)
         partial = self.is_cp.copy()
-        if kind == "host_pair" or (kind == "link" and _pair_name(scope) in self.pair_names):
+        subnet = _DETAIL_SUBNET.search(str(lab.detail)) if kind == "link" else None
+        if subnet:
+            listed = _DETAIL_VMS.search(str(lab.detail))
+            only = set(filter(None, listed.group(1).split(","))) if listed else None
+            tenant = str(getattr(lab, "tenant", "") or "")
+            cover = self.in_subnet(subnet.group(1), tenant, only)
+            members = self.in_subnet(subnet.group(1), tenant)
+            partial |= members  # the subnet's VMs not listed
+            hosts = np.unique(self.vm_host[members]).tolist()
+            partial |= (self.is_host & np.isin(sc, [scope, *hosts])) | self.in_pair(scope)
+            partial |= self.named_in(subnet.group(1))  # the subnet's router, seen as a host by its address
+        elif kind == "host_pair" or (kind == "link" and _pair_name(scope) in self.pair_names):
             name = _pair_name(scope)
             a, _, b = name.partition("-")
             cover = self.is_pair & (sc == name)
@@ -176,12 +232,14 @@ def label_fault_windows(windows: pd.DataFrame, labels: pd.DataFrame, tmap: Tenan
 
     A window overlapping a fault label in time is 1 when its scope is the label's or inside it (host H:
     host H, pairs with H, VMs on H; link/host ``gateway`` is host gateway; host_pair A-B: that pair; vm V:
-    vm V) and, for the rows of host, pair and link faults, the scope usually carries at least
-    :data:`MIN_OBSERVABLE_PACKETS` packets a window (``packets / packets_ratio``; a pair that quiet cannot show
-    loss or delay, while a black hole still shows as a busy scope gone silent). It is -1 when its scope only
-    partly relates (it contains the label's scope — capture points, hosts A and B of a faulted pair, the host
-    of a faulted VM and its pairs — or, for a host label, it is a host that exchanged packets with H in that
-    window; or the VM's host is unknown) or it is covered but too quiet; else 0.
+    vm V; a ``link`` label with ``subnet=CIDR`` in its detail, a gateway configuration change: the VMs of its
+    tenant with an address in CIDR, only those listed in ``vms=`` when it lists them) and, for the rows of
+    host, pair and link faults, the scope usually carries at least :data:`MIN_OBSERVABLE_PACKETS` packets a
+    window (``packets / packets_ratio``; a pair that quiet cannot show loss or delay, while a black hole still
+    shows as a busy scope gone silent). It is -1 when its scope only partly relates (it contains the label's
+    scope — capture points, hosts A and B of a faulted pair, the host of a faulted VM and its pairs, the gateway,
+    the cut-off subnet's other VMs, their hosts and its router — or, for a host label, it is a host that
+    exchanged packets with H in that window; or the VM's host is unknown) or it is covered but too quiet; else 0.
     1 wins over -1; ``label_scenario`` joins the scenarios of the 1 labels with ``+``.
     """
     out = windows.copy()
@@ -193,7 +251,7 @@ def label_fault_windows(windows: pd.DataFrame, labels: pd.DataFrame, tmap: Tenan
         out["label"] = label
         out["label_scenario"] = pd.array(scenario.astype(str), dtype="string")
         return out
-    rows = _FaultRows(out, vm_hosts(tmap) if tmap is not None else {})
+    rows = _FaultRows(out, vm_hosts(tmap) if tmap is not None else {}, vm_addresses(tmap) if tmap is not None else {})
     ws = rows.start
     we = ws + np.rint(out["window_s"].to_numpy(np.float64) * NS_PER_S).astype(np.int64)
     if {"packets", "packets_ratio"} <= set(out.columns):  # the scope's usual traffic per window

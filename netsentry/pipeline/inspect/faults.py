@@ -26,6 +26,10 @@ from netsentry.pipeline.inspect.scoring import deviations, fold, severity, sprea
 SUSTAINED_WINDOWS = 2
 MICROBURST_PACKETS_PER_MS = 20
 SILENT_SERVICE_ATTEMPTS = 3
+REFUSALS = 3
+REFUSAL_SHARE = 0.1
+"""ICMP destination unreachable messages (at least :data:`REFUSALS`, and this share of the connections begun) at which
+the network itself says why traffic fails (a route or filter); a few amid a flood's thousands do not."""
 """Attempts to one service that answered none of them (within ``SILENT_SPAN_S``) from which an incident is a
 silent service: an application retrying, beyond a one-off timeout and its retry."""
 SCOPE_ORDER = {"host": 0, "host_pair": 1, "vm": 2, "capture_point": 3}
@@ -179,6 +183,8 @@ def magnitude(rows: pd.DataFrame, quiet: pd.DataFrame) -> dict[str, float]:
 
 def fault_type(m: dict[str, float]) -> str:
     """The kind of fault its magnitude points to (checked from the most to the least specific)."""
+    if m.get("icmp_unreachable", 0.0) >= max(REFUSALS, REFUSAL_SHARE * m.get("connections", 0.0)):
+        return "unreachable"
     if (m["matched_loss_rate"] >= 0.5 and m["lost_packets"] >= 5) or (
         m["syn_unanswered"] >= 3 and m["packets_vs_baseline"] < 0.5
     ):
@@ -294,6 +300,7 @@ _WHAT = {
     "microburst": "saw a microburst",
     "reset_storm": "saw a reset storm",
     "black_hole": "black-holed traffic",
+    "unreachable": "was refused by the network",
     "silent_service": "retried a server that never answered",
     "zero_window": "stalled on zero windows",
     "other": "behaved abnormally",
@@ -319,6 +326,9 @@ def fault_summary(f: Finding) -> str:
         )
     if f.type == "black_hole":
         parts.append(f"{m.get('syn_unanswered', 0):,.0f} unanswered SYNs")
+    if f.type == "unreachable":
+        parts.append(f"{m.get('icmp_unreachable', 0):,.0f} ICMP destination unreachable (a route or filter refusing "
+                     f"the traffic), {m.get('syn_unanswered', 0):,.0f} unanswered SYNs")  # fmt: skip
     if f.type == "silent_service":
         attempts = m.get("silent_service_attempts", 0)
         parts.append(f"{attempts:,.0f} connection attempts to one service in {SILENT_SPAN_S:g} s, none answered")

@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 KINDS = ("compromise", "fault")
 SEVERITIES = ("high", "medium", "low")
-FAULT_TYPES = ("loss", "reordering", "latency", "microburst", "reset_storm", "black_hole", "silent_service",
-               "zero_window", "other")  # fmt: skip
+FAULT_TYPES = ("loss", "reordering", "latency", "microburst", "reset_storm", "black_hole", "unreachable",
+               "silent_service", "zero_window", "other")  # fmt: skip
 
 FINDINGS = pa.schema(
     [

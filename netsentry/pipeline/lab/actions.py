@@ -142,31 +142,44 @@ def _ssh_guessing(lab: Lab, e: LabEvent, log: str) -> Running:
     return Running(e, _vm_label(lab, e, t0, detail), spawn(cmd, ns, log, cwd=lab.work_dir))
 
 
+def _config_change(lab: Lab, e: LabEvent) -> Running:
+    """A subnet cut off at the gateway, as ``simulate``'s ``config_change``. ``route_withdrawn``: the route into it
+    (silent), or with ``answer: icmp`` its way out (an ``unreachable`` policy rule: its packets are answered "net
+    unreachable"); ``filter_pushed``: a filter dropping both ways, or with ``icmp`` rejecting its packets with
+    admin-prohibited."""
+    subnet = e.target
+    cidr = lab.scenario.subnets[subnet]
+    br = lab.gateway_bridges[subnet]
+    gw_ip = str(ipaddress.IPv4Network(cidr).network_address + 1)
+    action = str(_param(e, "action", "route_withdrawn"))
+    answer = str(_param(e, "answer", "silent"))
+    if action == "filter_pushed":
+        table = ["inet", "nsl_change"]
+        outbound = ["reject", "with", "icmp", "type", "admin-prohibited"] if answer == "icmp" else ["drop"]
+        rules = [["nft", "add", "table", *table],
+                 ["nft", "add", "chain", *table, "drops", "{ type filter hook forward priority 0; policy accept; }"],
+                 ["nft", "add", "rule", *table, "drops", "ip", "daddr", cidr, "drop"],
+                 ["nft", "add", "rule", *table, "drops", "ip", "saddr", cidr, *outbound]]  # fmt: skip
+        undo = [["nft", "delete", "table", *table]]
+    elif answer == "icmp":  # the subnet's way out withdrawn: the gateway answers its packets "net unreachable"
+        rules = [["ip", "rule", "add", "from", cidr, "iif", br, "unreachable"]]
+        undo = [["ip", "rule", "del", "from", cidr, "iif", br, "unreachable"]]
+    else:  # the way in withdrawn: answers to the subnet vanish (their senders get the ICMP, on the internet side)
+        rules = [["ip", "route", "del", cidr, "dev", br]]
+        undo = [["ip", "route", "add", cidr, "dev", br, "proto", "kernel", "scope", "link", "src", gw_ip]]
+    for r in rules:
+        run(r, netns=lab.gateway_ns)
+    t0 = _now()
+    tenant = next((v.tenant for v in lab.scenario.vms if v.subnet == subnet), "")
+    detail = f"host=gateway; subnet={cidr}; action={action}; answer={answer}"
+    label = Label(kind="fault", scenario="config_change", scope_type="link", scope="gateway", start_ns=t0,
+                  end_ns=t0, tenant=tenant, detail=detail)  # fmt: skip
+    return Running(e, label, undo=undo, undo_ns=lab.gateway_ns)
+
+
 def _start_fault(lab: Lab, e: LabEvent) -> Running:
-    sc = lab.scenario
     if e.type == "config_change":
-        subnet = e.target
-        cidr = sc.subnets[subnet]
-        br = lab.gateway_bridges[subnet]
-        gw_ip = str(ipaddress.IPv4Network(cidr).network_address + 1)
-        if str(_param(e, "action", "route_withdrawn")) == "filter":
-            rules = [["nft", "add", "table", "inet", "nsl_change"],
-                     ["nft", "add", "chain", "inet", "nsl_change", "drops",
-                      "{ type filter hook forward priority 0; policy accept; }"],
-                     ["nft", "add", "rule", "inet", "nsl_change", "drops", "ip", "daddr", cidr, "drop"],
-                     ["nft", "add", "rule", "inet", "nsl_change", "drops", "ip", "saddr", cidr, "drop"]]  # fmt: skip
-            undo = [["nft", "delete", "table", "inet", "nsl_change"]]
-            action = "filter_pushed"
-        else:
-            rules = [["ip", "route", "del", cidr, "dev", br]]
-            undo = [["ip", "route", "add", cidr, "dev", br, "proto", "kernel", "scope", "link", "src", gw_ip]]
-            action = "route_withdrawn"
-        for r in rules:
-            run(r, netns=lab.gateway_ns)
-        t0 = _now()
-        label = Label(kind="fault", scenario="config_change", scope_type="link", scope="gateway", start_ns=t0,
-                      end_ns=t0, detail=f"host=gateway; subnet={cidr}; action={action}")  # fmt: skip
-        return Running(e, label, undo=undo, undo_ns=lab.gateway_ns)
+        return _config_change(lab, e)
     host, ns = e.target, lab.host_ns[e.target]
     if e.type == "loss_burst":
         p = float(_param(e, "loss_p", 0.1))

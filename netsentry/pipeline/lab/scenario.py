@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from netsentry.pipeline.core.errors import ConfigError, InputNotFoundError
+from netsentry.pipeline.simulate.faults import CONFIG_ACTIONS, CONFIG_ANSWERS
 
 COMPROMISE_TYPES = ("port_scan_vertical", "ping_sweep", "udp_sweep", "ddos_syn", "c2_beacon", "ssh_bruteforce")
 FAULT_TYPES = ("loss_burst", "latency_spike", "blackhole", "config_change")
@@ -71,6 +72,13 @@ class LabScenario:
 
     def tools(self) -> tuple[str, ...]:
         return tuple(sorted({t for e in self.events for t in TOOLS_BY_TYPE.get(e.type, ())}))
+
+
+def _check_config_change(params: dict[str, Any], where: str) -> None:
+    """``action`` and ``answer`` among simulate's (a ConfigError naming the field otherwise)."""
+    for key, allowed in (("action", CONFIG_ACTIONS), ("answer", CONFIG_ANSWERS)):
+        if key in params and params[key] not in allowed:
+            raise ConfigError(f"{where}.params.{key}: one of {', '.join(allowed)}, got {params[key]!r}")
 
 
 def _need(d: dict[str, Any], key: str, where: str) -> Any:
@@ -154,6 +162,8 @@ def _parse(raw: dict[str, Any]) -> LabScenario:
         if ev.target not in names:
             raise ConfigError(f"{where}.target: a {typ} acts on {what} ({', '.join(sorted(names))}), "
                               f"not {ev.target!r}")  # fmt: skip
+        if typ == "config_change":
+            _check_config_change(ev.params, where)
         events.append(ev)
     capture = tuple(str(c) for c in raw.get("capture", ["gateway", "internet"]))
     for c in capture:

@@ -51,7 +51,9 @@ def _fault_places(lab: Any, ports: list[dict[str, Any]]) -> tuple[set[str], set[
     detail = str(lab.detail)
     if "subnet=" in detail:
         net = ipaddress.IPv4Network(detail.split("subnet=")[1].split(";")[0].strip())
-        vms |= {f"{p['tenant']}/{p['vm']}" for p in ports if ipaddress.IPv4Address(p["ip"]) in net}
+        tenant = str(getattr(lab, "tenant", "") or "")  # CIDRs may repeat across tenants
+        vms |= {f"{p['tenant']}/{p['vm']}" for p in ports
+                if ipaddress.IPv4Address(p["ip"]) in net and tenant in ("", p["tenant"])}  # fmt: skip
     return hosts, vms
 
 

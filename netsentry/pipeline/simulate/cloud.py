@@ -68,6 +68,24 @@ class Cloud:
         """Indices of the other VMs in VM ``i``'s VPC."""
         return np.array([j for j in range(len(self)) if self.vpc[j] == self.vpc[i] and j != i], dtype=np.int64)
 
+    def subnet_net(self, i: int) -> ipaddress.IPv4Network:
+        """The CIDR of VM ``i``'s subnet."""
+        for v in self.vpc_specs:
+            if v["id"] == self.vpc[i]:
+                for s in v["subnets"]:
+                    if s["name"] == self.subnet[i]:
+                        return ipaddress.IPv4Network(s["cidr"])
+        raise ConfigError(f"VM {self.name[i]}: subnet {self.subnet[i]!r} is not in VPC {self.vpc[i]}")
+
+    def subnet_members(self, i: int) -> np.ndarray:
+        """Indices of the VMs in VM ``i``'s subnet (``i`` included)."""
+        key = (self.vpc[i], self.subnet[i])
+        return np.array([j for j in range(len(self)) if (self.vpc[j], self.subnet[j]) == key], dtype=np.int64)
+
+    def router_ips(self) -> np.ndarray:
+        """Per VM, the first address of its subnet: its router (the gateway's port on that subnet)."""
+        return np.array([int(self.subnet_net(j).network_address) + 1 for j in range(len(self))], dtype=np.uint32)
+
     @staticmethod
     def host_name(h: int) -> str:
         """Hosts are named ``host0`` … ``host{n-1}`` (fault targets use these names)."""

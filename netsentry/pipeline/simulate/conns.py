@@ -46,6 +46,8 @@ OUTCOME_REJECT = 3  # SYN answered by RST-ACK (closed port)
 OUTCOME_NO_ANSWER = 4  # SYN never answered (filtered port, black hole, spoofed flood)
 OUTCOME_OPEN_RST = 5  # SYN, SYN-ACK, client RST (half-open scan of an open port)
 OUTCOME_OPEN = 6  # handshake and rounds, still open at the end (long-lived)
+OUTCOME_NET_UNREACHABLE = 7  # SYN answered by the client's router: ICMP net unreachable (a route withdrawn)
+OUTCOME_ADMIN_PROHIBITED = 8  # SYN answered by the client's router: ICMP administratively prohibited (a filter)
 
 # Payload templates (first bytes a dissector sees; the rest is filler that parses cleanly).
 APP_NONE = 0  # opaque bytes (port chosen so no dissector objects)

@@ -8,6 +8,7 @@ are the tools' documented settings and the defaults of the behaviour generators 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from netsentry.pipeline.core.errors import ConfigError
 from netsentry.pipeline.simulate.cloud import Cloud
+from netsentry.pipeline.simulate.faults import CONFIG_ACTIONS, CONFIG_ANSWERS
 from netsentry.pipeline.simulate.scenario import EpisodeBlock, EventSpec
 
 Draw = Callable[[np.random.Generator], dict[str, Any]]
@@ -168,8 +170,13 @@ FAULT_DRAWS: dict[str, tuple[Draw, tuple[float, float]]] = {
     "microburst": (lambda r: {}, (1, 3)),
     "rst_storm": (lambda r: {"rate": _log_uniform(r, 20, 100)}, (5, 12)),
     "silent_server": (_silent_server, (20, 40)),
+    "config_change": (lambda r: {"action": _choice(r, CONFIG_ACTIONS), "answer": _choice(r, CONFIG_ANSWERS)}, (3, 10)),
 }
 """Per fault type: its parameter draw and its duration range in seconds."""
+
+SHARED_STREAM = frozenset({"loss_burst", "latency_spike", "blackhole", "microburst", "rst_storm", "silent_server"})
+"""Fault types drawn in name order from the block's stream; any other type draws from a stream of its own, so adding
+one to a block leaves every other draw as it was."""
 
 
 class _Calendar:
@@ -212,14 +219,16 @@ def generate_episodes(blocks: list[EpisodeBlock], cloud: Cloud, written: list[Ev
                 known = ", ".join(sorted(FAULT_DRAWS))
                 raise ConfigError(f"episodes[{k}].faults: unknown type {typ!r}; known: {known}")
             draw, (dlo, dhi) = FAULT_DRAWS[typ]
+            own = np.random.default_rng([block.seed, k, zlib.crc32(typ.encode())])
+            r = rng if typ in SHARED_STREAM else own
             for _ in range(count):
-                d = float(rng.uniform(dlo, dhi))
-                start = float(rng.uniform(block.start_s, max(block.start_s, end - d)))
-                target = _fault_target(rng, cloud, typ) or _choice(rng, candidates)
-                params = draw(rng)
-                if typ == "silent_server" and rng.random() < 0.5:
+                d = float(r.uniform(dlo, dhi))
+                start = float(r.uniform(block.start_s, max(block.start_s, end - d)))
+                target = _fault_target(r, cloud, typ) or _choice(r, candidates)
+                params = draw(r)
+                if typ == "silent_server" and r.random() < 0.5:
                     peers = [n for n in candidates if n != target]
-                    params["server"] = _choice(rng, peers)
+                    params["server"] = _choice(r, peers)
                 out.append(EventSpec(kind="fault", type=typ, target=target, start_s=round(start, 1),
                                      duration_s=round(d, 1), params=params))  # fmt: skip
     return out

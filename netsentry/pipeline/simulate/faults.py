@@ -46,7 +46,18 @@ rst_storm       ``rate`` 50 (conn/s), ``reject_share`` 0.3       the VM's server
                                                                  refused: ``reject_share``)
 silent_server   ``server`` (internet host), ``port`` 443,         the client VM's SYNs to one server go
                 ``rate`` 0.2, ``syn_retries`` 2                  unanswered (labelled on the VM)
+config_change   ``action`` route_withdrawn|filter_pushed,        a gateway change cuts one subnet off the
+                ``answer`` silent|icmp, ``min_conns`` 6,         internet: its traffic there dropped at the
+                ``probes`` 8                                     gateway; with ``icmp`` the subnet's new
+                                                                 connections are refused by ICMP (net
+                                                                 unreachable for a route, administratively
+                                                                 prohibited for a filter); probes as blackhole
 ==============  ===============================================  =============================================
+
+``config_change`` targets a subnet: ``tenant/subnet`` or a VM name (its subnet). Its label is ``link`` /
+``gateway`` with the tenant and VNI set and, in its detail, ``subnet=CIDR`` and ``vms=``: the addresses of the
+subnet's VMs with at least :data:`MIN_CUT_CONNECTIONS` connections across the cut starting in the window, whose
+windows it covers (see :func:`netsentry.pipeline.features.labels.label_fault_windows`).
 
 An unknown parameter is a ConfigError (a misspelt one would otherwise be ignored silently).
 """
@@ -69,7 +80,9 @@ from netsentry.pipeline.simulate.conns import (
     APP_SQL,
     APP_SSH,
     APP_TLS,
+    OUTCOME_ADMIN_PROHIBITED,
     OUTCOME_FIN,
+    OUTCOME_NET_UNREACHABLE,
     OUTCOME_NO_ANSWER,
     OUTCOME_OPEN,
     OUTCOME_REJECT,
@@ -311,8 +324,17 @@ def _path_ends(ctx: SimContext, path: Path, n: int) -> tuple[np.ndarray, np.ndar
 def _probes(ctx: SimContext, path: Path, n: int, start_ns: int, end_ns: int) -> ConnTable:
     """Connections across ``path`` from a VM on it: half upload 1–4 MB and are caught by the window
     mid-transfer (the VM's retransmissions back off, visible at its tap), half start inside it."""
-    cloud, rng = ctx.cloud, ctx.rng
     cvm, svm = _path_ends(ctx, path, n)
+    return _probe_conns(ctx, cvm, svm, start_ns, end_ns)
+
+
+def _probe_conns(ctx: SimContext, cvm: np.ndarray, svm: np.ndarray, start_ns: int, end_ns: int,
+                 rng: np.random.Generator | None = None) -> ConnTable:  # fmt: skip
+    """Connections from VMs ``cvm`` to ``svm`` (-1: an internet host) timed as :func:`_probes` says, drawn from
+    ``rng`` (default: the world's)."""
+    cloud = ctx.cloud
+    rng = ctx.rng if rng is None else rng
+    n = len(cvm)
     early = np.arange(n) < n // 2
     ext = cloud.external[rng.integers(0, len(cloud.external), n)]
     internet = svm < 0
@@ -327,8 +349,9 @@ def _probes(ctx: SimContext, path: Path, n: int, start_ns: int, end_ns: int) -> 
     t = np.where(early, start_ns - (rng.uniform(0.1, 0.6, n) * upload).astype(np.int64),
                  start_ns + (rng.random(n) * (end_ns - start_ns)).astype(np.int64))  # fmt: skip
     return ConnTable.make(
-        n, start_ns=np.maximum(t, ctx.t0), client=cloud.ip[cvm], server=server, cport=ctx.ephemeral_ports(n),
-        sport=np.where(internet, 443, 8080), vni=cloud.vni[cvm], client_vm=cvm, server_vm=svm, rtt_ns=rtt, mss=mss,
+        n, start_ns=np.maximum(t, ctx.t0), client=cloud.ip[cvm], server=server,
+        cport=rng.integers(32768, 61000, size=n).astype(np.uint16), sport=np.where(internet, 443, 8080),
+        vni=cloud.vni[cvm], client_vm=cvm, server_vm=svm, rtt_ns=rtt, mss=mss,
         req_bytes=req, resp_bytes=resp, server_ns=rng.integers(200_000, 3_000_000, n), syn_retries=4,
         app=np.where(internet, APP_TLS, APP_HTTP),
     )  # fmt: skip
@@ -513,3 +536,80 @@ def silent_server(ctx: SimContext, conns: ConnTable, target: str, start_ns: int,
     set_loss(out, hit, 1.0, s, e)
     detail = f"server={ipaddress.IPv4Address(ip)}:{port}; attempts={n}; dropped={int(hit.sum())}"
     return concat([out, added]), [_vm_label(ctx, "silent_server", client, s, e, detail)]
+
+
+# ---------------------------------------------------------------- gateway configuration changes
+
+CONFIG_ACTIONS = ("route_withdrawn", "filter_pushed")
+MIN_CUT_CONNECTIONS = 3
+"""A VM of a cut-off subnet shows the cut when at least this many of its connections across it start in the window;
+the label's ``vms=`` lists those VMs' addresses (a VM whose traffic stays inside the cloud has nothing to show)."""
+CONFIG_ANSWERS = ("silent", "icmp")
+
+
+def _address(ip: int) -> str:
+    return str(ipaddress.IPv4Address(ip))
+
+
+def resolve_subnet(ctx: SimContext, target: str) -> np.ndarray:
+    """``tenant/subnet`` or a VM name → the indices of the subnet's VMs (ConfigError when unknown or ambiguous)."""
+    cloud = ctx.cloud
+    if target in cloud.name:
+        return cloud.subnet_members(cloud.index(target))
+    tenant, sep, name = target.partition("/")
+    found = sorted({(cloud.vpc[i], cloud.subnet[i]) for i in range(len(cloud))
+                    if sep and cloud.tenant[i] == tenant and cloud.subnet[i] == name})  # fmt: skip
+    if len(found) != 1:
+        why = "is in several VPCs of the tenant; name one of its VMs" if found else "names no subnet"
+        raise ConfigError(f"config_change target {target!r} {why} (expected tenant/subnet or a VM name)")
+    first = next(i for i in range(len(cloud)) if (cloud.vpc[i], cloud.subnet[i]) == found[0])
+    return cloud.subnet_members(first)
+
+
+@fault("config_change")
+def config_change(ctx: SimContext, conns: ConnTable, target: str, start_ns: int, end_ns: int,
+                  params: dict[str, Any]) -> tuple[ConnTable, list[Label]]:  # fmt: skip
+    """A route to one subnet withdrawn, or a filter pushed, on the gateway for the window: the subnet's internet
+    traffic is dropped there; with ``answer: icmp`` its VMs' new connections are refused by their router at once."""
+    cloud = ctx.cloud
+    params = _params("config_change", params, ("action", "answer", "min_conns", "probes"))
+    action = param(params, "action", "route_withdrawn", str)
+    answer = param(params, "answer", "silent", str)
+    min_conns = param(params, "min_conns", 6, int)
+    probes = param(params, "probes", 8, int)
+    if action not in CONFIG_ACTIONS or answer not in CONFIG_ANSWERS:
+        raise ConfigError(f"config_change: action must be one of {', '.join(CONFIG_ACTIONS)} and answer one of "
+                          f"{', '.join(CONFIG_ANSWERS)}; got {action!r}, {answer!r}")  # fmt: skip
+    members = resolve_subnet(ctx, target)
+    s, e = _window(ctx, start_ns, end_ns)
+
+    def crossing(t: ConnTable) -> np.ndarray:
+        cvm, svm = t["client_vm"], t["server_vm"]
+        return (np.isin(cvm, members) & (svm < 0)) | (np.isin(svm, members) & (cvm < 0))
+
+    fresh = crossing(conns) & (conns["start_ns"] >= s - S) & (conns["start_ns"] < e)
+    added = ConnTable()
+    if int(fresh.sum()) < min_conns and probes > 0:  # from a stream of its own: the rest of the world stays as it was
+        rng = ctx.stream(f"config_change:{target}:{s}")
+        added = _probe_conns(ctx, rng.choice(members, probes), np.full(probes, -1), s, e, rng)
+    out = concat([copy_table(conns), added])
+    hit = crossing(out) & active_mask(out, s, e)
+    set_loss(out, hit, 1.0, s, e)
+    refused = 0
+    if answer == "icmp":
+        c = out.cols
+        new = hit & np.isin(c["client_vm"], members) & (c["proto"] == 6) & (c["start_ns"] >= s) & (c["start_ns"] < e)
+        c["outcome"][new] = OUTCOME_NET_UNREACHABLE if action == "route_withdrawn" else OUTCOME_ADMIN_PROHIBITED
+        c["syn_retries"][new] = 0
+        refused = int(new.sum())
+    i = int(members[0])
+    tried = hit & (out["start_ns"] >= s) & (out["start_ns"] < e)  # surely sending in the window (idle ones may not)
+    ends = np.concatenate([out["client_vm"][tried], out["server_vm"][tried]])
+    per_vm = np.bincount(ends[ends >= 0], minlength=len(cloud))[members]
+    shows = [_address(int(cloud.ip[v])) for v in members[per_vm >= MIN_CUT_CONNECTIONS]]
+    detail = (f"host=gateway; subnet={cloud.subnet_net(i)}; action={action}; answer={answer}; "
+              f"connections={int(hit.sum())}; refused={refused}; added={len(added)}; "
+              f"vms={','.join(shows)}")  # fmt: skip
+    label = Label(kind="fault", scenario="config_change", scope_type="link", scope="gateway", start_ns=s, end_ns=e,
+                  tenant=cloud.tenant[i], vm="", vni=int(cloud.vni[i]), detail=detail)  # fmt: skip
+    return out, [label]

@@ -79,11 +79,27 @@ def observe(P: np.ndarray, conns: ConnTable, cloud: Cloud, point: str) -> dict[s
         "row": idx,
         "client_is_vm": c_is_vm[idx],
     }
+    _router_answers(out, cloud, cvm[idx])
     out["outer_src"], out["outer_dst"], out["vni"] = _overlay(out, conns, cloud, point, cvm[idx], svm[idx])
     src_vm, dst_vm = np.where(fwd, cvm[idx], svm[idx]), np.where(fwd, svm[idx], cvm[idx])
     for end, vm in (("src", src_vm), ("dst", dst_vm)):
         out[f"{end}_mac_tag"] = np.where(vm >= 0, mac_tag(cloud.vni[np.maximum(vm, 0)]), 0)
     return out
+
+
+def _router_answers(out: dict[str, np.ndarray], cloud: Cloud, cvm: np.ndarray) -> None:
+    """Turn tcpgen's :data:`~tcpgen.ICMP_UNREACH` packets into ICMP from the client VM's router (in place): protocol 1,
+    ``icmp_src`` the router's address (0 on every other packet), 28 bytes quoting the SYN (its IPv4 header and
+    first 8 TCP bytes), TTL 64 less the hop to the VM."""
+    n = len(out["ts_ns"])
+    out["icmp_src"] = np.zeros(n, np.uint32)
+    refused = np.flatnonzero(out["flags"] == tg.ICMP_UNREACH)
+    if not len(refused):
+        return
+    out["proto"][refused] = 1
+    out["icmp_src"][refused] = cloud.router_ips()[np.maximum(cvm[refused], 0)]
+    out["len"][refused] = 28
+    out["ttl"][refused] = 63
 
 
 def _overlay(out: dict[str, np.ndarray], conns: ConnTable, cloud: Cloud, point: str, cvm: np.ndarray,

@@ -1,8 +1,9 @@
 """Observed packets → a nanosecond pcap file, frames assembled by a compiled writer.
 
 Ethernet / IPv4 (correct header checksum, DF on TCP) / TCP, UDP or ICMP echo (correct checksums)
-/ payload from :mod:`payloads`, optionally inside VXLAN (outer Ethernet/IPv4/UDP 4789). Written
-in chunks so memory stays bounded; the same inputs give the same bytes.
+/ payload from :mod:`payloads`, or a router's ICMP destination unreachable quoting the SYN it refuses;
+optionally inside VXLAN (outer Ethernet/IPv4/UDP 4789). Written in chunks so memory stays bounded; the
+same inputs give the same bytes.
 """
 
 from __future__ import annotations
@@ -109,11 +110,13 @@ def _resample_labels(pool, po, n, seed, scratch):
 
 @nb.njit(cache=True)
 def write_frames(out, rec_off, ts, caplen, wirelen, src, dst, sport, dport, proto, flags, seq, ack, plen, ipid,
-                 ttl, dir_, dns_id, scramble, outer_src, outer_dst, vni, src_tag, dst_tag, pool, pay_off, pay_sum,
-                 scratch):  # fmt: skip
+                 ttl, dir_, dns_id, scramble, outer_src, outer_dst, vni, src_tag, dst_tag, icmp_src, pool, pay_off,
+                 pay_sum, scratch):  # fmt: skip
     """Write one pcap record per packet at ``rec_off``: headers are built in ``scratch`` (checksums
     use each payload's precomputed sum), then the captured part of headers and payload is copied. MACs are
-    ``02:TAG:`` + the IPv4 address (``src_tag``/``dst_tag``: the VM port's network, 0 for hosts and the internet)."""
+    ``02:TAG:`` + the IPv4 address (``src_tag``/``dst_tag``: the VM port's network, 0 for hosts and the internet).
+    A packet with ``icmp_src`` set is its router's ICMP destination unreachable (code in ``ack``) to ``dst``,
+    quoting the SYN of the connection (``dst``:``dport`` → ``src``:``sport``, sequence ``seq``)."""
     for i in range(ts.shape[0]):
         r = rec_off[i]
         b = scratch
@@ -131,14 +134,16 @@ def write_frames(out, rec_off, ts, caplen, wirelen, src, dst, sport, dport, prot
             _put32(b, p + 42, 0x08000000)
             _put32(b, p + 46, vni[i] << 8)
             p += OUTER
+        refusal = icmp_src[i] != 0
+        sender = icmp_src[i] if refusal else src[i]
         _mac(b, p, dst[i], dst_tag[i])
-        _mac(b, p + 6, src[i], src_tag[i])
+        _mac(b, p + 6, sender, 0 if refusal else src_tag[i])
         _put16(b, p + 12, 0x0800)
         ip = p + 14
         pr = proto[i]
         l4 = 20 if pr == 6 else 8
         n = plen[i]
-        _ipv4(b, ip, 20 + l4 + n, ipid[i], pr == 6, ttl[i], pr, src[i], dst[i])
+        _ipv4(b, ip, 20 + l4 + n, ipid[i], pr == 6, ttl[i], pr, sender, dst[i])
         q = ip + 20
         hlen = q + l4
         po = pay_off[i]
@@ -169,6 +174,19 @@ def write_frames(out, rec_off, ts, caplen, wirelen, src, dst, sport, dport, prot
             _put16(b, q + 4, 8 + n)
             _put16(b, q + 6, 0)
             cso = q + 6
+        elif refusal:  # type 3, then the refused SYN's IPv4 header and first 8 TCP bytes
+            b[q] = 3
+            b[q + 1] = ack[i] & 0xFF
+            _put32(b, q + 2, 0)
+            _put16(b, q + 6, 0)
+            _ipv4(b, q + 8, 40, 0, True, 63, 6, dst[i], src[i])
+            _put16(b, q + 28, dport[i])
+            _put16(b, q + 30, sport[i])
+            _put32(b, q + 32, seq[i])
+            _put16(b, q + 2, _fold(_sum16(b, q, 8 + n)))
+            hlen = q + 8 + n
+            n = 0
+            cso = -1
         else:  # ICMP echo: request from the client, reply from the server
             b[q] = 8 if dir_[i] == 0 else 0
             b[q + 1] = 0
@@ -247,7 +265,7 @@ def write_pcap(path: Path, obs: dict[str, np.ndarray], snaplen: int = 0) -> int:
                 o["flags"], o["seq"], o["ack"], o["len"], o["ipid"], o["ttl"], o["dir"], dns_all[sl],
                 scramble_all[sl], o["outer_src"].astype(np.int64), o["outer_dst"].astype(np.int64),
                 o["vni"].astype(np.int64), o["src_mac_tag"].astype(np.int64), o["dst_mac_tag"].astype(np.int64),
-                pool, pay_off, pay_sum, scratch,
+                o["icmp_src"].astype(np.int64), pool, pay_off, pay_sum, scratch,
             )  # fmt: skip
             f.write(memoryview(out))
             total += len(out)

@@ -10,7 +10,10 @@ fewer than three, retransmits on timeout (RTO ≥ 200 ms, doubling on each repea
 segments the same way, so lost SYNs, data, ACKs and FINs are retransmitted as above; with probability
 ``reorder_p`` a data segment arrives 1–3 segments late and the receiver sends a duplicate ACK. A
 session's pauses: ``think_ns`` between rounds, ``idle_ns`` after every ``burst_rounds`` rounds.
-UDP: datagram pairs; ICMP: echo request/reply pairs.
+UDP: datagram pairs; ICMP: echo request/reply pairs. A SYN of a connection whose outcome is a router's
+refusal (net unreachable, administratively prohibited) is answered by an ICMP destination unreachable from
+the client's side of the path (a packet with flags :data:`ICMP_UNREACH`, its code in the ack column, quoting
+the SYN's sequence number), and the client gives up at once, as Linux aborts a connect() on it.
 
 Each packet is emitted once with its send time, its arrival time and whether it was lost on the
 way (it is then seen only by capture points before the loss); :mod:`netsentry.pipeline.simulate.observe`
@@ -25,6 +28,10 @@ import numpy as np
 from netsentry.pipeline.simulate.conns import ConnTable
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+ICMP_UNREACH = 0x100
+"""Flags of a router's ICMP destination unreachable answering a SYN (not a TCP flag: observe turns it into ICMP)."""
+UNREACH_CODE = {7: 0, 8: 13}
+"""ICMP code per refusing outcome: OUTCOME_NET_UNREACHABLE → net unreachable, OUTCOME_ADMIN_PROHIBITED → 13."""
 WINDOW = 65535
 MAX_UDP_PAYLOAD = 1472
 SEG_GAP_NS = 12_000  # a 1500-byte frame at 1 Gb/s
@@ -277,6 +284,10 @@ def generate(start, proto, rtt, mss, rounds, req, resp, think, server, outcome, 
             o = _one_way(t, ow, dfc, dtc, dnc)
             n = _emit(P, n, c, 0, t, o, lost, SYN, isn_c, 0, 0, ipid[0])
             ipid[0] += 1
+            if oc == 7 or oc == 8:  # the router answers near the client; connect() fails
+                ts = t + HOST_NS
+                n = _emit(P, n, c, 1, ts, max(o // 5, HOST_NS), False, ICMP_UNREACH, isn_c, 0 if oc == 7 else 13, 0, 0)
+                break
             if not lost and oc != 4:
                 ts = t + o + HOST_NS
                 if oc == 3:  # closed port: RST-ACK
