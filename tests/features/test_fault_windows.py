@@ -153,6 +153,13 @@ def crafted() -> pd.DataFrame:
     return build(packets_table(crafted_packets()))
 
 
+def test_only_a_routers_refusals_count_as_unreachable() -> None:
+    """Net unreachable and administratively prohibited count; a scan's host and port unreachables do not."""
+    rows = [dict(ts_ns=T0 + k * MS, src=EXT, dst=A, proto=1, icmp_type=3, icmp_code=c) for k, c in
+            enumerate((0, 13, 1, 3, 3, 1, 10))]  # fmt: skip
+    assert row(build(packets_table(rows)), "capture_point", "p", 0)["icmp_unreachable"] == 3
+
+
 def test_catalogue_matches_the_docs() -> None:
     text = (REPO / "docs" / "features-faults.md").read_text().split("\n## Columns\n", 1)[1]
     documented = dict(re.findall(r"^\| `(\w+)` \| (.+) \|$", text, flags=re.M))

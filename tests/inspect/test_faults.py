@@ -112,6 +112,10 @@ BASE = {"matched_loss_rate": 0.0, "lost_packets": 0.0, "syn_unanswered": 0.0, "p
         ({"matched_loss_rate": 0.9, "lost_packets": 40.0}, "black_hole"),
         ({"syn_unanswered": 12.0, "packets_vs_baseline": 0.1}, "black_hole"),
         ({"icmp_unreachable": 4.0, "syn_unanswered": 12.0, "packets_vs_baseline": 0.1}, "unreachable"),
+        # a busy scope gone silent while its senders retry (a link down between short exchanges)
+        ({"packets_vs_baseline": 0.05, "baseline_packets_per_s": 60.0, "retransmissions": 7.0}, "black_hole"),
+        ({"packets_vs_baseline": 0.05, "baseline_packets_per_s": 8.0, "retransmissions": 7.0}, "loss"),  # quiet anyway
+        ({"packets_vs_baseline": 0.05, "baseline_packets_per_s": 60.0, "retransmissions": 1.0}, "loss"),  # one retry
         ({"icmp_unreachable": 2.0, "retransmissions": 3.0}, "loss"),  # a refusal or two: not yet the network's word
         ({"icmp_unreachable": 6.0, "rst_packets": 7000.0, "connections": 7000.0}, "reset_storm"),  # amid a flood
         ({"rst_packets": 300.0}, "reset_storm"),

@@ -19,6 +19,7 @@ import pandas as pd
 
 from netsentry.pipeline.core.tracking import ModelRef
 from netsentry.pipeline.features.faults.catalogue import FAULT_FEATURES, SILENT_SPAN_S
+from netsentry.pipeline.features.labels import MIN_OBSERVABLE_PACKETS
 from netsentry.pipeline.inspect.findings import Finding, build_finding, hhmmss
 from netsentry.pipeline.inspect.loss_evidence import loss_evidence, loss_shown, shortfall
 from netsentry.pipeline.inspect.scoring import deviations, fold, severity, spreads, timeline
@@ -26,6 +27,9 @@ from netsentry.pipeline.inspect.scoring import deviations, fold, severity, sprea
 SUSTAINED_WINDOWS = 2
 MICROBURST_PACKETS_PER_MS = 20
 SILENT_SERVICE_ATTEMPTS = 3
+SILENCED = 0.1
+"""A scope carrying at most this share of its usual packets, busy as it usually is, while its senders retry, has gone
+silent: a black hole even when no SYN was left unanswered (a link down between short exchanges)."""
 REFUSALS = 3
 REFUSAL_SHARE = 0.1
 """ICMP destination unreachable messages (at least :data:`REFUSALS`, and this share of the connections begun) at which
@@ -178,6 +182,7 @@ def magnitude(rows: pd.DataFrame, quiet: pd.DataFrame) -> dict[str, float]:
     out["hop_delay_ratio_max"] = float(rows["hop_delay_ratio"].max())
     base_pps = float(quiet["packets_per_s"].median()) if len(quiet) else np.nan
     out["packets_vs_baseline"] = fold(float(rows["packets_per_s"].mean()), base_pps) or 1.0
+    out["baseline_packets_per_s"] = base_pps if np.isfinite(base_pps) else 0.0
     return out
 
 
@@ -185,8 +190,15 @@ def fault_type(m: dict[str, float]) -> str:
     """The kind of fault its magnitude points to (checked from the most to the least specific)."""
     if m.get("icmp_unreachable", 0.0) >= max(REFUSALS, REFUSAL_SHARE * m.get("connections", 0.0)):
         return "unreachable"
-    if (m["matched_loss_rate"] >= 0.5 and m["lost_packets"] >= 5) or (
-        m["syn_unanswered"] >= 3 and m["packets_vs_baseline"] < 0.5
+    silenced = (
+        m["packets_vs_baseline"] <= SILENCED
+        and m.get("baseline_packets_per_s", 0.0) >= MIN_OBSERVABLE_PACKETS
+        and m["retransmissions"] + m["syn_unanswered"] >= 3
+    )
+    if (
+        (m["matched_loss_rate"] >= 0.5 and m["lost_packets"] >= 5)
+        or (m["syn_unanswered"] >= 3 and m["packets_vs_baseline"] < 0.5)
+        or silenced
     ):
         return "black_hole"
     resets = m.get("reset_connections", 0.0)  # benign teardowns reset some connections: a storm resets most

@@ -30,6 +30,8 @@ from netsentry.pipeline.features.faults.catalogue import (
     FLOW_COLUMNS,
     KEY_COLUMNS,
     PACKET_COLUMNS,
+    PATH_REFUSALS_V4,
+    PATH_REFUSALS_V6,
     PORT_COLUMNS,
     RESET_STATES,
     SCOPE_TYPES,
@@ -127,6 +129,7 @@ class FaultWindowBuilder:
         proto = t.column("proto").to_numpy()
         flags = t.column("tcp_flags").to_numpy()
         icmp = t.column("icmp_type").to_numpy()
+        code = t.column("icmp_code").to_numpy()
         tcp = proto == 6
         values = {
             "bytes": t.column("frame_len").to_numpy(),
@@ -134,7 +137,8 @@ class FaultWindowBuilder:
             "tcp_data_packets": tcp & (t.column("payload_len").to_numpy() > 0),
             "rst_packets": tcp & ((flags & RST) != 0),
             "syn_packets": tcp & ((flags & SYN) != 0) & ((flags & ACK) == 0),
-            "icmp_unreachable": ((proto == 1) & (icmp == 3)) | ((proto == 58) & (icmp == 1)),
+            "icmp_unreachable": ((proto == 1) & (icmp == 3) & np.isin(code, PATH_REFUSALS_V4))
+            | ((proto == 58) & (icmp == 1) & np.isin(code, PATH_REFUSALS_V6)),
         }
         # 1. per (conversation, point, ms)
         codes, (conv_of, point_of, ms_of) = group_rows(conv, pt, ts // NS_PER_MS)

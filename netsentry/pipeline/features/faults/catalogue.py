@@ -42,7 +42,10 @@ FAULT_FEATURES: dict[str, str] = {
     "that answered other UDP flows in the window: requests or replies lost on the way to or from a live service; "
     "a flood to a silent target does not count (count)",
     "udp_unanswered_rate": "udp_unanswered / the UDP flows to servers that answered some; 0 without (ratio)",
-    "icmp_unreachable": "ICMP destination unreachable (ICMPv4 type 3, ICMPv6 type 1) (count)",
+    "icmp_unreachable": "ICMP destination unreachable from a router refusing the path: ICMPv4 type 3 net unreachable, "
+    "net/host prohibited or administratively prohibited (codes 0, 9, 10, 13), ICMPv6 type 1 no route, administratively "
+    "prohibited or reject route (codes 0, 1, 6); a host's port or host unreachable, what a scan of empty or closed "
+    "addresses draws, is not counted (count)",
     "handshakes": "connections starting in the window with a measured handshake RTT, neither SYN nor SYN/ACK sent "
     "twice (Karn's rule: a retried handshake times the retry, not the path) (count)",
     "retried_handshake_rate": "of the connections starting in the window whose handshake completed, the share that "
@@ -89,7 +92,11 @@ server are seconds apart, too sparse for one short window."""
 FAILED_STATES = ("S0", "REJ", "RSTOS0", "SH")
 RESET_STATES = ("RSTO", "RSTR")
 PACKET_COLUMNS = ("ts_ns", "capture_point", "frame_len", "vni", "src_ip", "dst_ip", "src_port", "dst_port", "proto",
-                  "payload_len", "tcp_flags", "icmp_type", "pkt_hash")  # fmt: skip
+                  "payload_len", "tcp_flags", "icmp_type", "icmp_code", "pkt_hash")  # fmt: skip
+PATH_REFUSALS_V4 = (0, 9, 10, 13)
+"""ICMPv4 destination-unreachable codes a router sends when a route or a filter refuses the path."""
+PATH_REFUSALS_V6 = (0, 1, 6)
+"""ICMPv6 destination-unreachable codes of the same: no route, administratively prohibited, reject route."""
 EVENT_COLUMNS = ("ts_ns", "capture_point", "vni", "src_ip", "dst_ip", "payload_len", "analysis")
 FLOW_COLUMNS = ("capture_point", "vni", "src_ip", "dst_ip", "protocol", "first_seen_ns", "conn_state",
                 "handshake_rtt_ms", "src2dst_syn_packets", "dst2src_syn_packets", "dst2src_packets")  # fmt: skip
