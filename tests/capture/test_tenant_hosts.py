@@ -37,6 +37,21 @@ def test_example_declares_hosts_and_gateway() -> None:
     assert got == ["host0", "host1", "10.0.1.10", "10.0.2.20", "10.0.9.9", "gateway", "gateway"]
 
 
+def test_a_subnets_router_address_is_on_the_gateway() -> None:
+    doc = {"gateway": "gw", "vpcs": [{"id": "v", "cidr": "10.0.0.0/16", "subnets": [
+        {"cidr": "10.0.1.0/24", "ports": [{"ip": "10.0.1.5", "vm": "a", "host": "hv1"}]},
+        {"cidr": "10.0.2.0/24", "gateway_ip": "10.0.2.254", "ports": [{"ip": "10.0.2.1", "vm": "b", "host": "hv2"}]},
+    ]}]}  # fmt: skip
+    tmap = tenant_map_from_dict(doc)
+    # the default router (first host address), a declared one, a VM on a first address, an address on no port
+    got = hosts(tmap, ["10.0.1.1", "10.0.2.254", "10.0.2.1", "10.0.1.9", "10.0.3.1"], [0] * 5)
+    assert got == ["gw", "gw", "hv2", "10.0.1.9", "10.0.3.1"]
+    assert tmap.to_yaml_dict() == doc
+    with pytest.raises(ConfigError, match=r"10\.0\.9\.1"):
+        tenant_map_from_dict({"vpcs": [{"id": "v", "cidr": "10.0.0.0/16", "subnets": [
+            {"cidr": "10.0.1.0/24", "gateway_ip": "10.0.9.1"}]}]})  # fmt: skip
+
+
 def test_without_gateway_external_addresses_are_their_own_hosts() -> None:
     tmap = tenant_map_from_dict(
         {

@@ -90,8 +90,8 @@ def test_a_host_resolving_a_few_neighbours_again_and_again_is_not_flagged(tmp_pa
     assert findings_of(tmp_path, frames) == []
 
 
-def test_two_macs_claiming_one_address_is_spoofing_naming_both(tmp_path: Path) -> None:
-    frames = [
+def spoofing_frames() -> list[tuple[int, bytes]]:
+    return [
         (T0, frame(pb.arp_request("10.1.2.5", GW, sender_mac=pb.MAC_A), pb.MAC_A)),
         (T0 + MS, frame(pb.arp_reply(GW, "10.1.2.5", sender_mac=GW_MAC, target_mac=pb.MAC_A), GW_MAC, pb.MAC_A)),
         (T0 + 2 * MS, frame(pb.arp_request("10.1.2.6", GW, sender_mac=pb.MAC_B), pb.MAC_B)),
@@ -101,7 +101,10 @@ def test_two_macs_claiming_one_address_is_spoofing_naming_both(tmp_path: Path) -
             for k in range(3)
         ],
     ]
-    (f,) = findings_of(tmp_path, frames)
+
+
+def test_two_macs_claiming_one_address_is_spoofing_naming_both(tmp_path: Path) -> None:
+    (f,) = findings_of(tmp_path, spoofing_frames())
     assert (f.kind, f.type, f.scope, f.severity) == ("compromise", "arp_spoofing", GW, "high")
     ev = f.evidence
     assert [(c["mac"], c["address"], c["replies"], c["gratuitous"]) for c in ev["claimants"]] == [
@@ -112,6 +115,22 @@ def test_two_macs_claiming_one_address_is_spoofing_naming_both(tmp_path: Path) -
     assert f.summary == f"gateway {GW} (asked for by 2 hosts) is claimed by 2 MACs: {GW_MAC} first, then {EVIL_MAC}"
     html = render_report([f], {})
     assert EVIL_MAC in html and GW_MAC in html and "arp_spoofing" in html
+
+
+def test_with_a_tenant_map_the_vm_whose_mac_claims_another_address_is_named(tmp_path: Path) -> None:
+    findings_of(tmp_path, spoofing_frames())
+    arp = read_arp(str(tmp_path / "ws"))
+    ports = {int(EVIL_MAC.replace(":", ""), 16): (("10.1.2.7",), "acme", "web-3"),
+             int(pb.MAC_A.replace(":", ""), 16): (("10.1.2.5",), "acme", "web-1")}  # fmt: skip
+    (f,) = arp_findings(arp, ports)
+    assert (f.type, f.scope_type, f.scope, f.ip, f.tenant, f.vm) == ("arp_spoofing", "vm", "acme/web-3", "10.1.2.7",
+                                                                      "acme", "web-3")  # fmt: skip
+    assert f.evidence["impostor"]["mac"] == EVIL_MAC and f.evidence["address"] == GW
+    assert f.summary.startswith(f"acme/web-3 (10.1.2.7, MAC {EVIL_MAC}) claims gateway {GW}")
+    # a port claiming its own address (its second one, on a NIC with two) is no impostor: the address is named
+    ports[int(EVIL_MAC.replace(":", ""), 16)] = (("10.1.2.7", GW), "acme", "web-3")
+    (f,) = arp_findings(arp, ports)
+    assert (f.scope_type, f.scope, f.ip) == ("address", GW, GW)
 
 
 def test_repeated_gratuitous_arp_by_one_mac_is_not_a_conflict(tmp_path: Path) -> None:

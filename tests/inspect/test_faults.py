@@ -91,6 +91,36 @@ def test_a_capture_point_incident_joins_the_cluster_it_overlaps_or_stands_alone(
     assert primary_scope(big).scope == "host2"
 
 
+@pytest.mark.parametrize("silent", ["host2", "host3"])
+def test_of_two_hosts_hit_the_one_gone_silent_is_named(silent: str) -> None:
+    # a black hole on one host: both ends of its conversations are hit, but only its own windows went quiet
+    span = [5, 6, 7, 8]
+    hit = {(t, s): span for t, s in [("host", "host2"), ("host", "host3"), ("host_pair", "gateway-host2"),
+                                     ("host_pair", "host2-host3"), ("host_pair", "gateway-host3"), ("vm", "acme/web-1"),
+                                     ("vm", "acme/db-1")]}  # fmt: skip
+    df = windows(hit, packets_ratio=1.0, syn_unanswered=3.0, retransmissions=4.0)
+    quiet = (df["scope"] == silent) & (df["flag"] == 1)
+    df.loc[quiet, "packets_ratio"] = np.array([0.04, 0.06, 0.3, 2.0])  # silent, then its senders' retries
+    (f,) = fault_findings(df, VM_HOSTS, MODEL)
+    assert (f.scope_type, f.scope) == ("host", silent)
+
+
+def test_refusals_by_a_router_name_the_host_they_all_come_from() -> None:
+    # a subnet cut off at the gateway: its VMs' host looks worst by its paths and VMs, but every ICMP refusal came
+    # from the gateway's router address (the gateway's windows count them all, each other host its share)
+    span = [5, 6, 7]
+    hit = {(t, s): span for t, s in [("host", "host2"), ("host_pair", "gateway-host2"), ("host_pair", "host2-host3"),
+                                     ("vm", "acme/web-1"), ("vm", "acme/web-2"), ("host", "gateway")]}  # fmt: skip
+    df = windows(hit, icmp_unreachable=2.0, connections=4.0, syn_unanswered=1.0)
+    df.loc[(df["scope"] == "gateway") & (df["flag"] == 1), "icmp_unreachable"] = 6.0
+    (f,) = fault_findings(df, VM_HOSTS, MODEL)
+    assert (f.type, f.scope_type, f.scope) == ("unreachable", "host", "gateway")
+    assert "host2" in {r["scope"] for r in f.evidence["related_scopes"]}
+    # without refusals the same cluster stays at the VMs' host
+    (f,) = fault_findings(windows(hit, syn_unanswered=4.0, packets_per_s=10.0), VM_HOSTS, MODEL)
+    assert (f.type, f.scope) == ("black_hole", "host2")
+
+
 def test_host_names_with_dashes_are_split_correctly() -> None:
     hosts = {"acme/web-1": "rack-1"}
     df = windows({("host_pair", "gateway-host2"): [2]})
@@ -106,6 +136,9 @@ BASE = {"matched_loss_rate": 0.0, "lost_packets": 0.0, "syn_unanswered": 0.0, "p
         "burstiness_max": 2.0, "max_packets_per_ms": 3.0, "zero_windows": 0.0}  # fmt: skip
 
 
+SILENT = {"packets_vs_baseline": 0.45, "baseline_packets_per_s": 100.0, "retransmissions": 7.0}
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -114,6 +147,9 @@ BASE = {"matched_loss_rate": 0.0, "lost_packets": 0.0, "syn_unanswered": 0.0, "p
         ({"icmp_unreachable": 4.0, "syn_unanswered": 12.0, "packets_vs_baseline": 0.1}, "unreachable"),
         # a busy scope gone silent while its senders retry (a link down between short exchanges)
         ({"packets_vs_baseline": 0.05, "baseline_packets_per_s": 60.0, "retransmissions": 7.0}, "black_hole"),
+        # ... most of its flagged windows silent, the last one its senders' burst of retries
+        (SILENT | {"median_packets_vs_baseline": 0.04}, "black_hole"),
+        (SILENT | {"median_packets_vs_baseline": 0.3}, "loss"),
         ({"packets_vs_baseline": 0.05, "baseline_packets_per_s": 8.0, "retransmissions": 7.0}, "loss"),  # quiet anyway
         ({"packets_vs_baseline": 0.05, "baseline_packets_per_s": 60.0, "retransmissions": 1.0}, "loss"),  # one retry
         ({"icmp_unreachable": 2.0, "retransmissions": 3.0}, "loss"),  # a refusal or two: not yet the network's word

@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 
 from netsentry.pipeline.capture.stage import CaptureOptions, run_capture
+from netsentry.pipeline.capture.tenants import load_tenant_map
 from netsentry.pipeline.core.errors import ConfigError, LabError, ToolMissingError
 from netsentry.pipeline.features.labels import read_labels
+from netsentry.pipeline.inspect.arp import arp_findings, read_arp
 from netsentry.pipeline.lab.scenario import load_lab_scenario
 from netsentry.pipeline.lab.shell import BASE_TOOLS, require_root, require_tools
 from netsentry.pipeline.lab.stage import run_lab
@@ -30,11 +32,11 @@ pytestmark = pytest.mark.xdist_group("lab")  # one lab at a time (the lab's lock
 
 SCENARIO = """
 name: lab-test
-duration_s: 52
+duration_s: 62
 snaplen: 256
 hosts: 2
 client_period_s: 0.5
-internet: {cidr: 198.18.0.0/24, hosts: 1}
+internet: {cidr: 198.18.0.0/24, hosts: 2}
 tenants:
   - name: acme
     cidr: 10.10.0.0/16
@@ -58,6 +60,10 @@ events:
   - {kind: compromise, type: ddos_syn, target: app-1, start_s: 38, duration_s: 9, params: {rate_pps: 300}}
   - {kind: fault, type: config_change, target: web, start_s: 46.5, duration_s: 4,
      params: {action: filter_pushed, answer: icmp}}
+  - {kind: compromise, type: dns_tunnel, target: web-1, start_s: 3, duration_s: 18}
+  - {kind: compromise, type: bruteforce, target: app-1, start_s: 4, duration_s: 8, params: {service: ftp, source: 1}}
+  - {kind: compromise, type: bruteforce, target: web-1, start_s: 13, duration_s: 7, params: {service: http-auth}}
+  - {kind: compromise, type: arp_spoofing, target: web-1, start_s: 52, duration_s: 7, params: {victim: web-2}}
 """
 
 
@@ -65,7 +71,7 @@ def lab_ready() -> str | None:
     """Why the lab cannot run here, or None."""
     try:
         require_root()
-        require_tools([*BASE_TOOLS, "nmap", "hping3", "hydra", "sshd", "ssh-keygen"])
+        require_tools([*BASE_TOOLS, "nmap", "hping3", "hydra", "iodine", "iodined", "ifconfig", "arpspoof", "vsftpd"])
     except (LabError, ToolMissingError) as e:
         return str(e)
     probe = f"nsl-probe-{os.getpid()}"
@@ -105,7 +111,7 @@ def lab_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFram
     pk["src"], pk["dst"] = v4(pk["src_ip"]), v4(pk["dst_ip"])
     pk["point"] = pk["capture_point"].astype(str)
     labels = read_labels(d / "out" / "labels.csv").set_index("scenario")
-    assert len(res.labels) == 9
+    assert len(res.labels) == 13
     return d, pk, labels, pd.read_parquet(d / "ws" / "arp")
 
 
@@ -249,6 +255,71 @@ def test_filter_pushed_refuses_the_subnet_with_icmp(lab_run: tuple) -> None:
 
 @needs_lab
 @pytest.mark.slow
+def test_everyday_clients_resolve_names_and_log_in_with_ssh(lab_run: tuple) -> None:
+    _, pk, _, _ = lab_run
+    gw = pk[pk["point"].str.startswith("gateway-")]
+    dns = gw[(gw["proto"] == 17) & (gw["dst_port"] == 53)]
+    for vm, resolver in (("10.10.1.10", "10.10.1.1"), ("10.10.1.11", "10.10.1.1"), ("10.10.2.10", "10.10.2.1")):
+        asked = dns[(dns["src"] == ip(vm)) & (dns["dst"] == ip(resolver))]
+        answered = gw[(gw["src"] == ip(resolver)) & (gw["dst"] == ip(vm)) & (gw["src_port"] == 53)]
+        # dnsmasq on the gateway answers (web-2's queries relayed by the man in the middle cross the bridge twice)
+        assert len(asked) >= 10 and len(answered) >= 0.75 * len(asked), vm
+    ssh = gw[(gw["proto"] == 6) & (gw["dst_port"] == 22) & in_net(gw["src"], "10.10.0.0/16")]
+    logins = ssh[((ssh["tcp_flags"] & 0x12) == 0x02)]
+    assert logins.groupby("src")["dst"].size().min() >= 1 and len(logins) >= 5  # key logins between VMs
+    # each VM's idle session to a peer lasts the run: packets at its start and at its end, on one connection
+    idle = ssh[(ssh["src"] == ip("10.10.1.10")) & (ssh["dst"] == ip("10.10.1.11"))]
+    first = idle.groupby("src_port")["ts_ns"].agg(["min", "max"])
+    assert ((first["max"] - first["min"]) > 40 * NS).any()
+
+
+@needs_lab
+@pytest.mark.slow
+def test_iodine_tunnels_through_the_gateways_resolver_in_its_span(lab_run: tuple) -> None:
+    _, pk, labels, _ = lab_run
+    s, e = span(labels, "dns_tunnel", 1.0)
+    web = pk[(pk["point"] == "gateway-web.pcap") & (pk["proto"] == 17)]
+    queries = web[(web["src"] == ip("10.10.1.10")) & (web["dst"] == ip("10.10.1.1")) & (web["dst_port"] == 53)]
+    inet = pk[(pk["point"] == "internet.pcap") & (pk["proto"] == 17) & (pk["dst_port"] == 53)]
+    relayed = inet[(inet["src"] == ip("198.18.0.1")) & (inet["dst"] == ip("198.18.0.12"))]
+    assert len(relayed) >= 50 and relayed["ts_ns"].between(s, e).all()  # only the tunnel's domain is forwarded
+    tunnel = queries[queries["ts_ns"].between(s, e)]
+    assert len(tunnel) >= 50 and tunnel["payload_len"].median() > 2 * queries.loc[
+        ~queries["ts_ns"].between(s, e), "payload_len"].median()  # long names carry the data  # fmt: skip
+
+
+@needs_lab
+@pytest.mark.slow
+def test_hydra_guesses_at_ftp_and_http_auth_in_their_spans(lab_run: tuple) -> None:
+    _, pk, labels, _ = lab_run
+    inet = pk[(pk["point"] == "internet.pcap") & (pk["proto"] == 6)]
+    syn = inet[((inet["tcp_flags"] & 0x12) == 0x02) & in_net(inet["src"], "198.18.0.0/24")]
+    guesses = [("198.18.0.12", "10.10.2.10", 21), ("198.18.0.11", "10.10.1.10", 80)]  # in start order
+    for nth, (guesser, victim, port) in enumerate(guesses):
+        s, e = span(labels, "bruteforce", 0.5, nth=nth)
+        tries = syn[(syn["src"] == ip(guesser)) & (syn["dst"] == ip(victim)) & (syn["dst_port"] == port)]
+        assert tries["ts_ns"].between(s, e).sum() >= 4 and not (~tries["ts_ns"].between(s, e)).any(), port
+        answers = inet[(inet["src"] == ip(victim)) & (inet["src_port"] == port) & (inet["payload_len"] > 0)]
+        assert answers["ts_ns"].between(s, e).sum() >= 4, port  # vsftpd's "530", the server's 401s
+
+
+@needs_lab
+@pytest.mark.slow
+def test_arpspoof_claims_the_gateway_at_its_victim_and_is_named(lab_run: tuple) -> None:
+    d, _, labels, arp = lab_run
+    s, e = span(labels, "arp_spoofing", 0.5)
+    at_victim = arp[(arp["capture_point"].astype(str) == "vm-web-2.pcap") & (arp["op"] == 2)]
+    claimed_gw = at_victim[v4(at_victim["sender_ip"]) == ip("10.10.1.1")]
+    web1_mac = int("02000a0a010a", 16)
+    forged = claimed_gw[claimed_gw["sender_mac"].astype(np.uint64) == web1_mac]
+    assert len(forged) >= 3 and forged["ts_ns"].between(s, e).all()
+    tmap = load_tenant_map(d / "out" / "tenants.yaml")
+    spoofs = [f for f in arp_findings(read_arp(str(d / "ws")), tmap.ports_by_mac()) if f.type == "arp_spoofing"]
+    assert [(f.scope, f.ip, f.evidence["address"]) for f in spoofs] == [("acme/web-1", "10.10.1.10", "10.10.1.1")]
+
+
+@needs_lab
+@pytest.mark.slow
 def test_nothing_left_behind(lab_run: tuple) -> None:
     d, *_ = lab_run
     assert existing_namespaces() == []
@@ -287,7 +358,8 @@ def test_scenario_errors_name_the_field(tmp_path: Path) -> None:
             r"events\[1\]\.target.*ping_sweep acts on a VM",
         ),
         (SCENARIO.replace("cidr: 10.10.2.0/24", "cidr: 10.99.2.0/24"), r"subnets\[1\]\.cidr.*must lie in"),
-        (SCENARIO.replace("duration_s: 52", "duration_s: 20"), r"duration_s.*hold every event"),
+        (SCENARIO.replace("duration_s: 62", "duration_s: 20"), r"duration_s.*hold every event"),
+        (SCENARIO.replace("service: ftp", "service: smtp"), r"events\[10\]\.params\.service: one of ssh, ftp"),
         (SCENARIO.replace("answer: icmp", "answer: shrug"), r"events\[8\]\.params\.answer: one of silent, icmp.*shrug"),
         (SCENARIO.replace('"vm:web-2"', '"vm:nobody"'), r"capture.*vm:nobody"),
     ]:
@@ -296,7 +368,9 @@ def test_scenario_errors_name_the_field(tmp_path: Path) -> None:
             load_lab_scenario(p)
     sc = load_lab_scenario(Path(__file__).parents[2] / "configs" / "lab" / "demo.yaml")
     assert sc.scaled(0.5).duration_s == sc.duration_s / 2
-    assert sc.tools() == ("hping3", "hydra", "nmap", "ssh-keygen", "sshd")
+    assert sc.tools() == ("hping3", "hydra", "nmap")  # sshd, dnsmasq and ssh are every lab's (BASE_TOOLS)
+    sc = load_lab_scenario(Path(__file__).parents[2] / "configs" / "lab" / "tools.yaml")
+    assert sc.tools() == ("arpspoof", "hydra", "ifconfig", "iodine", "iodined", "vsftpd")
 
 
 def test_clear_errors_when_not_root_or_a_tool_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,3 +50,13 @@ def test_events_found_missed_and_false_alarms() -> None:
         ("fault/config_change", "gateway"): "medium blackhole acme/web-2",
         ("benign VM", "10.10.1.12"): "high arp_scan 10.10.1.12",
     }
+
+
+def test_a_fault_that_touched_no_packet_is_not_exercised_rather_than_missed() -> None:
+    labels = pd.DataFrame([
+        label("fault", "latency_spike", "host1", 100, 108, "tool=tbf; rate=200kbit; delayed=0; dropped=0"),
+        label("fault", "latency_spike", "host1", 200, 208, "tool=tbf; rate=64kbit; delayed=41; dropped=0"),
+        label("fault", "blackhole", "host0", 300, 305, "tool=link-down"),  # no counters: judged as ever
+    ])  # fmt: skip
+    got = [(v.found, v.exercised) for v in compare(labels, [], TENANTS)]
+    assert got == [("", False), ("", True), ("", True)]

@@ -81,12 +81,13 @@ def test_mixed_fault_floor(trained: dict) -> None:
     # calibrated threshold moved from 1.11 to 1.85 (silent_server 0.787 -> 0.467 there, 0.613 at 1 % FPR). Section g:
     # 0.924 (seeds 1, 2: 0.929, 0.924) with gateway configuration changes (15 test windows, mostly VMs whose few
     # internet connections fail amid their in-cloud traffic) and floods from real sources, whose windows count as
-    # normal for the fault model
-    assert res.metrics["roc_auc"] >= 0.92  # measured 0.924
+    # normal for the fault model. Section h: 0.927 (seeds 1, 2: 0.924, 0.927) with subnets' router addresses on the
+    # gateway host
+    assert res.metrics["roc_auc"] >= 0.92  # measured 0.927
     assert res.recall_by_scenario["blackhole"] >= 0.85  # measured 0.889
     assert res.recall_by_scenario["microburst"] >= 0.6  # measured 0.8 (5 windows; 0.6, 0.8 seeds 1, 2)
     assert res.recall_by_scenario["rst_storm"] >= 0.9  # measured 1.0
-    assert res.recall_by_scenario["silent_server"] >= 0.3  # measured 0.32 (75 windows; 0.467 seeds 1, 2)
+    assert res.recall_by_scenario["silent_server"] >= 0.3  # measured 0.373 (75 windows; 0.44, 0.493 seeds 1, 2)
     assert res.recall_by_scenario["loss_burst"] >= 0.55  # measured 0.587 (0.629 before section g; 172 windows)
     assert res.recall_by_scenario["config_change"] >= 0.06  # measured 0.067 on every seed (15 windows)
 

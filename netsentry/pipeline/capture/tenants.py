@@ -17,8 +17,10 @@ The file (see ``configs/tenants.example.yaml``) is a top-level ``vpcs:`` list (a
 * **VM** by exact address among the matched VPC's ports. Inside a VPC but on no port: vm ``unknown``.
   In no VPC: tenant and vm are both ``external``.
 * **Host** (:meth:`TenantMap.endpoint_hosts`, for fault windows): the port's ``host`` (hypervisor)
-  when declared; an external address → the file's top-level ``gateway`` when declared; otherwise
-  the address as text (a capture without a map gets one "host" per address).
+  when declared; an external address, or a subnet's router address (``gateway_ip``, default the subnet's first
+  host address: what the VMs route through, and where a cloud's resolver and metadata answer) → the file's
+  top-level ``gateway`` when declared; otherwise the address as text (a capture without a map gets one "host" per
+  address).
 
 Tenant and VM labels come back as int32 codes into fixed category tuples (``external`` is code 0 in
 both; ``unknown`` is vm code 1), so every batch shares one Arrow dictionary and building the
@@ -116,6 +118,8 @@ class SubnetSpec(_Strict):
 
     cidr: str
     name: str | None = None
+    gateway_ip: str | None = None
+    """The subnet's router address (Alcor's and OpenStack's ``gateway_ip``); default the CIDR's first host address."""
     ports: list[PortSpec] = []
 
     @field_validator("cidr")
@@ -123,9 +127,26 @@ class SubnetSpec(_Strict):
     def _cidr(cls, v: str) -> str:
         return str(_network(v))
 
+    @property
+    def router(self) -> str:
+        """The router address: ``gateway_ip``, else the first host address (network address + 1)."""
+        net = ipaddress.ip_network(self.cidr)
+        return self.gateway_ip or str(net.network_address + 1 if net.num_addresses > 1 else net.network_address)
+
     @model_validator(mode="after")
     def _ports_inside(self) -> SubnetSpec:
         net = ipaddress.ip_network(self.cidr)
+        if self.gateway_ip is not None:
+            try:
+                inside = ipaddress.ip_address(self.gateway_ip) in net
+            except ValueError:
+                inside = False
+            if not inside:
+                raise PydanticCustomError(
+                    "gateway_outside",
+                    "'{ip}' is not an address inside its subnet {cidr}",
+                    {"ip": self.gateway_ip, "cidr": self.cidr, "subloc": ("gateway_ip",)},
+                )
         for i, p in enumerate(self.ports):
             if ipaddress.ip_address(p.ip) not in net:
                 raise PydanticCustomError(
@@ -408,6 +429,10 @@ class TenantMap:
         h_code = {h: i for i, h in enumerate(self.hosts)}
         self._port_host = np.array([h_code[h] if h is not None else -1 for h in port_hosts], dtype=np.int32)[order]
         self._gateway_code = h_code[config.gateway] if config.gateway else -1
+        # Subnet routers (VPC index, address), sorted: their addresses live on the gateway.
+        routers = {vi.to_bytes(4, "big") + _ip16_one(ipaddress.ip_address(s.router)) for vi, v in enumerate(vpcs)
+                   for s in v.subnets}  # fmt: skip
+        self._router_keys = np.sort(np.array(sorted(routers), dtype="S20"))
 
     @classmethod
     def empty(cls) -> TenantMap:
@@ -463,6 +488,17 @@ class TenantMap:
             port[inside[hit]] = pos[hit]
         return u_ip, vpc, port, inverse
 
+    def _is_router(self, u_ip: np.ndarray, vpc: np.ndarray) -> np.ndarray:
+        """Which of the matched addresses are their subnet's router address."""
+        out = np.zeros(len(u_ip), dtype=bool)
+        inside = np.flatnonzero(vpc >= 0)
+        if len(inside) and len(self._router_keys):
+            q = np.empty((len(inside), 20), dtype=np.uint8)
+            q[:, :4] = vpc[inside].astype(">u4").view(np.uint8).reshape(-1, 4)
+            q[:, 4:] = u_ip[inside]
+            out[inside] = np.isin(q.view("S20").ravel(), self._router_keys)
+        return out
+
     def lookup(self, vni: np.ndarray | pa.Array, ip16: np.ndarray | pa.Array) -> Labels:
         """Label ``n`` endpoints given their VNI ``(n,)`` uint32 and address ``(n, 16)`` uint8.
 
@@ -516,8 +552,8 @@ class TenantMap:
     def endpoint_hosts(self, vni: np.ndarray | pa.Array, ip16: np.ndarray | pa.Array) -> pa.DictionaryArray:
         """Host name of ``n`` endpoints (VNI ``(n,)``, address ``(n, 16)``) as ``dictionary<int32, string>``.
 
-        A port's declared ``host``; an external address (in no VPC) → :attr:`gateway` when the file
-        declares one; otherwise the address as text. The dictionary starts with :attr:`hosts` (fixed
+        A port's declared ``host``; an external address (in no VPC) or a subnet's router address → :attr:`gateway`
+        when the file declares one; otherwise the address as text. The dictionary starts with :attr:`hosts` (fixed
         codes) followed by the address texts of this call.
         """
         vni, ip16 = _as_numpy(vni, ip16)
@@ -534,6 +570,7 @@ class TenantMap:
         code[hit] = self._port_host[port[hit]]
         if self._gateway_code >= 0:
             code[(vpc < 0) & (code < 0)] = self._gateway_code
+            code[(code < 0) & self._is_router(u_ip, vpc)] = self._gateway_code
         names: tuple[str, ...] = self.hosts
         rest = np.flatnonzero(code < 0)
         if len(rest):
@@ -547,6 +584,19 @@ class TenantMap:
         raw = np.frombuffer(_ip16_one(ipaddress.ip_address(ip)), dtype=np.uint8).reshape(1, 16)
         lab = self.lookup(np.array([vni], dtype=np.uint32), raw)
         return self.tenants[lab.tenant[0]], self.vms[lab.vm[0]]
+
+    def ports_by_mac(self) -> dict[int, tuple[tuple[str, ...], str, str]]:
+        """Each declared port MAC (as an integer) → (its addresses, tenant, VM): a NIC with several addresses is
+        several ports with one MAC."""
+        out: dict[int, tuple[tuple[str, ...], str, str]] = {}
+        for v in self.config.vpcs:
+            for sub in v.subnets:
+                for port in sub.ports:
+                    if port.mac is not None:
+                        key = int(port.mac.replace(":", ""), 16)
+                        ips, tenant, vm = out.get(key, ((), v.tenant or v.id, port.vm))
+                        out[key] = ((*ips, port.ip), tenant, vm)
+        return out
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """The map in the file format (defaults omitted); :func:`load_tenant_map` reads it back."""

@@ -8,7 +8,7 @@ owner on a link).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -77,11 +77,16 @@ def _mac(v: int) -> str:
     return str(mac_text(np.array([v], dtype=np.uint64))[0])
 
 
-def arp_findings(arp: pd.DataFrame | None) -> list[Finding]:
-    """Scan and spoofing findings from an ARP frame (see :func:`arp_frame`); none without one."""
+Ports = Mapping[int, tuple[tuple[str, ...], str, str]]
+"""A tenant map's port MACs → (addresses, tenant, VM) (:meth:`TenantMap.ports_by_mac`)."""
+
+
+def arp_findings(arp: pd.DataFrame | None, ports: Ports | None = None) -> list[Finding]:
+    """Scan and spoofing findings from an ARP frame (see :func:`arp_frame`); none without one. With ``ports``, a
+    conflict names the VM whose MAC claims an address not its own."""
     if arp is None or arp.empty:
         return []
-    return scan_findings(arp) + spoofing_findings(arp)
+    return scan_findings(arp) + spoofing_findings(arp, ports or {})
 
 
 def _fresh_requests(arp: pd.DataFrame) -> pd.DataFrame:
@@ -160,9 +165,10 @@ def _scan_summary(f: Finding) -> str:
             f"{ev['target_prefix']} in {ev['duration_s']:.1f} s, {ev['answered']} answered")  # fmt: skip
 
 
-def spoofing_findings(arp: pd.DataFrame) -> list[Finding]:
+def spoofing_findings(arp: pd.DataFrame, ports: Ports | None = None) -> list[Finding]:
     """One finding per address (and VNI) claimed by two or more MACs, a claim being a reply's or a gratuitous
-    ARP's sender address; the unspecified address 0.0.0.0 (probes) and a zero MAC claim nothing."""
+    ARP's sender address; the unspecified address 0.0.0.0 (probes) and a zero MAC claim nothing. A claimant whose
+    MAC is a port (``ports``) of another address is the impostor: the finding is about its VM."""
     claims = arp[((arp["op"] == ARP_REPLY) | arp["gratuitous"]) & (arp["sender_ip"] != 0) & (arp["sender_mac"] != 0)]
     owners = claims.groupby(["vni", "sender_ip"], sort=False)["sender_mac"].nunique()
     conflicted = owners[owners >= 2].index
@@ -171,10 +177,10 @@ def spoofing_findings(arp: pd.DataFrame) -> list[Finding]:
     requests = arp[(arp["op"] == ARP_REQUEST) & ~arp["gratuitous"]]
     asked_by = requests.groupby(["vni", "target_ip"], sort=False)["sender_ip"].nunique()
     groups = claims.groupby(["vni", "sender_ip"], sort=False).indices
-    return [_spoof_finding(k, claims.iloc[groups[k]], int(asked_by.get(k, 0))) for k in sorted(conflicted)]
+    return [_spoof_finding(k, claims.iloc[groups[k]], int(asked_by.get(k, 0)), ports or {}) for k in sorted(conflicted)]
 
 
-def _spoof_finding(key: tuple[int, int], rows: pd.DataFrame, asked_by: int) -> Finding:
+def _spoof_finding(key: tuple[int, int], rows: pd.DataFrame, asked_by: int, ports: Ports) -> Finding:
     vni, ip = int(key[0]), _ip(key[1])
     rows = rows.sort_values("ts_ns", kind="stable")
     per_mac = rows.groupby("sender_mac", sort=False).agg(
@@ -182,8 +188,9 @@ def _spoof_finding(key: tuple[int, int], rows: pd.DataFrame, asked_by: int) -> F
         gratuitous=("gratuitous", "sum"),
     ).sort_values("first_ns", kind="stable")  # fmt: skip
     claimants = [{"mac": _mac(m), "address": ip, "claims": int(r.claims), "gratuitous": int(r.gratuitous),
-                  "replies": int(r.claims - r.gratuitous), "first_ns": int(r.first_ns), "last_ns": int(r.last_ns)}
-                 for m, r in per_mac.iterrows()]  # fmt: skip
+                  "replies": int(r.claims - r.gratuitous), "first_ns": int(r.first_ns), "last_ns": int(r.last_ns),
+                  **_port(ports, int(m))} for m, r in per_mac.iterrows()]  # fmt: skip
+    impostor = next((c for c in claimants if "port_ip" in c and ip not in c["port_ips"]), None)
     start, end = int(rows["ts_ns"].min()), int(rows["ts_ns"].max())
     evidence: dict[str, Any] = {
         "address": ip, "vni": vni, "first_mac": claimants[0]["mac"], "gateway": asked_by >= 2, "asked_by": asked_by,
@@ -191,14 +198,35 @@ def _spoof_finding(key: tuple[int, int], rows: pd.DataFrame, asked_by: int) -> F
         "counts": {"macs": len(claimants), "claims": len(rows), "asked_by": asked_by},
     }  # fmt: skip
     where = str(rows["capture_point"].iloc[0])
+    if impostor is not None:
+        evidence["impostor"] = impostor
+        return build_finding(
+            "compromise", "arp_spoofing", id_parts=("arp_spoofing", ip, vni, start), scope_type="vm",
+            scope=f"{impostor['tenant']}/{impostor['vm']}", tenant=impostor["tenant"], vm=impostor["vm"],
+            ip=impostor["port_ip"], capture_point=where, start_ns=start, end_ns=end, windows=1,
+            score=float(len(claimants)), threshold=2.0, severity="high", model=ARP_MODEL, evidence=evidence,
+            summarize=_spoof_summary,
+        )  # fmt: skip
     return _address_finding("arp_spoofing", ip, where, (start, end), (float(len(claimants)), 2.0), "high", evidence,
                             _spoof_summary, id_parts=("arp_spoofing", ip, vni, start))  # fmt: skip
+
+
+def _port(ports: Ports, mac: int) -> dict[str, str]:
+    """The tenant map's port of ``mac``: its address, tenant and VM (empty when the map has none)."""
+    if mac not in ports:
+        return {}
+    ips, tenant, vm = ports[mac]
+    return {"port_ip": ips[0], "port_ips": list(ips), "tenant": tenant, "vm": vm}
 
 
 def _spoof_summary(f: Finding) -> str:
     ev = f.evidence
     first, *later = ev["claimants"]
     what = f"gateway {ev['address']} (asked for by {ev['asked_by']} hosts)" if ev["gateway"] else ev["address"]
+    if "impostor" in ev:
+        who = ev["impostor"]
+        return (f"{who['tenant']}/{who['vm']} ({who['port_ip']}, MAC {who['mac']}) claims {what}, an address not its "
+                f"own ({len(ev['claimants'])} MACs claim it; {first['mac']} first)")  # fmt: skip
     others = ", ".join(c["mac"] for c in later)
     return f"{what} is claimed by {len(ev['claimants'])} MACs: {first['mac']} first, then {others}"
 

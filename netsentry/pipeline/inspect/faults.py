@@ -28,8 +28,9 @@ SUSTAINED_WINDOWS = 2
 MICROBURST_PACKETS_PER_MS = 20
 SILENT_SERVICE_ATTEMPTS = 3
 SILENCED = 0.1
-"""A scope carrying at most this share of its usual packets, busy as it usually is, while its senders retry, has gone
-silent: a black hole even when no SYN was left unanswered (a link down between short exchanges)."""
+"""A scope carrying at most this share of its usual packets in most of its flagged windows (the median: the incident
+ends with the senders' burst of retries), busy as it usually is, while its senders retry, has gone silent: a black
+hole even when no SYN was left unanswered (a link down between short exchanges)."""
 REFUSALS = 3
 REFUSAL_SHARE = 0.1
 """ICMP destination unreachable messages (at least :data:`REFUSALS`, and this share of the connections begun) at which
@@ -128,23 +129,38 @@ def cluster(incidents: list[ScopeIncident], vm_hosts: dict[str, str]) -> list[li
 
 
 def primary_scope(members: list[ScopeIncident]) -> ScopeIncident:
-    """The scope that explains the cluster: a host when several of its paths or VMs are hit, else the one
+    """The scope that explains the cluster: a host when several of its paths or VMs are hit (of several such, one
+    gone silent, else the one most members name: a link's far end sees its conversations fail too), else the one
     host pair or VM, else the strongest member."""
     by_type: dict[str, list[ScopeIncident]] = {}
     for m in members:
         by_type.setdefault(m.scope_type, []).append(m)
     tokens = Counter(h for m in members if m.scope_type in ("host_pair", "vm") for h in m.hosts)
+    qualified = []
     for host, _ in tokens.most_common():
         pairs = {m.scope for m in by_type.get("host_pair", []) if host in m.hosts}
         vms = {m.scope for m in by_type.get("vm", []) if host in m.hosts}
         host_rows = [m for m in by_type.get("host", []) if m.scope == host]
         if host_rows and (len(pairs) >= 2 or len(vms) >= 2):
-            return max(host_rows, key=lambda m: m.score)
-        break
+            qualified.append(max(host_rows, key=lambda m: m.score))
+    silent = [m for m in qualified if _silent_windows(m) >= SILENT_WINDOWS]
+    if silent:  # a host gone silent is where the hole is: its peers' own traffic goes on
+        return max(silent, key=_silent_windows)
+    if qualified:
+        return qualified[0]
     for stype in ("host_pair", "vm", "host", "capture_point"):
         if len(by_type.get(stype, [])) == 1:
             return by_type[stype][0]
     return max(members, key=lambda m: (m.score, -SCOPE_ORDER.get(m.scope_type, 9)))
+
+
+SILENT_WINDOWS = 2
+"""Windows at most :data:`SILENCED` of a host's usual packets in which it has gone silent (one is a lull)."""
+
+
+def _silent_windows(m: ScopeIncident) -> int:
+    """The incident's windows that carried at most :data:`SILENCED` of the scope's usual packets."""
+    return int((m.rows["packets_ratio"] <= SILENCED).sum()) if "packets_ratio" in m.rows else 0
 
 
 def magnitude(rows: pd.DataFrame, quiet: pd.DataFrame) -> dict[str, float]:
@@ -182,6 +198,8 @@ def magnitude(rows: pd.DataFrame, quiet: pd.DataFrame) -> dict[str, float]:
     out["hop_delay_ratio_max"] = float(rows["hop_delay_ratio"].max())
     base_pps = float(quiet["packets_per_s"].median()) if len(quiet) else np.nan
     out["packets_vs_baseline"] = fold(float(rows["packets_per_s"].mean()), base_pps) or 1.0
+    # most flagged windows: a black hole's incident ends with its senders' burst of retries
+    out["median_packets_vs_baseline"] = fold(float(rows["packets_per_s"].median()), base_pps) or 1.0
     out["baseline_packets_per_s"] = base_pps if np.isfinite(base_pps) else 0.0
     return out
 
@@ -191,7 +209,7 @@ def fault_type(m: dict[str, float]) -> str:
     if m.get("icmp_unreachable", 0.0) >= max(REFUSALS, REFUSAL_SHARE * m.get("connections", 0.0)):
         return "unreachable"
     silenced = (
-        m["packets_vs_baseline"] <= SILENCED
+        m.get("median_packets_vs_baseline", m["packets_vs_baseline"]) <= SILENCED
         and m.get("baseline_packets_per_s", 0.0) >= MIN_OBSERVABLE_PACKETS
         and m["retransmissions"] + m["syn_unanswered"] >= 3
     )
@@ -239,13 +257,31 @@ def fault_findings(scored: pd.DataFrame, vm_hosts: dict[str, str], model: ModelR
     return found
 
 
-def _finding(scored: pd.DataFrame, members: list[ScopeIncident], model: ModelRef) -> Finding:
-    p = primary_scope(members)
-    rows = p.rows
+def refusing_host(members: list[ScopeIncident]) -> ScopeIncident | None:
+    """The host member that took part in the most of the network's refusals (ICMP destination unreachable from a
+    router); None without any. A router's refusals name it as where the path ends, and every refused host shares
+    that one end."""
+    hosts = [m for m in members if m.scope_type == "host" and "icmp_unreachable" in m.rows]
+    best = max(hosts, key=lambda m: (float(m.rows["icmp_unreachable"].sum()), m.score), default=None)
+    return best if best is not None and float(best.rows["icmp_unreachable"].sum()) > 0 else None
+
+
+def _measured(scored: pd.DataFrame, p: ScopeIncident) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """A scope's windows (in time order), its unflagged ones and the incident's magnitude against them."""
     all_rows = scored[(scored["scope_type"] == p.scope_type) & (scored["scope"] == p.scope)]
     all_rows = all_rows.sort_values("window_start_ns", kind="stable")
     quiet = all_rows[all_rows["flag"] == 0]
-    mag = magnitude(rows, quiet)
+    return all_rows, quiet, magnitude(p.rows, quiet)
+
+
+def _finding(scored: pd.DataFrame, members: list[ScopeIncident], model: ModelRef) -> Finding:
+    p = primary_scope(members)
+    all_rows, quiet, mag = _measured(scored, p)
+    if fault_type(mag) == "unreachable" and (r := refusing_host(members)) is not None and r is not p:
+        r_rows, r_quiet, r_mag = _measured(scored, r)
+        if fault_type(r_mag) == "unreachable":
+            p, all_rows, quiet, mag = r, r_rows, r_quiet, r_mag
+    rows = p.rows
     peak = rows.loc[rows["score"].idxmax()]
     tail_values = pd.concat([m.rows["benign_tail"] for m in members]).to_numpy(np.float64)
     tail = float(np.nanmin(tail_values)) if np.isfinite(tail_values).any() else np.nan

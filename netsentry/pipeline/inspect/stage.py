@@ -181,7 +181,7 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
         meta["fault_windows"] = len(scored)
         _span(meta, scored)
     arp = read_arp(str(ws))
-    found += arp_findings(arp)
+    found += arp_findings(arp, captured_tenant_map(catalog.path(ws, catalog.PACKETS)).ports_by_mac())
     if arp is not None and len(arp):
         meta["arp_frames"] = len(arp)
         first, last = int(arp["ts_ns"].min()), int(arp["ts_ns"].max())

@@ -13,11 +13,16 @@ import yaml
 from netsentry.pipeline.core.errors import ConfigError, InputNotFoundError
 from netsentry.pipeline.simulate.faults import CONFIG_ACTIONS, CONFIG_ANSWERS
 
-COMPROMISE_TYPES = ("port_scan_vertical", "ping_sweep", "udp_sweep", "ddos_syn", "c2_beacon", "ssh_bruteforce")
+COMPROMISE_TYPES = ("port_scan_vertical", "ping_sweep", "udp_sweep", "ddos_syn", "c2_beacon", "ssh_bruteforce",
+                    "bruteforce", "dns_tunnel", "arp_spoofing")  # fmt: skip
 FAULT_TYPES = ("loss_burst", "latency_spike", "blackhole", "config_change")
 TOOLS_BY_TYPE = {"port_scan_vertical": ("nmap",), "ping_sweep": ("nmap",), "udp_sweep": ("nmap",),
-                 "ddos_syn": ("hping3",), "ssh_bruteforce": ("hydra", "sshd", "ssh-keygen")}  # fmt: skip
-"""Attack tools an event type runs (checked before anything is built)."""
+                 "ddos_syn": ("hping3",), "ssh_bruteforce": ("hydra",), "bruteforce": ("hydra",),
+                 "dns_tunnel": ("iodine", "iodined", "ifconfig"), "arp_spoofing": ("arpspoof",)}  # fmt: skip
+"""Attack tools an event type runs (checked before anything is built; iodine configures its interface with
+ifconfig)."""
+GUESSED_SERVICES = ("ssh", "ftp", "http-auth")
+"""What a lab ``bruteforce`` may guess at (the servers its VMs run)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,10 @@ class LabScenario:
         return LabScenario(**{**self.__dict__, "duration_s": self.duration_s * factor, "events": events})
 
     def tools(self) -> tuple[str, ...]:
-        return tuple(sorted({t for e in self.events for t in TOOLS_BY_TYPE.get(e.type, ())}))
+        tools = {t for e in self.events for t in TOOLS_BY_TYPE.get(e.type, ())}
+        if any(e.type == "bruteforce" and e.params.get("service") == "ftp" for e in self.events):
+            tools.add("vsftpd")
+        return tuple(sorted(tools))
 
 
 def _check_config_change(params: dict[str, Any], where: str) -> None:
@@ -164,6 +172,9 @@ def _parse(raw: dict[str, Any]) -> LabScenario:
                               f"not {ev.target!r}")  # fmt: skip
         if typ == "config_change":
             _check_config_change(ev.params, where)
+        if typ == "bruteforce" and ev.params.get("service", "ssh") not in GUESSED_SERVICES:
+            raise ConfigError(f"{where}.params.service: one of {', '.join(GUESSED_SERVICES)} (the servers a lab VM "
+                              f"runs), got {ev.params['service']!r}")  # fmt: skip
         events.append(ev)
     capture = tuple(str(c) for c in raw.get("capture", ["gateway", "internet"]))
     for c in capture:

@@ -22,12 +22,19 @@ TOOL_PACKAGES: dict[str, str] = {
     "curl": "curl",
     "hydra": "hydra",
     "sshd": "openssh-server",
+    "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
+    "dnsmasq": "dnsmasq-base",
+    "iodine": "iodine",
+    "iodined": "iodine",
+    "ifconfig": "net-tools",
+    "arpspoof": "dsniff",
+    "vsftpd": "vsftpd",
 }
 """Each program the lab may run and the Debian package that provides it (what `make lab-tools` installs)."""
 
-BASE_TOOLS = ("ip", "tc", "nft", "tcpdump", "curl")
-"""Programs every lab run needs; attack tools are checked per scenario."""
+BASE_TOOLS = ("ip", "tc", "nft", "tcpdump", "dnsmasq", "sshd", "ssh", "ssh-keygen")
+"""Programs every lab run needs (the benign cloud's resolver and SSH); attack tools are checked per scenario."""
 
 VERSION_ARGS: dict[str, tuple[str, ...]] = {
     "ip": ("-V",),
@@ -39,6 +46,10 @@ VERSION_ARGS: dict[str, tuple[str, ...]] = {
     "curl": ("--version",),
     "hydra": (),
     "sshd": ("-V",),
+    "ssh": ("-V",),
+    "dnsmasq": ("--version",),
+    "iodine": ("-v",),
+    "vsftpd": ("-v",),
 }
 
 

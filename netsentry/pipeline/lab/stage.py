@@ -5,12 +5,12 @@ Everything it makes is torn down on exit, on Ctrl-C and on SIGTERM."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,8 +23,8 @@ import yaml
 
 from netsentry.pipeline.core.errors import LabError
 from netsentry.pipeline.core.io import atomic_dir
-from netsentry.pipeline.lab import actions
-from netsentry.pipeline.lab.scenario import LabScenario
+from netsentry.pipeline.lab import actions, agents
+from netsentry.pipeline.lab.scenario import LabScenario, LabVM
 from netsentry.pipeline.lab.shell import BASE_TOOLS, require_root, require_tools, spawn, stop_process, tool_versions
 from netsentry.pipeline.lab.topology import (
     Lab,
@@ -45,6 +45,10 @@ SERVER_WARMUP_S = 1.0
 CAPTURE_READY_S = 5.0
 TIMER_S = 10.0
 """Every VM's fixed-period connectivity check."""
+IDLE_KEEPALIVE_S = 15
+"""The keep-alive period of every VM's idle SSH session."""
+PRIVATE_ZONE, PUBLIC_ZONE = "internal", "lab.example"
+"""DNS zones the gateway's resolver answers: ``<vm>.<tenant>.internal`` and ``www<i>.lab.example``."""
 
 Progress = Callable[[float, str], None]
 
@@ -132,50 +136,123 @@ def _start_captures(lab: Lab, tmp: Path, logs: Path) -> list[subprocess.Popen[by
     return procs
 
 
+def vm_name(vm: LabVM) -> str:
+    """A VM's name in the lab's DNS (its tenant's private zone)."""
+    return f"{vm.name}.{vm.tenant}.{PRIVATE_ZONE}"
+
+
+def internet_name(i: int) -> str:
+    return f"www{i}.{PUBLIC_ZONE}"
+
+
+def _resolver(lab: Lab, logs: Path) -> subprocess.Popen[bytes]:
+    """dnsmasq on the gateway, answering on every subnet's gateway address: the VMs' names, the internet hosts'
+    names, NXDOMAIN for the rest of both zones, and a DNS tunnel's domain forwarded to its server."""
+    sc = lab.scenario
+    cmd = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll",
+           "--pid-file", "--user=root", "--bind-interfaces", "--log-facility=-",
+           f"--local=/{PRIVATE_ZONE}/", f"--local=/{PUBLIC_ZONE}/"]  # fmt: skip
+    cmd += [f"--listen-address={ipaddress.IPv4Network(c).network_address + 1}" for c in sc.subnets.values()]
+    cmd += [f"--host-record={vm_name(v)},{v.ip}" for v in sc.vms]
+    cmd += [f"--host-record={internet_name(i)},{a}" for i, a in enumerate(sc.internet_hosts)]
+    cmd += [f"--server=/{actions.tunnel_domain(e)}/{actions.tunnel_server(sc, e)}" for e in sc.events
+            if e.type == "dns_tunnel"]  # fmt: skip
+    return spawn(cmd, lab.gateway_ns, str(logs / "dnsmasq.log"))
+
+
 def _start_benign(lab: Lab, www: Path, logs: Path) -> list[subprocess.Popen[bytes]]:
     sc = lab.scenario
-    server = [sys.executable, "-m", "http.server", "80", "--bind", "0.0.0.0", "--directory", str(www)]
-    procs = [spawn(server, ns, None) for ns in [*lab.vm_ns.values(), *lab.ext_ns.values()]]
-    if any(e.type == "ssh_bruteforce" for e in sc.events):
-        config = _sshd_config(Path(lab.work_dir))
-        procs += [spawn([shutil.which("sshd") or "sshd", "-D", "-e", "-f", str(config)], lab.vm_ns[vm.name],
-                        str(logs / f"sshd-{vm.name}.log")) for vm in sc.vms]  # fmt: skip
+    work = Path(lab.work_dir)
+    web = [*actions.AGENTS, "web", str(www)]
+    procs = [spawn(web, ns, str(logs / "web.log")) for ns in [*lab.vm_ns.values(), *lab.ext_ns.values()]]
+    procs.append(_resolver(lab, logs))
+    config, key = _sshd_config(work)
+    procs += [spawn([shutil.which("sshd") or "sshd", "-D", "-e", "-f", str(config)], lab.vm_ns[vm.name],
+                    str(logs / f"sshd-{vm.name}.log")) for vm in sc.vms]  # fmt: skip
+    if any(actions.guessed_service(e) == "ftp" for e in sc.events):
+        ftp = _vsftpd_config(work)
+        procs += [spawn(["vsftpd", str(ftp)], lab.vm_ns[vm.name], str(logs / f"vsftpd-{vm.name}.log")) for vm in sc.vms]
     time.sleep(SERVER_WARMUP_S)
     c2 = {actions.c2_address(sc, e) for e in sc.events if e.type == "c2_beacon"}
-    everyday = [h for h in sc.internet_hosts if h not in c2] or list(sc.internet_hosts)  # a C2 server is the implant's
+    c2 |= {actions.tunnel_server(sc, e) for e in sc.events if e.type == "dns_tunnel"}
+    everyday = [internet_name(i) for i, h in enumerate(sc.internet_hosts) if h not in c2]
+    everyday = everyday or [internet_name(i) for i in range(len(sc.internet_hosts))]  # a C2 server is the implant's
     for i, vm in enumerate(sc.vms):
-        peers = ",".join(v.ip for v in sc.vms if v.tenant == vm.tenant and v.name != vm.name)
-        cmd = [*actions.AGENTS, "client", str(i), f"{sc.client_period_s:g}", f"{TIMER_S:g}", peers,
-               ",".join(everyday)]  # fmt: skip
+        peers = [v for v in sc.vms if v.tenant == vm.tenant and v.name != vm.name]
+        resolver = str(ipaddress.IPv4Network(vm.cidr).network_address + 1)
+        cmd = [*actions.AGENTS, "client", str(i), f"{sc.client_period_s:g}", f"{TIMER_S:g}",
+               ",".join(vm_name(v) for v in peers), ",".join(everyday), resolver, str(key)]  # fmt: skip
         procs.append(spawn(cmd, lab.vm_ns[vm.name], str(logs / f"client-{vm.name}.log")))
+        if peers:  # an operator's session left open on a peer: idle but for SSH's keep-alives
+            idle = ["ssh", *agents.SSH_OPTIONS, "-i", str(key), "-N", "-o", f"ServerAliveInterval={IDLE_KEEPALIVE_S}",
+                    "-o", "ServerAliveCountMax=1000", f"root@{peers[0].ip}"]  # fmt: skip
+            procs.append(spawn(idle, lab.vm_ns[vm.name], str(logs / f"ssh-idle-{vm.name}.log")))
     return procs
 
 
 SSHD_CONFIG = """Port 22
 ListenAddress 0.0.0.0
-HostKey {key}
+HostKey {host_key}
 PidFile none
 UsePAM no
+StrictModes no
+PubkeyAuthentication yes
+AuthorizedKeysFile {authorized}
+PermitRootLogin prohibit-password
 PasswordAuthentication yes
 KbdInteractiveAuthentication no
-AllowUsers nsl-nobody
+AllowUsers root nsl-nobody
 MaxStartups 100:30:200
 """
-"""Every VM's sshd: real key exchanges and password prompts, and no account a guess could open (the only user
+"""Every VM's sshd: real key exchanges and password prompts. The lab's own key logs in as root but may run only
+one harmless command (``restrict,command=``); no password opens anything (root takes keys only, and the other user
 allowed does not exist, so every guess fails as a wrong password does)."""
 
+LOGIN_COMMAND = "cat /proc/loadavg"
+"""The one command the lab's key may run (a monitoring check)."""
 
-def _sshd_config(work: Path) -> Path:
-    """A host key and an sshd config under ``work`` (and sshd's privilege-separation directory, as its package's
-    boot script makes it)."""
+
+def _sshd_config(work: Path) -> tuple[Path, Path]:
+    """An sshd config, its host key and the lab's client key (authorised for :data:`LOGIN_COMMAND` only) under
+    ``work``, and sshd's privilege-separation directory as its package's boot script makes it. Returns (config,
+    client key)."""
     ssh = work / "ssh"
     ssh.mkdir(exist_ok=True)
-    key = ssh / "host_ed25519"
-    if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, capture_output=True)
+    host_key, key = ssh / "host_ed25519", ssh / "client_ed25519"
+    for k in (host_key, key):
+        if not k.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True,
+                           capture_output=True)  # fmt: skip
+    authorized = ssh / "authorized_keys"
+    authorized.write_text(f'restrict,command="{LOGIN_COMMAND}" {(ssh / "client_ed25519.pub").read_text().strip()}\n')
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     config = ssh / "sshd_config"
-    config.write_text(SSHD_CONFIG.format(key=key))
+    config.write_text(SSHD_CONFIG.format(host_key=host_key, authorized=authorized))
+    return config, key
+
+
+VSFTPD_CONFIG = """listen=YES
+listen_ipv6=NO
+background=NO
+anonymous_enable=NO
+local_enable=YES
+write_enable=NO
+pam_service_name=vsftpd
+secure_chroot_dir={empty}
+seccomp_sandbox=NO
+xferlog_enable=NO
+max_clients=0
+max_per_ip=0
+"""
+"""The VMs' FTP server when a scenario guesses at FTP: local logins only, through PAM (the guessed user does not
+exist, so every guess fails after PAM's delay)."""
+
+
+def _vsftpd_config(work: Path) -> Path:
+    empty = work / "ftp-empty"
+    empty.mkdir(mode=0o755, exist_ok=True)
+    config = work / "vsftpd.conf"
+    config.write_text(VSFTPD_CONFIG.format(empty=empty))
     return config
 
 

@@ -4,7 +4,8 @@
 A compromise label is found by a medium or high compromise finding (any type: scans, ARP, DNS) about its VM's
 address; a fault label by a medium or high fault finding whose scope names its host (the host, a pair or path with
 it, or a VM on it; for a gateway change, the gateway or a VM of the changed subnet). Either must overlap the labelled
-span widened by one window of its kind on each side (:data:`SLACK_S`).
+span widened by one window of its kind on each side (:data:`SLACK_S`). A fault whose kernel counters (in its label:
+``dropped=``, ``delayed=``) are all zero touched no packet: it is reported as not exercised, not as missed.
 
 ``python -m netsentry.pipeline.lab.verdicts RUN_DIR WORKSPACE`` prints the table (``make lab`` does).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ class Verdict:
     start_ns: int
     end_ns: int
     found: str  # "severity kind scope", or "" when missed (for a benign VM: the false alarm)
+    exercised: bool = True  # False: the kernel counted no packet the fault touched
 
 
 def _ports(tenants: dict[str, Any]) -> list[dict[str, Any]]:
@@ -55,6 +58,12 @@ def _fault_places(lab: Any, ports: list[dict[str, Any]]) -> tuple[set[str], set[
         vms |= {f"{p['tenant']}/{p['vm']}" for p in ports
                 if ipaddress.IPv4Address(p["ip"]) in net and tenant in ("", p["tenant"])}  # fmt: skip
     return hosts, vms
+
+
+def exercised(detail: str) -> bool:
+    """False when a label's kernel counters (``dropped=N``, ``delayed=N``) are all zero; True without counters."""
+    counts = [int(n) for n in re.findall(r"\b(?:dropped|delayed)=(\d+)", detail)]
+    return not counts or any(counts)
 
 
 def _about(scope: str, hosts: set[str], vms: set[str]) -> bool:
@@ -78,7 +87,8 @@ def compare(labels: pd.DataFrame, findings: list[dict[str, Any]], tenants: dict[
             hits = [f for f in near if f["kind"] == "fault" and _about(str(f["scope"]), hosts, vms)]
         best = max(hits, key=lambda f: (f["severity"] == "high", f["score"]), default=None)
         found = f"{best['severity']} {best['type']} {best['scope']}" if best else ""
-        out.append(Verdict(f"{lab.kind}/{lab.scenario}", str(lab.scope), int(lab.start_ns), int(lab.end_ns), found))
+        out.append(Verdict(f"{lab.kind}/{lab.scenario}", str(lab.scope), int(lab.start_ns), int(lab.end_ns), found,
+                           exercised(str(lab.detail))))  # fmt: skip
     attacked = {str(s) for s in labels.loc[labels["kind"] == "compromise", "scope"]}
     for f in alarms:
         if f["kind"] == "compromise" and str(f.get("ip", "")) and str(f.get("ip")) not in attacked:
@@ -110,12 +120,22 @@ def main(argv: list[str]) -> int:
     for col in ("event", "scope", "from", "to", "found"):
         table.add_column(col)
     for v in verdicts:
-        shown = f"[red]false alarm:[/] {v.found}" if v.event == "benign VM" else v.found or "[red]missed[/]"
+        shown = (
+            f"[red]false alarm:[/] {v.found}"
+            if v.event == "benign VM"
+            else v.found
+            or ("[red]missed[/]" if v.exercised else "not exercised (the kernel dropped and delayed nothing)")
+        )
         table.add_row(v.event, v.scope, _clock(v.start_ns), _clock(v.end_ns), shown)
     Console(width=140).print(table)
-    events = [v for v in verdicts if v.event != "benign VM"]
-    false = len(verdicts) - len(events)
-    print(f"{sum(bool(v.found) for v in events)} of {len(events)} events found; {false} false alarm(s) on benign VMs")
+    events = [v for v in verdicts if v.event != "benign VM" and (v.exercised or v.found)]
+    idle = sum(1 for v in verdicts if v.event != "benign VM" and not (v.exercised or v.found))
+    false = sum(1 for v in verdicts if v.event == "benign VM")
+    unexercised = f" ({idle} fault(s) not exercised)" if idle else ""
+    print(
+        f"{sum(bool(v.found) for v in events)} of {len(events)} events found{unexercised}; {false} false alarm(s) "
+        "on benign VMs"
+    )
     return 0
 
 
