@@ -100,11 +100,6 @@ def at_or_above(findings: list[Finding], severity: str) -> list[Finding]:
     return [f for f in findings if SEVERITIES.index(f.severity) <= worst]
 
 
-def _vm_hosts(workspace: Path) -> dict[str, str]:
-    """``tenant/vm`` → host, from the tenant map the packets were captured with."""
-    return vm_hosts(captured_tenant_map(catalog.path(workspace, catalog.PACKETS)))
-
-
 def _resolve(tracker: Tracker, options: InspectOptions) -> tuple[dict[str, ModelRef], dict[str, str]]:
     refs: dict[str, ModelRef] = {}
     skipped: dict[str, str] = {}
@@ -150,6 +145,7 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
     found: list[Finding] = []
     scored_n: dict[str, int] = {}
     meta: dict[str, Any] = {"models": {}}
+    tenant_map = captured_tenant_map(catalog.path(ws, catalog.PACKETS))  # as the packets were captured
     thresholds: dict[str, float | None] = {}
     if "compromise" in refs:
         tw, tw_manifest = read_feature_table(ws, catalog.TENANT_WINDOWS)
@@ -175,13 +171,13 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
         fw, _ = read_feature_table(ws, catalog.FAULT_WINDOWS)
         model = tracker.load_model(refs["faults"].uri)
         scored = score_windows(fw, model, options.threshold_scale, "features/fault_windows")
-        found += fault_findings(scored, _vm_hosts(ws), refs["faults"])
+        found += fault_findings(scored, vm_hosts(tenant_map), refs["faults"])
         thresholds["faults"] = float(scored["threshold"].iloc[0]) if len(scored) else None
         scored_n["faults"] = len(scored)
         meta["fault_windows"] = len(scored)
         _span(meta, scored)
     arp = read_arp(str(ws))
-    found += arp_findings(arp, captured_tenant_map(catalog.path(ws, catalog.PACKETS)).ports_by_mac())
+    found += arp_findings(arp, tenant_map.ports_by_mac())
     if arp is not None and len(arp):
         meta["arp_frames"] = len(arp)
         first, last = int(arp["ts_ns"].min()), int(arp["ts_ns"].max())

@@ -3,7 +3,6 @@ cleared. Each action reports the moments it acted, which become the label's star
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from netsentry.pipeline.lab.scenario import LabEvent, LabScenario
+from netsentry.pipeline.lab.scenario import LabEvent, LabScenario, router_ip
 from netsentry.pipeline.lab.shell import run, spawn, stop_process
 from netsentry.pipeline.lab.topology import Lab
 from netsentry.pipeline.simulate.events import Label, param
@@ -186,7 +185,7 @@ def _dns_tunnel(lab: Lab, e: LabEvent, log_dir: str) -> Running:
     to iodined on an internet host, then data both ways through the tunnel every ``period_s``."""
     sc, vm = lab.scenario, lab.scenario.vm(e.target)
     server, domain = tunnel_server(sc, e), tunnel_domain(e)
-    resolver = str(ipaddress.IPv4Network(vm.cidr).network_address + 1)
+    resolver = router_ip(vm.cidr)
     log = f"{log_dir}/dns_tunnel-{e.target}"
     far = spawn(["iodined", "-f", "-c", "-P", TUNNEL_SECRET, TUNNEL_NET, domain], lab.ext_ns[server],
                 f"{log}-iodined.log")  # fmt: skip
@@ -204,7 +203,7 @@ def _arp_spoofing(lab: Lab, e: LabEvent, log: str) -> Running:
     (or ``claim``) is at the VM's MAC, forwarding what it then receives (a man in the middle)."""
     vm = lab.scenario.vm(e.target)
     victim = _victim(lab, e)
-    claim = str(_param(e, "claim", str(ipaddress.IPv4Network(vm.cidr).network_address + 1)))
+    claim = str(_param(e, "claim", router_ip(vm.cidr)))
     ns = lab.vm_ns[vm.name]
     run(["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"], netns=ns)
     t0 = _now()
@@ -222,7 +221,7 @@ def _config_change(lab: Lab, e: LabEvent) -> Running:
     subnet = e.target
     cidr = lab.scenario.subnets[subnet]
     br = lab.gateway_bridges[subnet]
-    gw_ip = str(ipaddress.IPv4Network(cidr).network_address + 1)
+    gw_ip = router_ip(cidr)
     action = str(_param(e, "action", "route_withdrawn"))
     answer = str(_param(e, "answer", "silent"))
     if action == "filter_pushed":

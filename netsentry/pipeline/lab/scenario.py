@@ -25,6 +25,12 @@ GUESSED_SERVICES = ("ssh", "ftp", "http-auth")
 """What a lab ``bruteforce`` may guess at (the servers its VMs run)."""
 
 
+def router_ip(cidr: str) -> str:
+    """A network's router address in the lab: its first host address (the gateway's on a subnet, where the VMs'
+    default route and resolver answer; the tenant map's default ``gateway_ip`` too)."""
+    return str(ipaddress.IPv4Network(cidr).network_address + 1)
+
+
 @dataclass(frozen=True)
 class LabVM:
     name: str

@@ -5,7 +5,6 @@ Everything it makes is torn down on exit, on Ctrl-C and on SIGTERM."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ import yaml
 from netsentry.pipeline.core.errors import LabError
 from netsentry.pipeline.core.io import atomic_dir
 from netsentry.pipeline.lab import actions, agents
-from netsentry.pipeline.lab.scenario import LabScenario, LabVM
+from netsentry.pipeline.lab.scenario import LabScenario, LabVM, router_ip
 from netsentry.pipeline.lab.shell import BASE_TOOLS, require_root, require_tools, spawn, stop_process, tool_versions
 from netsentry.pipeline.lab.topology import (
     Lab,
@@ -152,7 +151,7 @@ def _resolver(lab: Lab, logs: Path) -> subprocess.Popen[bytes]:
     cmd = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll",
            "--pid-file", "--user=root", "--bind-interfaces", "--log-facility=-",
            f"--local=/{PRIVATE_ZONE}/", f"--local=/{PUBLIC_ZONE}/"]  # fmt: skip
-    cmd += [f"--listen-address={ipaddress.IPv4Network(c).network_address + 1}" for c in sc.subnets.values()]
+    cmd += [f"--listen-address={router_ip(c)}" for c in sc.subnets.values()]
     cmd += [f"--host-record={vm_name(v)},{v.ip}" for v in sc.vms]
     cmd += [f"--host-record={internet_name(i)},{a}" for i, a in enumerate(sc.internet_hosts)]
     cmd += [f"--server=/{actions.tunnel_domain(e)}/{actions.tunnel_server(sc, e)}" for e in sc.events
@@ -179,7 +178,7 @@ def _start_benign(lab: Lab, www: Path, logs: Path) -> list[subprocess.Popen[byte
     everyday = everyday or [internet_name(i) for i in range(len(sc.internet_hosts))]  # a C2 server is the implant's
     for i, vm in enumerate(sc.vms):
         peers = [v for v in sc.vms if v.tenant == vm.tenant and v.name != vm.name]
-        resolver = str(ipaddress.IPv4Network(vm.cidr).network_address + 1)
+        resolver = router_ip(vm.cidr)
         cmd = [*actions.AGENTS, "client", str(i), f"{sc.client_period_s:g}", f"{TIMER_S:g}",
                ",".join(vm_name(v) for v in peers), ",".join(everyday), resolver, str(key)]  # fmt: skip
         procs.append(spawn(cmd, lab.vm_ns[vm.name], str(logs / f"client-{vm.name}.log")))
@@ -224,7 +223,7 @@ def _sshd_config(work: Path) -> tuple[Path, Path]:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True,
                            capture_output=True)  # fmt: skip
     authorized = ssh / "authorized_keys"
-    authorized.write_text(f'restrict,command="{LOGIN_COMMAND}" {(ssh / "client_ed25519.pub").read_text().strip()}\n')
+    authorized.write_text(f'restrict,command="{LOGIN_COMMAND}" {Path(f"{key}.pub").read_text().strip()}\n')
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     config = ssh / "sshd_config"
     config.write_text(SSHD_CONFIG.format(host_key=host_key, authorized=authorized))

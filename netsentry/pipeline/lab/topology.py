@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netsentry.pipeline.core.errors import LabError, LockHeldError
-from netsentry.pipeline.lab.scenario import LabScenario
+from netsentry.pipeline.lab.scenario import LabScenario, router_ip
 from netsentry.pipeline.lab.shell import run
 from netsentry.pipeline.simulate.cloud import port_mac_text
 
@@ -82,20 +82,20 @@ def build(sc: LabScenario, run_id: str, lab: Lab | None = None) -> Lab:
         br = f"br{subnet_index[name]}"
         _bridge(gw, br)
         net = ipaddress.IPv4Network(cidr)
-        run(["ip", "addr", "add", f"{net.network_address + 1}/{net.prefixlen}", "dev", br], netns=gw)
+        run(["ip", "addr", "add", f"{router_ip(cidr)}/{net.prefixlen}", "dev", br], netns=gw)
         lab.gateway_bridges[name] = br
     inet_net = ipaddress.IPv4Network(sc.internet_cidr)
     lab.inet_ns = inet = lab.ns("inet")
     _bridge(inet, "br0")
     _veth(gw, lab.inet_link, inet, "gw0")
     run(["ip", "link", "set", "gw0", "master", "br0"], netns=inet)
-    run(["ip", "addr", "add", f"{inet_net.network_address + 1}/{inet_net.prefixlen}", "dev", lab.inet_link], netns=gw)
+    run(["ip", "addr", "add", f"{router_ip(sc.internet_cidr)}/{inet_net.prefixlen}", "dev", lab.inet_link], netns=gw)
     for i, addr in enumerate(sc.internet_hosts):
         x = lab.ns(f"x{i}")
         _veth(inet, f"x{i}", x, "eth0")
         run(["ip", "link", "set", f"x{i}", "master", "br0"], netns=inet)
         run(["ip", "addr", "add", f"{addr}/{inet_net.prefixlen}", "dev", "eth0"], netns=x)
-        run(["ip", "route", "add", "default", "via", str(inet_net.network_address + 1)], netns=x)
+        run(["ip", "route", "add", "default", "via", router_ip(sc.internet_cidr)], netns=x)
         lab.ext_ns[addr] = x
     for h, host in enumerate(sc.hosts):
         hn = lab.ns(host)
@@ -117,7 +117,7 @@ def build(sc: LabScenario, run_id: str, lab: Lab | None = None) -> Lab:
         net = ipaddress.IPv4Network(vm.cidr)
         run(["ip", "link", "set", "eth0", "address", port_mac_text(0, ip_int(vm.ip))], netns=vn)
         run(["ip", "addr", "add", f"{vm.ip}/{net.prefixlen}", "dev", "eth0"], netns=vn)
-        run(["ip", "route", "add", "default", "via", str(net.network_address + 1)], netns=vn)
+        run(["ip", "route", "add", "default", "via", router_ip(vm.cidr)], netns=vn)
         lab.vm_taps[vm.name] = f"v{i}"
     return lab
 
