@@ -43,12 +43,12 @@ chromium: ## install chromium through apt when missing (root), else say how (bro
 	$(call apt_tool,chromium,the report's browser tests)
 
 # program:package pairs the lab runs (netsentry.pipeline.lab.shell.TOOL_PACKAGES)
-LAB_TOOLS := ip:iproute2 tc:iproute2 nft:nftables tcpdump:tcpdump nmap:nmap hping3:hping3 hydra:hydra \
+LAB_TOOLS := ip:iproute2 tc:iproute2 nft:nftables ethtool:ethtool tcpdump:tcpdump nmap:nmap hping3:hping3 hydra:hydra \
   sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client dnsmasq:dnsmasq-base iodine:iodine \
   ifconfig:net-tools arpspoof:dsniff vsftpd:vsftpd
 LAB_DIR := workspace/lab
 
-lab-tools: ## install the lab's tools (nmap, hping3, hydra, sshd, dnsmasq, iodine, dsniff, vsftpd, tcpdump, nftables) through apt when missing (root)
+lab-tools: ## install the lab's tools (nmap, hping3, hydra, sshd, dnsmasq, iodine, dsniff, vsftpd, tcpdump, nftables, ethtool) through apt when missing (root)
 	@missing=""; for t in $(LAB_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \

@@ -58,6 +58,9 @@ def print_flows(summary: Any) -> None:
         f"{summary.zero_windows:,} zero-window advertisements",
         highlight=False,
     )
+    if summary.hop_duplicates:
+        out.print(f"{summary.hop_duplicates:,} packets seen again after a router hop at the same capture point "
+                  "(TTL lower, all else equal) counted once, not as retransmissions", highlight=False)  # fmt: skip
     if summary.top_retransmitting:
         out.print(_retransmitting_table(summary.top_retransmitting))
     rate = summary.packets / summary.seconds if summary.seconds else 0.0

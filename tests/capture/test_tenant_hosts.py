@@ -8,7 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from netsentry.pipeline.capture.tenants import TenantMap, dump_tenant_map, load_tenant_map, tenant_map_from_dict
+from netsentry.pipeline.capture.tenants import (
+    TenantMap,
+    dump_tenant_map,
+    load_tenant_map,
+    router_hosts,
+    tenant_map_from_dict,
+)
 from netsentry.pipeline.core.errors import ConfigError
 from netsentry.pipeline.core.schemas import ip16_from_text
 from netsentry.pipeline.simulate.cloud import GATEWAY_NAME, build_cloud
@@ -46,6 +52,8 @@ def test_a_subnets_router_address_is_on_the_gateway() -> None:
     # the default router (first host address), a declared one, a VM on a first address, an address on no port
     got = hosts(tmap, ["10.0.1.1", "10.0.2.254", "10.0.2.1", "10.0.1.9", "10.0.3.1"], [0] * 5)
     assert got == ["gw", "gw", "hv2", "10.0.1.9", "10.0.3.1"]
+    assert router_hosts(tmap) == {"10.0.1.1": "gw", "10.0.2.254": "gw"}
+    assert router_hosts(tenant_map_from_dict({**doc, "gateway": None})) == {}  # no gateway host to put them on
     assert tmap.to_yaml_dict() == doc
     with pytest.raises(ConfigError, match=r"10\.0\.9\.1"):
         tenant_map_from_dict({"vpcs": [{"id": "v", "cidr": "10.0.0.0/16", "subnets": [

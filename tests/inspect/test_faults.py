@@ -105,6 +105,48 @@ def test_of_two_hosts_hit_the_one_gone_silent_is_named(silent: str) -> None:
     assert (f.scope_type, f.scope) == ("host", silent)
 
 
+@pytest.mark.parametrize("lossy", ["host2", "host3"])
+def test_of_two_hosts_hit_the_one_losing_on_its_other_paths_too_is_named(lossy: str) -> None:
+    # loss on one host's uplink: the far end of their busy pair loses as much on that pair, but only the lossy host
+    # also loses on its way to the gateway (host2 has the more VMs hit, so counting names alone picks it)
+    other = "host3" if lossy == "host2" else "host2"
+    span = [5, 6, 7, 8]
+    hit = {(t, s): span for t, s in [("host", "host2"), ("host", "host3"), ("host_pair", "gateway-host2"),
+                                     ("host_pair", "host2-host3"), ("host_pair", "gateway-host3"), ("vm", "acme/web-1"),
+                                     ("vm", "acme/web-2"), ("vm", "acme/db-1")]}  # fmt: skip
+    df = windows(hit, packets_ratio=1.0, retransmissions=10.0, retransmission_rate=10 / 80, retransmitting_flows=4.0,
+                 dup_acks=20.0)  # fmt: skip
+    flagged = df["flag"] == 1
+    df.loc[flagged & (df["scope"] == lossy), "retransmissions"] = 14.0
+    df.loc[flagged & (df["scope"] == f"gateway-{lossy}"), "retransmissions"] = 4.0
+    df.loc[flagged & (df["scope"] == f"gateway-{other}"), "retransmissions"] = 0.0
+    (f,) = fault_findings(df, VM_HOSTS, MODEL)
+    assert (f.type, f.scope_type, f.scope) == ("loss", "host", lossy)
+
+
+@pytest.mark.parametrize("queued", ["host2", "host3"])
+def test_of_two_hosts_delayed_alike_the_one_delayed_on_its_other_paths_too_is_named(queued: str) -> None:
+    # a queue on one host's uplink: their pair's round trips grow alike at both ends, but only the queued host's
+    # way to the gateway is slower by a hop too
+    span = [5, 6, 7, 8]
+    scopes = [
+        ("host", "host2"),
+        ("host", "host3"),
+        ("host_pair", "host2-host3"),
+        ("vm", "acme/web-1"),
+        ("vm", "acme/web-2"),
+        ("vm", "acme/db-1"),
+        ("host_pair", "gateway-host2"),
+        ("host_pair", "gateway-host3"),
+    ]
+    hit = {scope: span for scope in scopes}
+    df = windows(hit, packets_ratio=1.0, handshake_rtt_ratio=40.0, handshake_rtt_p99_ms=80.0)
+    df["hop_delay_worst_p50_ms"] = 0.01
+    df.loc[(df["flag"] == 1) & (df["scope"] == f"gateway-{queued}"), "hop_delay_worst_p50_ms"] = 400.0
+    (f,) = fault_findings(df, VM_HOSTS, MODEL)
+    assert (f.type, f.scope_type, f.scope) == ("latency", "host", queued)
+
+
 def test_refusals_by_a_router_name_the_host_they_all_come_from() -> None:
     # a subnet cut off at the gateway: its VMs' host looks worst by its paths and VMs, but every ICMP refusal came
     # from the gateway's router address (the gateway's windows count them all, each other host its share)
@@ -119,6 +161,24 @@ def test_refusals_by_a_router_name_the_host_they_all_come_from() -> None:
     # without refusals the same cluster stays at the VMs' host
     (f,) = fault_findings(windows(hit, syn_unanswered=4.0, packets_per_s=10.0), VM_HOSTS, MODEL)
     assert (f.type, f.scope) == ("black_hole", "host2")
+
+
+def test_a_subnet_routers_refusals_are_named_at_the_gateway_it_lives_on() -> None:
+    # the router address is on no port: the per-VM windows name it by its address, the tenant map puts it on the
+    # gateway host
+    df = windows({}, packets_ratio=1.0)
+    router = windows({("vm", "acme/web-1"): [5, 6, 7]}, packets_ratio=1.0, icmp_unreachable=4.0, connections=4.0)
+    router = router[router["scope"] == "acme/web-1"].assign(scope="10.0.1.1")
+    df = pd.concat([df, router], ignore_index=True)
+    (f,) = fault_findings(df, VM_HOSTS, MODEL, routers={"10.0.1.1": "gateway"})
+    assert (f.type, f.scope_type, f.scope, f.evidence["router_address"]) == (
+        "unreachable",
+        "host",
+        "gateway",
+        "10.0.1.1",
+    )
+    (f,) = fault_findings(df, VM_HOSTS, MODEL)  # without the map's word, an address of its own
+    assert (f.scope_type, f.scope) == ("vm", "10.0.1.1")
 
 
 def test_host_names_with_dashes_are_split_correctly() -> None:

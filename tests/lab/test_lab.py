@@ -370,7 +370,7 @@ def test_scenario_errors_name_the_field(tmp_path: Path) -> None:
     assert sc.scaled(0.5).duration_s == sc.duration_s / 2
     assert sc.tools() == ("hping3", "hydra", "nmap")  # sshd, dnsmasq and ssh are every lab's (BASE_TOOLS)
     sc = load_lab_scenario(Path(__file__).parents[2] / "configs" / "lab" / "tools.yaml")
-    assert sc.tools() == ("arpspoof", "hydra", "ifconfig", "iodine", "iodined", "vsftpd")
+    assert sc.tools() == ("arpspoof", "bridge", "hydra", "ifconfig", "iodine", "iodined", "vsftpd")
 
 
 def test_clear_errors_when_not_root_or_a_tool_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -661,6 +661,14 @@ def vm_hosts(tmap: TenantMap) -> dict[str, str]:
     return out
 
 
+def router_hosts(tmap: TenantMap) -> dict[str, str]:
+    """Each subnet's router address (text) → the map's gateway host, where it lives; empty without a ``gateway``. A
+    router address is on no port, so per-VM tables name it by its address."""
+    if not tmap.gateway:
+        return {}
+    return {str(ipaddress.ip_address(s.router)): tmap.gateway for v in tmap.config.vpcs for s in v.subnets}
+
+
 def vm_addresses(tmap: TenantMap) -> dict[str, list[str]]:
     """``tenant/vm`` → the addresses of its ports."""
     out: dict[str, list[str]] = {}

@@ -32,6 +32,7 @@ from netsentry.pipeline.core.schemas import (
 )
 from netsentry.pipeline.core.units import NS_PER_MS
 from netsentry.pipeline.flows import kernel as fk
+from netsentry.pipeline.flows.hop_duplicates import HopDuplicates
 
 _KEY_WIDTH = 7  # vni|vlan, proto, a_hi, a_lo, b_hi, b_lo, a_port|b_port
 
@@ -452,14 +453,17 @@ def assemble_stream(
     config: FlowConfig | None = None,
     labeler: TenantLabeler | None = None,
     on_tcp_events: Callable[[pa.Table], None] | None = None,
+    hops: HopDuplicates | None = None,
 ) -> Iterator[pa.Table]:
-    """Flows of one capture point from its packet chunks (time-ordered), finished flows first.
+    """Flows of one capture point from its packet chunks (time-ordered), finished flows first; a packet the point
+    saw again after a router hop counts once (``hops`` counts those left out).
 
     ``on_tcp_events`` receives each chunk's non-empty ``tcp_events`` rows (see
     :meth:`FlowAssembler.last_tcp_events`) before that chunk's flows are yielded."""
     asm = FlowAssembler(capture_point, config, labeler)
+    hops = hops if hops is not None else HopDuplicates()
     for chunk in chunks:
-        out = asm.push(chunk)
+        out = asm.push(hops.filter(chunk))
         if on_tcp_events is not None:
             events = asm.last_tcp_events()
             if events.num_rows:

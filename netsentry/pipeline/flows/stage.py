@@ -33,6 +33,7 @@ from netsentry.pipeline.core.io import (
 )
 from netsentry.pipeline.core.schemas import FLOWS, PACKETS, TCP_EVENTS, ip_text
 from netsentry.pipeline.flows.assemble import FlowConfig, assemble_stream
+from netsentry.pipeline.flows.hop_duplicates import HopDuplicates
 
 TOP_N = 5
 _TOP_COLUMNS = ("capture_point", "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "bidirectional_packets",
@@ -50,6 +51,7 @@ class FlowSummary:
     skipped_unchanged: bool = False
     out_dir: Path | None = None
     tcp_events: int = 0
+    hop_duplicates: int = 0  # packets a point saw again after a router hop, counted once
     retransmissions: int = 0
     dup_acks: int = 0
     zero_windows: int = 0
@@ -170,7 +172,7 @@ def run_flows(
         summary.seconds = time.perf_counter() - start
         common = {"stage": "flows", "inputs": inputs, "config": run_config}
         write_manifest(tmp, {**common, "parts": written, "rows": summary.flows, "packets": total,
-                             "tcp_events": summary.tcp_events})  # fmt: skip
+                             "tcp_events": summary.tcp_events, "hop_duplicates": summary.hop_duplicates})  # fmt: skip
         write_manifest(ev_tmp, {**common, "table": "tcp_events", "parts": ev_written, "rows": summary.tcp_events,
                                 "packets": total})  # fmt: skip
     return summary
@@ -189,11 +191,13 @@ def _assemble_point(
     writer = parquet_writer(out, FLOWS)
     events = _Sink(parquet_writer(events_out, TCP_EVENTS))
     rows = 0
+    hops = HopDuplicates()
     try:
-        for table in assemble_stream(point, chunks, config, labeler, on_tcp_events=events.write):
+        for table in assemble_stream(point, chunks, config, labeler, on_tcp_events=events.write, hops=hops):
             writer.write_table(table)
             rows += table.num_rows
             summary.add(table)
+        summary.hop_duplicates += hops.dropped
     finally:
         writer.close()
         events.writer.close()

@@ -128,14 +128,16 @@ def cluster(incidents: list[ScopeIncident], vm_hosts: dict[str, str]) -> list[li
     return [[incidents[i] for i in members] for members in groups.values()]
 
 
-def primary_scope(members: list[ScopeIncident]) -> ScopeIncident:
+def primary_scope(members: list[ScopeIncident], scored: pd.DataFrame | None = None) -> ScopeIncident:
     """The scope that explains the cluster: a host when several of its paths or VMs are hit (of several such, one
-    gone silent, else the one most members name: a link's far end sees its conversations fail too), else the one
-    host pair or VM, else the strongest member."""
+    gone silent, else the one with the most retransmissions, then hop-delay growth, that its pairs with the others
+    leave unexplained, else the one most of the hit VMs and host pairs name: a link's far end sees its conversations
+    fail too), else the one host pair or VM, else the strongest member. ``scored``: every scored window."""
     by_type: dict[str, list[ScopeIncident]] = {}
     for m in members:
         by_type.setdefault(m.scope_type, []).append(m)
-    tokens = Counter(h for m in members if m.scope_type in ("host_pair", "vm") for h in m.hosts)
+    hit = {(m.scope_type, m.scope): m.hosts for m in members if m.scope_type in ("host_pair", "vm")}
+    tokens = Counter(h for hosts in hit.values() for h in hosts)
     qualified = []
     for host, _ in tokens.most_common():
         pairs = {m.scope for m in by_type.get("host_pair", []) if host in m.hosts}
@@ -146,12 +148,47 @@ def primary_scope(members: list[ScopeIncident]) -> ScopeIncident:
     silent = [m for m in qualified if _silent_windows(m) >= SILENT_WINDOWS]
     if silent:  # a host gone silent is where the hole is: its peers' own traffic goes on
         return max(silent, key=_silent_windows)
+    if len(qualified) > 1 and scored is not None and "retransmissions" in scored:
+        start, end = min(m.start_ns for m in members), max(m.end_ns for m in members)
+        inside = scored[scored["window_start_ns"].between(start, end - 1)]
+        names = [m.scope for m in qualified]
+        for evidence in (_unexplained_retransmissions, _unexplained_delay):
+            own = [evidence(scored, inside, h, [g for g in names if g != h]) for h in names]
+            best = int(np.argmax(own))
+            if own[best] > max(o for i, o in enumerate(own) if i != best):
+                return qualified[best]
     if qualified:
         return qualified[0]
     for stype in ("host_pair", "vm", "host", "capture_point"):
         if len(by_type.get(stype, [])) == 1:
             return by_type[stype][0]
     return max(members, key=lambda m: (m.score, -SCOPE_ORDER.get(m.scope_type, 9)))
+
+
+def _unexplained_retransmissions(scored: pd.DataFrame, inside: pd.DataFrame, host: str, others: list[str]) -> float:
+    """Retransmissions of ``host``'s windows ``inside`` the cluster's span that its pairs with ``others`` do not
+    account for (``scored``, unused, keeps the evidence functions' one signature). A lossy host uplink loses on
+    every path through it; the host at the far end of one of those paths sees that path's loss too, but none on its
+    own other paths."""
+    pairs = {"-".join(sorted((host, g))) for g in others}
+    mine = inside.loc[(inside["scope_type"] == "host") & (inside["scope"] == host), "retransmissions"].sum()
+    shared = inside.loc[(inside["scope_type"] == "host_pair") & inside["scope"].isin(pairs), "retransmissions"].sum()
+    return float(mine) - float(shared)
+
+
+def _unexplained_delay(scored: pd.DataFrame, inside: pd.DataFrame, host: str, others: list[str]) -> float:
+    """The most a one-way hop delay grew (span's worst over the pair's usual) on ``host``'s paths to hosts not among
+    ``others``: a queue on a host's uplink delays its every path, the far end's other paths not at all."""
+    col = "hop_delay_worst_p50_ms"
+    if col not in scored:
+        return 0.0
+    hosts = set(scored.loc[scored["scope_type"] == "host", "scope"]) - {host, *others}
+    pairs = {"-".join(sorted((host, g))) for g in hosts}
+    mine = scored[(scored["scope_type"] == "host_pair") & scored["scope"].isin(pairs)]
+    usual = mine.groupby("scope")[col].median()
+    worst = inside[(inside["scope_type"] == "host_pair") & inside["scope"].isin(pairs)].groupby("scope")[col].max()
+    growth = (worst / usual.reindex(worst.index).where(lambda u: u > 0)).dropna()
+    return float(growth.max()) if len(growth) else 0.0
 
 
 SILENT_WINDOWS = 2
@@ -246,22 +283,27 @@ def fault_type(m: dict[str, float]) -> str:
     return "other"
 
 
-def fault_findings(scored: pd.DataFrame, vm_hosts: dict[str, str], model: ModelRef) -> list[Finding]:
-    """Fault incidents as findings (most severe, then highest score, first)."""
+def fault_findings(scored: pd.DataFrame, vm_hosts: dict[str, str], model: ModelRef,
+                   routers: dict[str, str] | None = None) -> list[Finding]:  # fmt: skip
+    """Fault incidents as findings (most severe, then highest score, first). ``routers``: subnet router addresses →
+    the gateway host they live on (a router address's windows are its host's evidence, and named at it)."""
     if scored.empty or not (scored["flag"] == 1).any():
         return []
+    routers = routers or {}
     incidents = scope_incidents(scored)
-    found = [_finding(scored, members, model) for members in cluster(incidents, vm_hosts)]
+    found = [_finding(scored, members, model, routers) for members in cluster(incidents, vm_hosts | routers)]
     rank = {"high": 0, "medium": 1, "low": 2}
     found.sort(key=lambda f: (rank[f.severity], -f.score, f.start_ns, f.scope))
     return found
 
 
-def refusing_host(members: list[ScopeIncident]) -> ScopeIncident | None:
-    """The host member that took part in the most of the network's refusals (ICMP destination unreachable from a
-    router); None without any. A router's refusals name it as where the path ends, and every refused host shares
-    that one end."""
-    hosts = [m for m in members if m.scope_type == "host" and "icmp_unreachable" in m.rows]
+def refusing_host(members: list[ScopeIncident], routers: dict[str, str] | None = None) -> ScopeIncident | None:
+    """The host member (or subnet router address, in ``routers``) that took part in the most of the network's
+    refusals (ICMP destination unreachable from a router); None without any. A router's refusals name it as where
+    the path ends, and every refused host shares that one end."""
+    routers = routers or {}
+    hosts = [m for m in members if (m.scope_type == "host" or (m.scope_type == "vm" and m.scope in routers))
+             and "icmp_unreachable" in m.rows]  # fmt: skip
     best = max(hosts, key=lambda m: (float(m.rows["icmp_unreachable"].sum()), m.score), default=None)
     return best if best is not None and float(best.rows["icmp_unreachable"].sum()) > 0 else None
 
@@ -274,10 +316,10 @@ def _measured(scored: pd.DataFrame, p: ScopeIncident) -> tuple[pd.DataFrame, pd.
     return all_rows, quiet, magnitude(p.rows, quiet)
 
 
-def _finding(scored: pd.DataFrame, members: list[ScopeIncident], model: ModelRef) -> Finding:
-    p = primary_scope(members)
+def _finding(scored: pd.DataFrame, members: list[ScopeIncident], model: ModelRef, routers: dict[str, str]) -> Finding:
+    p = primary_scope(members, scored)
     all_rows, quiet, mag = _measured(scored, p)
-    if fault_type(mag) == "unreachable" and (r := refusing_host(members)) is not None and r is not p:
+    if (r := refusing_host(members, routers)) is not None and r is not p:  # retries into a cut: the cut explains
         r_rows, r_quiet, r_mag = _measured(scored, r)
         if fault_type(r_mag) == "unreachable":
             p, all_rows, quiet, mag = r, r_rows, r_quiet, r_mag
@@ -305,12 +347,15 @@ def _finding(scored: pd.DataFrame, members: list[ScopeIncident], model: ModelRef
     kind = fault_type(mag)
     sev = _capped(kind, severity(windows, tail, sustained=SUSTAINED_WINDOWS), evidence, rows, quiet)
     in_vm = p.scope_type == "vm" and "/" in p.scope
+    scope_type, scope = p.scope_type, p.scope
+    if scope_type == "vm" and scope in routers:  # a subnet's router address: the gateway's interface there
+        scope_type, scope, evidence["router_address"] = "host", routers[scope], scope
     return build_finding(
         "fault",
         kind,
-        id_parts=("fault", p.scope_type, p.scope, p.start_ns),
-        scope_type=p.scope_type,
-        scope=p.scope,
+        id_parts=("fault", scope_type, scope, p.start_ns),
+        scope_type=scope_type,
+        scope=scope,
         tenant=p.scope.split("/", 1)[0] if in_vm else "",
         vm=p.scope.split("/", 1)[1] if in_vm else "",
         capture_point=p.scope if p.scope_type == "capture_point" else "",

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from netsentry import __version__
 from netsentry.pipeline.capture.stage import captured_tenant_map
-from netsentry.pipeline.capture.tenants import vm_hosts
+from netsentry.pipeline.capture.tenants import router_hosts, vm_hosts
 from netsentry.pipeline.core import catalog
 from netsentry.pipeline.core.errors import ConfigError, TrackingError
 from netsentry.pipeline.core.io import atomic_dir, atomic_write_text, manifest_digest, read_manifest, write_manifest
@@ -171,7 +171,7 @@ def run_inspect(workspace: str | Path, options: InspectOptions, *, tracking_uri:
         fw, _ = read_feature_table(ws, catalog.FAULT_WINDOWS)
         model = tracker.load_model(refs["faults"].uri)
         scored = score_windows(fw, model, options.threshold_scale, "features/fault_windows")
-        found += fault_findings(scored, vm_hosts(tenant_map), refs["faults"])
+        found += fault_findings(scored, vm_hosts(tenant_map), refs["faults"], routers=router_hosts(tenant_map))
         thresholds["faults"] = float(scored["threshold"].iloc[0]) if len(scored) else None
         scored_n["faults"] = len(scored)
         meta["fault_windows"] = len(scored)

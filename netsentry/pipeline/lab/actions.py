@@ -42,7 +42,7 @@ def _now() -> int:
 def _vm_label(lab: Lab, e: LabEvent, start_ns: int, detail: str) -> Label:
     vm = lab.scenario.vm(e.target)
     return Label(kind=e.kind, scenario=e.type, scope_type="vm", scope=vm.ip, start_ns=start_ns, end_ns=start_ns,
-                 tenant=vm.tenant, vm=vm.name, vni=0, detail=detail)  # fmt: skip
+                 tenant=vm.tenant, vm=vm.name, vni=lab.scenario.vni(vm), detail=detail)  # fmt: skip
 
 
 def _param(e: LabEvent, name: str, default: Any) -> Any:
@@ -255,14 +255,15 @@ def _start_fault(lab: Lab, e: LabEvent) -> Running:
     if e.type == "config_change":
         return _config_change(lab, e)
     host, ns = e.target, lab.host_ns[e.target]
-    if e.type == "loss_burst":
+    if e.type == "loss_burst":  # on the host's links to the gateway (to the fabric with VXLAN), both ways
         p = float(_param(e, "loss_p", 0.1))
         n = str(max(1, round(p * 1000)))
+        ns, ports = lab.loss_links[host]
         run(["nft", "add", "table", "bridge", "nsl_loss"], netns=ns)
         run(["nft", "add", "chain", "bridge", "nsl_loss", "drops",
              "{ type filter hook forward priority 0; policy accept; }"], netns=ns)  # fmt: skip
         for side in ("iifname", "oifname"):
-            run(["nft", "add", "rule", "bridge", "nsl_loss", "drops", side, "up*", "numgen", "random", "mod", "1000",
+            run(["nft", "add", "rule", "bridge", "nsl_loss", "drops", side, ports, "numgen", "random", "mod", "1000",
                  "<", n, "counter", "drop"], netns=ns)  # fmt: skip
         undo, detail = [["nft", "delete", "table", "bridge", "nsl_loss"]], f"loss_p={p:g}; tool=nft-numgen"
         counted = partial(_nft_dropped, ns, ["bridge", "nsl_loss"])

@@ -23,6 +23,9 @@ TOOLS_BY_TYPE = {"port_scan_vertical": ("nmap",), "ping_sweep": ("nmap",), "udp_
 ifconfig)."""
 GUESSED_SERVICES = ("ssh", "ftp", "http-auth")
 """What a lab ``bruteforce`` may guess at (the servers its VMs run)."""
+FIRST_VNI = 1000
+"""A VPC's VNI when ``vxlan: true`` and it declares none: the next free from here, in file order (as ``simulate``)."""
+MAX_VNI = (1 << 24) - 1
 
 
 def router_ip(cidr: str) -> str:
@@ -63,15 +66,22 @@ class LabScenario:
     vpcs: dict[str, tuple[str, str]]  # vpc id → (tenant, cidr)
     internet_cidr: str
     internet_hosts: tuple[str, ...]  # addresses
-    capture: tuple[str, ...]  # gateway, internet, vm:<name>
+    capture: tuple[str, ...]  # gateway, internet, underlay (vxlan), vm:<name>
     client_period_s: float
     events: tuple[LabEvent, ...]
+    vxlan: bool = False  # VMs' traffic between hosts and the gateway in real kernel VXLAN, one VNI per VPC
+    underlay_cidr: str = "100.64.0.0/24"  # the hosts' and the gateway's tunnel endpoints (vxlan only)
+    vnis: dict[str, int] = field(default_factory=dict)  # vpc id → VNI (vxlan only)
 
     def vm(self, name: str) -> LabVM:
         for v in self.vms:
             if v.name == name:
                 return v
         raise ConfigError(f"unknown VM {name!r}; the scenario's VMs are {', '.join(v.name for v in self.vms)}")
+
+    def vni(self, vm: LabVM) -> int:
+        """The VNI a VM's frames carry between hosts (0 without VXLAN)."""
+        return self.vnis.get(vm.vpc, 0)
 
     def scaled(self, factor: float) -> LabScenario:
         """The same timeline stretched by ``factor`` (durations and start times)."""
@@ -85,6 +95,8 @@ class LabScenario:
         tools = {t for e in self.events for t in TOOLS_BY_TYPE.get(e.type, ())}
         if any(e.type == "bruteforce" and e.params.get("service") == "ftp" for e in self.events):
             tools.add("vsftpd")
+        if self.vxlan:
+            tools.add("bridge")  # the VXLAN devices' flood entries
         return tuple(sorted(tools))
 
 
@@ -132,11 +144,20 @@ def _parse(raw: dict[str, Any]) -> LabScenario:
     vms: list[LabVM] = []
     subnets: dict[str, str] = {}
     vpcs: dict[str, tuple[str, str]] = {}
+    vxlan = raw.get("vxlan", False)
+    if not isinstance(vxlan, bool):
+        raise ConfigError(f"vxlan: true or false, got {vxlan!r}")
+    declared: dict[str, int] = {}
     for ti, t in enumerate(_need(raw, "tenants", "scenario")):
         tenant = str(_need(t, "name", f"tenants[{ti}]"))
         vpc_id = str(t.get("vpc", f"{tenant}-vpc"))
         vpc_net = _network(_need(t, "cidr", f"tenants[{ti}]"), f"tenants[{ti}].cidr")
         vpcs[vpc_id] = (tenant, str(vpc_net))
+        if "vni" in t:
+            vni = t["vni"]
+            if not vxlan or not isinstance(vni, int) or not 1 <= vni <= MAX_VNI or vni in declared.values():
+                raise ConfigError(f"tenants[{ti}].vni: a unique integer 1..{MAX_VNI}, with vxlan: true; got {vni!r}")
+            declared[vpc_id] = vni
         for si, s in enumerate(_need(t, "subnets", f"tenants[{ti}]")):
             where = f"tenants[{ti}].subnets[{si}]"
             name = str(_need(s, "name", where))
@@ -183,9 +204,17 @@ def _parse(raw: dict[str, Any]) -> LabScenario:
                               f"runs), got {ev.params['service']!r}")  # fmt: skip
         events.append(ev)
     capture = tuple(str(c) for c in raw.get("capture", ["gateway", "internet"]))
+    names = {v.name for v in vms}
     for c in capture:
-        if c not in ("gateway", "internet") and not (c.startswith("vm:") and c[3:] in {v.name for v in vms}):
-            raise ConfigError(f"capture: {c!r}; expected gateway, internet or vm:<VM name>")
+        if c == "underlay" and not vxlan:
+            raise ConfigError("capture: 'underlay' is the VXLAN underlay; it needs vxlan: true")
+        if c not in ("gateway", "internet", "underlay") and not (c.startswith("vm:") and c[3:] in names):
+            raise ConfigError(f"capture: {c!r}; expected gateway, internet, underlay or vm:<VM name>")
+    underlay = _network((raw.get("underlay", {}) or {}).get("cidr", "100.64.0.0/24"), "underlay.cidr")
+    if vxlan and (underlay.num_addresses < 16 + len(hosts) or underlay.overlaps(inet_net)
+                  or any(underlay.overlaps(_network(c, "")) for c in subnets.values())):  # fmt: skip
+        raise ConfigError(f"underlay.cidr: {underlay} must hold the gateway and every host's tunnel endpoint (from "
+                          ".10) and overlap no subnet nor the internet")  # fmt: skip
     duration = float(_need(raw, "duration_s", "scenario"))
     if duration <= 0 or any(e.start_s + e.duration_s > duration for e in events):
         raise ConfigError("duration_s must be > 0 and hold every event (start_s + duration_s)")
@@ -193,4 +222,19 @@ def _parse(raw: dict[str, Any]) -> LabScenario:
         name=str(raw.get("name", "lab")), duration_s=duration, snaplen=int(raw.get("snaplen", 256)), hosts=hosts,
         vms=tuple(vms), subnets=subnets, vpcs=vpcs, internet_cidr=str(inet_net), internet_hosts=ext,
         capture=capture, client_period_s=float(raw.get("client_period_s", 2.0)), events=tuple(events),
+        vxlan=vxlan, underlay_cidr=str(underlay), vnis=_vnis(vpcs, declared) if vxlan else {},
     )  # fmt: skip
+
+
+def _vnis(vpcs: dict[str, tuple[str, str]], declared: dict[str, int]) -> dict[str, int]:
+    """Every VPC's VNI: its own when declared, else the next unused from :data:`FIRST_VNI`."""
+    out, used, nxt = {}, set(declared.values()), FIRST_VNI
+    for vpc in vpcs:
+        if vpc in declared:
+            out[vpc] = declared[vpc]
+            continue
+        while nxt in used:
+            nxt += 1
+        out[vpc] = nxt
+        used.add(nxt)
+    return out

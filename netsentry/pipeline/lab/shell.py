@@ -15,6 +15,8 @@ from netsentry.pipeline.core.errors import LabError, ToolMissingError
 TOOL_PACKAGES: dict[str, str] = {
     "ip": "iproute2",
     "tc": "iproute2",
+    "bridge": "iproute2",
+    "ethtool": "ethtool",
     "nft": "nftables",
     "tcpdump": "tcpdump",
     "nmap": "nmap",
@@ -33,13 +35,14 @@ TOOL_PACKAGES: dict[str, str] = {
 }
 """Each program the lab may run and the Debian package that provides it (what `make lab-tools` installs)."""
 
-BASE_TOOLS = ("ip", "tc", "nft", "tcpdump", "dnsmasq", "sshd", "ssh", "ssh-keygen")
+BASE_TOOLS = ("ip", "tc", "nft", "ethtool", "tcpdump", "dnsmasq", "sshd", "ssh", "ssh-keygen")
 """Programs every lab run needs (the benign cloud's resolver and SSH); attack tools are checked per scenario."""
 
 VERSION_ARGS: dict[str, tuple[str, ...]] = {
     "ip": ("-V",),
     "tc": ("-V",),
     "nft": ("--version",),
+    "ethtool": ("--version",),
     "tcpdump": ("--version",),
     "nmap": ("--version",),
     "hping3": ("--version",),

@@ -108,13 +108,24 @@ def _capture_points(lab: Lab) -> list[tuple[str, str, str]]:
     sc, out = lab.scenario, []
     for c in sc.capture:
         if c == "gateway":
-            out += [(f"gateway-{s}", lab.gateway_ns, br) for s, br in lab.gateway_bridges.items()]
+            out += _gateway_points(lab)
         elif c == "internet":
             out.append(("internet", lab.gateway_ns, lab.inet_link))
+        elif c == "underlay":  # every tunnel endpoint's encapsulated traffic, at the fabric's bridge
+            out.append(("underlay", lab.underlay_ns, "br0"))
         else:
             vm = sc.vm(c[3:])
             out.append((f"vm-{vm.name}", lab.host_ns[vm.host], lab.vm_taps[vm.name]))
     return out
+
+
+def _gateway_points(lab: Lab) -> list[tuple[str, str, str]]:
+    """One capture per gateway bridge: per subnet, or with VXLAN per VPC (its subnets share the bridge)."""
+    sc = lab.scenario
+    if not sc.vxlan:
+        return [(f"gateway-{s}", lab.gateway_ns, br) for s, br in lab.gateway_bridges.items()]
+    bridges = {br: next(v.vpc for v in sc.vms if v.subnet == s) for s, br in lab.gateway_bridges.items()}
+    return [(f"gateway-{vpc}", lab.gateway_ns, br) for br, vpc in bridges.items()]
 
 
 def _start_captures(lab: Lab, tmp: Path, logs: Path) -> list[subprocess.Popen[bytes]]:
@@ -300,11 +311,14 @@ def _tenants_yaml(lab: Lab) -> dict[str, object]:
     for vpc_id, (tenant, cidr) in sc.vpcs.items():
         subnets = []
         for name, scidr in sc.subnets.items():
-            ports = [{"ip": v.ip, "vm": v.name, "mac": port_mac_text(0, ip_int(v.ip)), "host": v.host}
+            ports = [{"ip": v.ip, "vm": v.name, "mac": port_mac_text(sc.vni(v), ip_int(v.ip)), "host": v.host}
                      for v in sc.vms if v.subnet == name and v.vpc == vpc_id]  # fmt: skip
             if ports:
                 subnets.append({"name": name, "cidr": scidr, "ports": ports})
-        vpcs.append({"id": vpc_id, "tenant": tenant, "cidr": cidr, "subnets": subnets})
+        vpc: dict[str, object] = {"id": vpc_id, "tenant": tenant, "cidr": cidr}
+        if vpc_id in sc.vnis:
+            vpc["vni"] = sc.vnis[vpc_id]
+        vpcs.append({**vpc, "subnets": subnets})
     return {"gateway": "gateway", "vpcs": vpcs}
 
 
@@ -319,6 +333,7 @@ def _write_outputs(lab: Lab, tmp: Path, labels: list[Label]) -> None:
         "duration_s": sc.duration_s,
         "snaplen": sc.snaplen,
         "capture_points": [stem for stem, _, _ in _capture_points(lab)],
+        "vxlan": {"underlay": sc.underlay_cidr, "vnis": sc.vnis} if sc.vxlan else None,
         "tools": tool_versions([*BASE_TOOLS, *sc.tools()]),
         "events": len(labels),
     }
