@@ -11,6 +11,7 @@ stacks, a new IP ID), so it is never taken for one.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 HOP_WINDOW_NS = 1_000_000_000
@@ -40,12 +41,13 @@ class HopDuplicates:
         k = len(self._hash)
         all_h, all_ts = np.concatenate([self._hash, h]), np.concatenate([self._ts, ts])
         all_ttl = np.concatenate([self._ttl, ttl])
-        order = np.lexsort((all_ts, all_h))
+        # only packets whose hash repeats can be copies: a hash table finds them, and only they are sorted
+        repeated = np.flatnonzero(pd.Index(all_h).duplicated(keep=False))
+        order = repeated[np.lexsort((all_ts[repeated], all_h[repeated]))]
         sh, sts, sttl = all_h[order], all_ts[order], all_ttl[order]
-        again = np.zeros(len(order), dtype=bool)
-        again[1:] = (sh[1:] == sh[:-1]) & (sts[1:] - sts[:-1] <= self.window_ns) & (sttl[1:] < sttl[:-1])
-        dup = np.empty_like(again)
-        dup[order] = again
+        again = (sh[1:] == sh[:-1]) & (sts[1:] - sts[:-1] <= self.window_ns) & (sttl[1:] < sttl[:-1])
+        dup = np.zeros(len(all_h), dtype=bool)
+        dup[order[1:][again]] = True
         drop = dup[k:]
         recent = all_ts >= all_ts.max() - self.window_ns
         self._hash, self._ts, self._ttl = all_h[recent], all_ts[recent], all_ttl[recent]
