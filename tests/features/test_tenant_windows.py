@@ -378,6 +378,24 @@ def test_a_guess_is_an_exchange_a_refused_or_unanswered_retry_is_not() -> None:
     assert web["short_per_service_out_per_min"] * web["observed_s"] / 60 == pytest.approx(12.0)  # of the capture span
 
 
+def test_answered_connections_that_say_nothing_repeat_to_one_service() -> None:
+    """An internet host opens 300 connections a minute to acme-web-1's port 80, each answered and reset without a
+    byte (hping3's SYN flood from a real kernel); 4 health checks a minute reach acme-db-1's port 5432; one client's
+    requests, which carry bytes, and unanswered SYNs are neither; what acme-db-1 sends so is no incoming flood."""
+    rows = [flow(a, b, port, 0.2 * k, dur_s=0.001, state="RSTO", sp=2, dp=1, spl=0, dpl=0) for k in range(300)
+            for a, b, port in (("203.0.113.9", "10.0.0.1", 80), ("10.0.0.2", "203.0.113.5", 443))]  # fmt: skip
+    rows += [flow("203.0.113.8", "10.0.0.2", 5432, 15.0 * k, dur_s=0.01, sp=3, dp=2, spl=0, dpl=0) for k in range(4)]
+    rows += [flow("203.0.113.7", "10.0.0.1", 80, 1.0 * k, dur_s=0.5) for k in range(20)]
+    rows += [flow("203.0.113.6", "10.0.0.2", 22, 2.0 * k, dur_s=0.0, state="S0", dp=0) for k in range(20)]
+    tw = tenant_windows(flows_table(rows), WindowSpec(60, 60))
+
+    def count(vm: str) -> float:  # the rate over the capture's span, back to a count
+        r = row(tw, vm)
+        return float(r["wordless_per_service_in_per_min"] * r["observed_s"] / 60)
+
+    assert count("acme-web-1") == pytest.approx(300.0) and count("acme-db-1") == pytest.approx(4.0)
+
+
 def test_a_vm_is_read_at_its_main_point_plus_what_it_sent_that_never_reached_it() -> None:
     """acme-web-1's flows at the host uplink (VNI 5001), and at its tap: the same flows, plus 4 probes to empty
     addresses its virtual switch dropped and a connection to a VM on its host. The tap adds those 5, once each;

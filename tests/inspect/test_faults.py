@@ -105,10 +105,12 @@ def test_of_two_hosts_hit_the_one_gone_silent_is_named(silent: str) -> None:
     assert (f.scope_type, f.scope) == ("host", silent)
 
 
+@pytest.mark.parametrize("earlier_burst", [False, True])
 @pytest.mark.parametrize("lossy", ["host2", "host3"])
-def test_of_two_hosts_hit_the_one_losing_on_its_other_paths_too_is_named(lossy: str) -> None:
+def test_of_two_hosts_hit_the_one_losing_on_its_other_paths_too_is_named(lossy: str, earlier_burst: bool) -> None:
     # loss on one host's uplink: the far end of their busy pair loses as much on that pair, but only the lossy host
-    # also loses on its way to the gateway (host2 has the more VMs hit, so counting names alone picks it)
+    # also loses on its way to the gateway (host2 has the more VMs hit, so counting names alone picks it); a burst of
+    # 200 retransmissions the lossy host had 10 s earlier does not make this one its everyday loss
     other = "host3" if lossy == "host2" else "host2"
     span = [5, 6, 7, 8]
     hit = {(t, s): span for t, s in [("host", "host2"), ("host", "host3"), ("host_pair", "gateway-host2"),
@@ -120,8 +122,50 @@ def test_of_two_hosts_hit_the_one_losing_on_its_other_paths_too_is_named(lossy: 
     df.loc[flagged & (df["scope"] == lossy), "retransmissions"] = 14.0
     df.loc[flagged & (df["scope"] == f"gateway-{lossy}"), "retransmissions"] = 4.0
     df.loc[flagged & (df["scope"] == f"gateway-{other}"), "retransmissions"] = 0.0
+    if earlier_burst:
+        df.loc[(df["scope"] == lossy) & (df["window_start_ns"] == T0 + 20 * S), "retransmissions"] = 200.0
     (f,) = fault_findings(df, VM_HOSTS, MODEL)
     assert (f.type, f.scope_type, f.scope) == ("loss", "host", lossy)
+
+
+def test_a_gateways_everyday_internet_loss_does_not_outweigh_a_lossy_host() -> None:
+    # the gateway retransmits 3 segments a second all day (ambient loss on internet paths); during host2's loss burst
+    # it sees host2's 2 as well. Counted raw, the gateway leaves 3 a second unexplained and host2 only 2; beyond
+    # their usual, the gateway leaves none
+    span = [5, 6, 7, 8]
+    hit = {(t, s): span for t, s in [("host", "host2"), ("host", "gateway"), ("host_pair", "gateway-host2"),
+                                     ("host_pair", "host2-host3"), ("host_pair", "gateway-host3"), ("vm", "acme/web-1"),
+                                     ("vm", "acme/web-2")]}  # fmt: skip
+    df = windows(hit, packets_ratio=1.0, retransmissions=2.0, retransmission_rate=2 / 80, retransmitting_flows=2.0,
+                 dup_acks=6.0)  # fmt: skip
+    flagged = df["flag"] == 1
+    gateway = (df["scope_type"] == "host") & (df["scope"] == "gateway")
+    df.loc[gateway, "retransmissions"] = 3.0
+    df.loc[gateway & flagged, "retransmissions"] = 5.0
+    df.loc[flagged & (df["scope"] == "host2"), "retransmissions"] = 4.0
+    df.loc[flagged & (df["scope"] == "gateway-host3"), "retransmissions"] = 1.0
+    df.loc[flagged & (df["scope"] == "host2-host3"), "retransmissions"] = 2.0
+    (f,) = fault_findings(df, VM_HOSTS, MODEL)
+    assert (f.type, f.scope_type, f.scope) == ("loss", "host", "host2")
+
+
+def test_of_three_hosts_hit_pairwise_the_one_whose_every_busy_path_loses_is_named() -> None:
+    # loss on host3's uplink, whose traffic in those seconds goes to host2 and the gateway: every path is between two
+    # hit hosts, so no host has retransmissions its pairs with the others leave unexplained, and host2 is the most
+    # named (two VMs); but the gateway's busy path to host2 shows no more than its everyday one retransmission a
+    # second, while both of host3's paths lose
+    span = [5, 6, 7, 8]
+    scopes = [("host", "host2"), ("host", "host3"), ("host", "gateway"), ("host_pair", "gateway-host2"),
+              ("host_pair", "host2-host3"), ("host_pair", "gateway-host3"), ("vm", "acme/web-1"), ("vm", "acme/web-2"),
+              ("vm", "acme/db-1")]  # fmt: skip
+    df = windows({scope: span for scope in scopes}, packets_ratio=1.0, retransmissions=10.0,
+                 retransmission_rate=10 / 80, retransmitting_flows=4.0, dup_acks=20.0)  # fmt: skip
+    flagged = df["flag"] == 1
+    df.loc[df["scope"].isin(["gateway-host2", "gateway"]), "retransmissions"] = 1.0
+    df.loc[flagged & (df["scope"] == "gateway"), "retransmissions"] = 11.0
+    df.loc[flagged & (df["scope"] == "host3"), "retransmissions"] = 20.0
+    (f,) = fault_findings(df, VM_HOSTS, MODEL)
+    assert (f.type, f.scope_type, f.scope) == ("loss", "host", "host3")
 
 
 @pytest.mark.parametrize("queued", ["host2", "host3"])

@@ -16,10 +16,17 @@ from netsentry.pipeline.simulate.conns import (
     OUTCOME_NO_ANSWER,
     OUTCOME_OPEN,
     OUTCOME_REJECT,
+    OUTCOME_RST_CLIENT,
     ConnTable,
 )
 from netsentry.pipeline.simulate.events import S
-from netsentry.pipeline.simulate.habits import FANOUT_ROLES, _Habits, habit_connections
+from netsentry.pipeline.simulate.habits import (
+    FANOUT_ROLES,
+    HEALTH_PERIODS_S,
+    HEALTH_PORTS,
+    _Habits,
+    habit_connections,
+)
 from netsentry.pipeline.simulate.p2p import BITCOIN_PORT, p2p_connections, random_public
 from netsentry.pipeline.simulate.stage import simulate_to_dir
 from tests.conftest import workspace_of
@@ -104,6 +111,30 @@ def test_fanout_jobs_ask_several_backends_at_once_in_rounds() -> None:
     gaps = np.concatenate([np.diff(np.sort(t[pair == k])) for k in np.unique(pair)]) / S
     in_job = gaps[gaps < 1.6]
     assert len(in_job) > 100 and 0.8 <= np.median(in_job) <= 1.2
+
+
+def test_health_checks_probe_a_servers_port_at_a_fixed_period() -> None:
+    """Web, app and db VMs are checked by 1-3 checkers each at one of the load balancers' periods, on their service
+    port: a bare connect that says nothing (closed by the checker) or a small GET; web VMs by internet probers."""
+    ctx = make_ctx([tenant("a", "10.0.0.0/24", {"web": 12, "app": 12, "db": 12, "batch": 4})], duration_s=600, seed=5)
+    c = _Habits(ctx, np.ones(len(ctx.cloud))).health()
+    role = ctx.cloud.role
+    checked = np.unique(c["server_vm"])
+    assert 8 <= len(checked) <= 28 and set(role[checked]) <= set(HEALTH_PORTS)  # ~half of 36, never batch
+    for vm in checked:
+        mine = c.select(c["server_vm"] == vm)
+        assert set(mine["sport"].tolist()) <= set(HEALTH_PORTS[str(role[vm])])
+        key = mine["client"]
+        assert 1 <= len(np.unique(key)) <= 3
+        if role[vm] == "web":
+            assert (mine["client_vm"] == -1).all()
+        for k in np.unique(key):
+            period = np.median(np.diff(np.sort(mine["start_ns"][key == k]))) / S
+            assert np.isclose(HEALTH_PERIODS_S, period, rtol=0.01).any(), period
+    bare = c["rounds"] == 0
+    assert bare.any() and (~bare).any()
+    assert (c["req_bytes"][bare] == 0).all() and np.isin(c["outcome"][bare], (OUTCOME_FIN, OUTCOME_RST_CLIENT)).all()
+    assert (c["req_bytes"][~bare] > 0).all() and (c["resp_bytes"][~bare] > 0).all()
 
 
 def test_habits_off_and_zero_rate_mean_none() -> None:

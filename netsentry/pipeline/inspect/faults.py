@@ -38,6 +38,15 @@ the network itself says why traffic fails (a route or filter); a few amid a floo
 """Attempts to one service that answered none of them (within ``SILENT_SPAN_S``) from which an incident is a
 silent service: an application retrying, beyond a one-off timeout and its retry."""
 SCOPE_ORDER = {"host": 0, "host_pair": 1, "vm": 2, "capture_point": 3}
+USUAL_CAP_Q = 0.95
+"""A scope's usual retransmissions per window are its mean with each window capped at this quantile of its windows:
+steady ambient loss counts in full, an earlier burst in a few windows only as much as an ordinary busy window."""
+LOSSY_PATH_Z = 3.0
+"""A path is lossy in an incident when its retransmissions exceed their usual count by this many of a count's
+standard deviations (√(usual + 1)): a busy internet path's ambient loss varies by a few from second to second."""
+BUSY_PATH_SEGMENTS = 50
+"""Data segments a path must carry in an incident's span for a clean record to clear its ends: at a few per cent
+loss, a path with fewer may well show no retransmission at all."""
 
 
 @dataclass
@@ -130,9 +139,10 @@ def cluster(incidents: list[ScopeIncident], vm_hosts: dict[str, str]) -> list[li
 
 def primary_scope(members: list[ScopeIncident], scored: pd.DataFrame | None = None) -> ScopeIncident:
     """The scope that explains the cluster: a host when several of its paths or VMs are hit (of several such, one
-    gone silent, else the one with the most retransmissions, then hop-delay growth, that its pairs with the others
-    leave unexplained, else the one most of the hit VMs and host pairs name: a link's far end sees its conversations
-    fail too), else the one host pair or VM, else the strongest member. ``scored``: every scored window."""
+    gone silent, else the one with the most retransmissions beyond its usual that its pairs with the others leave
+    unexplained, then the largest share of busy paths losing, then hop-delay growth, else the one most of the hit VMs
+    and host pairs name: a link's far end sees its conversations fail too), else the one host pair or VM, else the
+    strongest member. ``scored``: every scored window."""
     by_type: dict[str, list[ScopeIncident]] = {}
     for m in members:
         by_type.setdefault(m.scope_type, []).append(m)
@@ -152,7 +162,7 @@ def primary_scope(members: list[ScopeIncident], scored: pd.DataFrame | None = No
         start, end = min(m.start_ns for m in members), max(m.end_ns for m in members)
         inside = scored[scored["window_start_ns"].between(start, end - 1)]
         names = [m.scope for m in qualified]
-        for evidence in (_unexplained_retransmissions, _unexplained_delay):
+        for evidence in (_unexplained_retransmissions, _lossy_path_share, _unexplained_delay):
             own = [evidence(scored, inside, h, [g for g in names if g != h]) for h in names]
             best = int(np.argmax(own))
             if own[best] > max(o for i, o in enumerate(own) if i != best):
@@ -167,13 +177,51 @@ def primary_scope(members: list[ScopeIncident], scored: pd.DataFrame | None = No
 
 def _unexplained_retransmissions(scored: pd.DataFrame, inside: pd.DataFrame, host: str, others: list[str]) -> float:
     """Retransmissions of ``host``'s windows ``inside`` the cluster's span that its pairs with ``others`` do not
-    account for (``scored``, unused, keeps the evidence functions' one signature). A lossy host uplink loses on
-    every path through it; the host at the far end of one of those paths sees that path's loss too, but none on its
-    own other paths."""
+    account for, beyond what the host usually has in as many windows (:func:`_observed_and_usual`). A lossy host
+    uplink loses on every path through it; the host at the far end of one of those paths sees that path's loss too,
+    but none on its own other paths beyond its everyday loss (a gateway carries every internet path's ambient loss
+    all day)."""
     pairs = {"-".join(sorted((host, g))) for g in others}
-    mine = inside.loc[(inside["scope_type"] == "host") & (inside["scope"] == host), "retransmissions"].sum()
-    shared = inside.loc[(inside["scope_type"] == "host_pair") & inside["scope"].isin(pairs), "retransmissions"].sum()
-    return float(mine) - float(shared)
+    mine = _retransmissions_per_window(scored, "host", {host})
+    unexplained = mine.sub(_retransmissions_per_window(scored, "host_pair", pairs), fill_value=0).clip(lower=0)
+    observed, usual = _observed_and_usual(unexplained, inside)
+    return observed - usual
+
+
+def _lossy_path_share(scored: pd.DataFrame, inside: pd.DataFrame, host: str, others: list[str]) -> float:
+    """Of ``host``'s paths to every other host that carried at least :data:`BUSY_PATH_SEGMENTS` data segments
+    ``inside`` the span, the share that retransmitted well beyond their usual (:data:`LOSSY_PATH_Z`). A lossy uplink
+    loses on every busy path through it; the far end of one of them keeps its other busy paths clean (with three
+    hosts hit pairwise, every path is between candidates and none is left unexplained). ``others``, unused, keeps the
+    evidence functions' one signature."""
+    hosts = set(scored.loc[scored["scope_type"] == "host", "scope"]) - {host}
+    names = {"-".join(sorted((host, g))) for g in hosts}
+    mine = inside[(inside["scope_type"] == "host_pair") & inside["scope"].isin(names)]
+    segments = mine.groupby("scope")["tcp_data_packets"].sum()
+    busy = segments[segments >= BUSY_PATH_SEGMENTS].index
+    if not len(busy):
+        return 0.0
+    lossy = []
+    for pair in busy:
+        observed, usual = _observed_and_usual(_retransmissions_per_window(scored, "host_pair", {pair}), inside)
+        lossy.append((observed - usual) / np.sqrt(usual + 1.0) >= LOSSY_PATH_Z)
+    return float(np.mean(lossy))
+
+
+def _retransmissions_per_window(df: pd.DataFrame, scope_type: str, scopes: set[str]) -> pd.Series:
+    rows = df[(df["scope_type"] == scope_type) & df["scope"].isin(scopes)]
+    return rows.groupby("window_start_ns")["retransmissions"].sum()
+
+
+def _observed_and_usual(per_window: pd.Series, inside: pd.DataFrame) -> tuple[float, float]:
+    """``per_window``'s total over the windows of ``inside``'s span, and its usual total over as many windows: its
+    mean over the windows outside the span, each capped at their :data:`USUAL_CAP_Q` quantile (an earlier burst is no
+    everyday rate)."""
+    t = inside["window_start_ns"]
+    span = (per_window.index >= t.min()) & (per_window.index <= t.max())
+    during, outside = per_window[span], per_window[~span]
+    usual = float(outside.clip(upper=outside.quantile(USUAL_CAP_Q)).mean()) if len(outside) else 0.0
+    return float(during.sum()), usual * len(during)
 
 
 def _unexplained_delay(scored: pd.DataFrame, inside: pd.DataFrame, host: str, others: list[str]) -> float:

@@ -32,6 +32,11 @@ fanout     0.3 (web and   a query job every ~4 min (Poisson): 1–10 rounds     
 failed     1              ~1/300 s per VM (lognormal σ 0.7 across VMs):        closed ports and dead peers exist:
                           refused (RST), timed out (SYN retried 1, 2 s),       one failure alone is ordinary
                           unanswered UDP; half to VPC peers, half internet
+health     0.5 (web, app  1–3 checkers probe the VM's service port every       load balancers (HAProxy ``inter 2s``,
+           and db VMs)    2/5/10/15/30 s: a bare TCP connect closed by the     cloud LBs 5–30 s, kubelet probes
+                          checker (RST or FIN; 60 %) or an HTTP GET of a       10 s) check every backend all day:
+                          health page; web VMs from internet probers, app      a server takes repeated connections
+                          and db VMs from a web/app peer (a proxy) or probers  that say little or nothing
 =========  =============  ===================================================  =====================================
 
 Peer-to-peer clients and desktop browsing are in :mod:`netsentry.pipeline.simulate.p2p`.
@@ -49,6 +54,7 @@ from netsentry.pipeline.simulate.conns import (
     OUTCOME_NO_ANSWER,
     OUTCOME_OPEN,
     OUTCOME_REJECT,
+    OUTCOME_RST_CLIENT,
     ConnTable,
     concat,
 )
@@ -79,12 +85,23 @@ REUSE_P = 0.7
 """Share of short-period pollers that reuse one connection."""
 CLOSED_PORTS = np.array([8443, 9090, 3389, 5900, 6379, 9200, 27017, 8000, 5000, 1883], dtype=np.int64)
 """Ports a client may try on a peer that does not serve them (refused)."""
+HEALTH_P = 0.5
+"""Probability that a web, app or db VM is health-checked (drawn from the habit's own stream)."""
+HEALTH_PORTS: dict[str, tuple[int, ...]] = {"web": (80, 443), "app": (8080,), "db": (5432,)}
+"""The service port a checker probes, per role."""
+HEALTH_PERIODS_S = np.array([2, 5, 10, 15, 30], dtype=np.float64)
+"""Check intervals: HAProxy's default 2 s, kubelet's 10 s, cloud load balancers' 5–30 s."""
+HEALTH_TCP_P = 0.6
+"""Share of checks that only connect (HAProxy's and network load balancers' TCP checks) rather than GET a page."""
+HEALTH_PROXY_P = 0.6
+"""Share of checked app and db VMs whose checkers are a web or app peer (a proxy), not a load balancer's probers."""
 
 
 def habit_connections(ctx: SimContext, mult: np.ndarray) -> ConnTable:
     """Every habit of every VM over the whole scenario (``mult``: per-VM rate multiplier, 0 = none)."""
     h = _Habits(ctx, mult)
-    return concat([h.timers(), h.keepalive(), h.poll(), h.cdn(), h.smb(), h.directory(), h.fanout(), h.failed()])
+    return concat([h.timers(), h.keepalive(), h.poll(), h.cdn(), h.smb(), h.directory(), h.fanout(), h.failed(),
+                   h.health()])  # fmt: skip
 
 
 class _Habits:
@@ -108,14 +125,15 @@ class _Habits:
     def lognormal(self, median: float, sigma: float, n: int, lo: float, hi: float) -> np.ndarray:
         return np.clip(self.rng.lognormal(np.log(median), sigma, n), lo, hi).astype(np.int64)
 
-    def periodic(self, period_ns: float, n_max: int | None = None) -> np.ndarray:
+    def periodic(self, period_ns: float, n_max: int | None = None, rng: np.random.Generator | None = None
+                 ) -> np.ndarray:  # fmt: skip
         """Start times of a fixed-period timer (random phase, ±0.2 % jitter) inside the scenario."""
-        ctx = self.ctx
-        phase = self.rng.random() * period_ns
+        ctx, rng = self.ctx, self.rng if rng is None else rng
+        phase = rng.random() * period_ns
         k = int((ctx.t1 - ctx.t0 - phase) // period_ns) + 1
         if n_max is not None:
             k = min(k, n_max)
-        t = ctx.t0 + phase + np.arange(k) * period_ns + self.rng.normal(0, 0.002 * period_ns, k)
+        t = ctx.t0 + phase + np.arange(k) * period_ns + rng.normal(0, 0.002 * period_ns, k)
         t = t.astype(np.int64)
         return t[(t >= ctx.t0) & (t < ctx.t1)]
 
@@ -331,4 +349,49 @@ class _Habits:
             outcome=np.where(kind < 0.45, OUTCOME_REJECT, np.where(udp, OUTCOME_FIN, OUTCOME_NO_ANSWER)),
             syn_retries=np.where(kind < 0.45, 0, 2), rounds=np.where(udp, rng.integers(1, 4, n), 1),
             think_ns=1 * S, req_bytes=np.where(udp, 1200, 300), resp_bytes=np.where(udp, 0, 300),
+        )  # fmt: skip
+
+    def health(self) -> ConnTable:
+        """Load-balancer health checks: 1–3 checkers probe a server's port at a fixed period, all day long."""
+        ctx = self.ctx
+        rng = ctx.stream("health")
+        role = self.cloud.role
+        drawn = rng.random(self.n) < HEALTH_P
+        out = []
+        for vm in np.flatnonzero(drawn & np.isin(role, tuple(HEALTH_PORTS)) & (self.mult > 0)):
+            ports = HEALTH_PORTS[str(role[vm])]
+            port = int(ports[rng.integers(len(ports))])
+            period = float(HEALTH_PERIODS_S[rng.integers(len(HEALTH_PERIODS_S))]) * S
+            tcp = rng.random() < HEALTH_TCP_P
+            from_peer = role[vm] != "web" and rng.random() < HEALTH_PROXY_P
+            same_vpc = (self.vpc == self.vpc[vm]) & (np.arange(self.n) != vm)
+            proxies = np.flatnonzero(same_vpc & np.isin(role, ("web", "app")))
+            for _ in range(int(rng.integers(1, 4))):
+                peer = int(proxies[rng.integers(len(proxies))]) if from_peer and len(proxies) else -1
+                prober = int(self.ext[rng.integers(len(self.ext))])
+                t = self.periodic(period, rng=rng)
+                n = len(t)
+                cols = dict(
+                    sport=port, app=APP_NONE, rounds=0, req_bytes=0, resp_bytes=0, syn_retries=1,
+                    outcome=OUTCOME_RST_CLIENT if rng.random() < 0.5 else OUTCOME_FIN,
+                ) if tcp else dict(
+                    sport=port, app=APP_HTTP if port != 443 else APP_TLS, rounds=1,
+                    req_bytes=rng.integers(80, 160, n), resp_bytes=rng.integers(60, 400, n),
+                    server_ns=np.clip(rng.lognormal(np.log(1 * MS), 0.5, n), 100_000, 20 * MS).astype(np.int64),
+                )  # fmt: skip
+                cols["cport"] = rng.integers(32768, 61000, n)  # from the habit's stream, not ctx.rng
+                out.append(self._checks(t, peer, prober, vm, cols))
+        return concat(out)
+
+    def _checks(self, t: np.ndarray, peer: int, prober: int, vm: int, cols: dict[str, object]) -> ConnTable:
+        """Connections from a checker (VPC peer ``peer`` when ≥ 0, else the internet address ``prober``) to ``vm``."""
+        cloud, ctx = self.cloud, self.ctx
+        n = len(t)
+        internal = peer >= 0
+        client = np.full(n, cloud.ip[peer] if internal else prober, np.uint32)
+        rtt = ctx.vm_rtt_ns(np.full(n, peer), np.full(n, vm)) if internal else ctx.external_rtt_ns(client)
+        cols.setdefault("mss", self.mss)
+        return ConnTable.make(
+            n, start_ns=t, client=client, server=np.full(n, cloud.ip[vm], np.uint32), vni=cloud.vni[vm],
+            client_vm=peer if internal else -1, server_vm=vm, rtt_ns=rtt, **cols,
         )  # fmt: skip

@@ -91,6 +91,10 @@ TENANT_FEATURES: dict[str, str] = {
     "service, which answers each (a refused connection, or one reset before any answer, is no guess) (per minute)",
     "short_per_service_in_per_min": "most incoming flows from one remote address to one local port that started in "
     f"the window, ended within {SHORT_S:g} s and carried application bytes both ways (per minute)",
+    "wordless_per_service_in_per_min": "most incoming TCP connections from one remote address to one local port "
+    "that started in the window, were answered (a handshake, a refusal) and carried no application byte either way: "
+    "a flood from a real source, whose kernel resets each answered handshake; a load balancer's health check is at "
+    "most 30 a minute (per minute)",
     "new_service_short_out_per_min": "most short two-way outgoing flows to one (remote, port) the entity began "
     f"using at most {NEW_SERVICE_S:g} s before the window, after it had been seen for a window: guessing at a new "
     "service, unlike an app's steady database connections (per minute; 0 until a window of history)",

@@ -56,6 +56,9 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
     # both ends sent application bytes: an exchange with a live service (a guess gets an answer; a refused or
     # reset-before-answering connection does not)
     exchange = (num["src2dst_payload_bytes"] > 0) & (num["dst2src_payload_bytes"] > 0)
+    # a TCP connection the responder answered (a handshake, a refusal) in which neither end said a word
+    wordless = ((num["protocol"] == 6) & (num["dst2src_packets"] > 0) & (num["src2dst_payload_bytes"] == 0)
+                & (num["dst2src_payload_bytes"] == 0))  # fmt: skip
     point = _strings(t.column("capture_point"))
     n = t.num_rows
     # ICMP is one service per protocol: the echo identifier the flow key uses is no port
@@ -92,6 +95,7 @@ def flow_sides(flows: pa.Table) -> pd.DataFrame:
                 "failed": failed,
                 "cut": cut,
                 "exchange": exchange,
+                "wordless": wordless,
                 "start": num["first_seen_ns"],
                 "end": num["last_seen_ns"],
                 "sent_p": sent_p.astype(np.float64),

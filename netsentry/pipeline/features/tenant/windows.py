@@ -139,6 +139,7 @@ def _flag_rows(x: pd.DataFrame, spec: WindowSpec, t_min: int, t_max: int) -> pd.
         short_sensitive_out=started & out & sensitive & short,
         short_sensitive_in=started & inn & sensitive & short,
         started_short=started & short & x["exchange"].to_numpy(),
+        started_wordless=started & x["wordless"].to_numpy(),
         fresh=_begun_lately(x, spec),
         window_upload_b=x["frac"] * x["sent_b"] * out,
         window_sent_b=x["frac"] * x["sent_b"], window_recv_b=x["frac"] * x["recv_b"],
@@ -256,10 +257,15 @@ def _repeated_services(f: pd.DataFrame, counts: pd.DataFrame, outgoing: pd.DataF
 def _short_repeats(f: pd.DataFrame, x: pd.DataFrame, per_min: pd.Series, spec: WindowSpec) -> None:
     """Repeated short connections to one service, any port and protocol: guesses, not sessions; and the same to a
     service begun lately (:func:`_begun_lately`), unlike an app's steady short connections to its database (zero
-    until the entity has a window of history: everything is new to a capture)."""
+    until the entity has a window of history: everything is new to a capture); and answered TCP connections that
+    said nothing, repeated from one remote to one local service (a flood from a real source needs no history to
+    show)."""
     idx = f.index
     short = x[x["started_short"].to_numpy()]
     has_history = f["history_s"] >= spec.window_s
+    wordless = x[x["started_wordless"].to_numpy() & ~x["out"].to_numpy()]
+    most = _max_per_window(wordless.groupby([*_KEYS, "remote", "port"]).size())
+    f["wordless_per_service_in_per_min"] = _fill(most, idx) * per_min
     for side, out in (("out", True), ("in", False)):
         part = short[short["out"].to_numpy() == out]
         most = _max_per_window(part.groupby([*_KEYS, "proto", "remote", "port"]).size())
