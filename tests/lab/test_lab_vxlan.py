@@ -147,6 +147,20 @@ def test_host_faults_act_on_the_underlay_link(vxlan_run: tuple) -> None:
     assert existing_namespaces() == []
 
 
+@needs_lab
+@pytest.mark.slow
+def test_a_load_balancers_prober_checks_every_vm_without_a_word(vxlan_run: tuple) -> None:
+    """The internet host no event uses (198.18.0.12) connects to every VM's port 80 every 5 s and resets at once."""
+    _, pk, _ = vxlan_run
+    probes = pk[(pk["point"] == "internet.pcap") & (pk["proto"] == 6) & (pk["src"] == ip("198.18.0.12"))
+                & (pk["dst_port"] == 80)]  # fmt: skip
+    syns = probes[(probes["tcp_flags"] & 0x12) == 0x02].groupby("dst").size()
+    vms = {WEB1, WEB2, WEB3, ip("10.10.2.10"), ip("172.20.1.10"), ip("172.20.1.11")}
+    assert set(syns.index) == vms and syns.min() >= 3  # ~25 s of checks, a few lost to the faults
+    resets = (probes["tcp_flags"] & 0x04) != 0
+    assert (probes["payload_len"] == 0).all() and resets.sum() >= 0.8 * syns.sum()
+
+
 def test_vxlan_scenario_checks(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
     for text, match in [

@@ -9,6 +9,9 @@ namespace's kernel; stdlib only.
   times of mean PERIOD_S — pages, now and then a bulk download, an SSH login with SSH_KEY running one command, a
   connection to a closed port (refused) — and a fixed-period timer (a connectivity check every TIMER_S to the
   first internet host);
+- ``checker PERIOD_S ADDRESSES``: a load balancer's health checks: a bare connect to port 80 of each address
+  (comma-separated) every PERIOD_S, closed at once with a reset, as HAProxy's and network load balancers' TCP
+  checks do;
 - ``beacon ADDRESS PERIOD_S JITTER``: one small request to ADDRESS every PERIOD_S·(1 ± JITTER);
 - ``tunnel ADDRESS PERIOD_S``: an implant's transfers through a tunnel to ADDRESS: alternately a page down and a
   file up, every PERIOD_S.
@@ -158,6 +161,17 @@ def client(seed: int, period_s: float, timer_s: float, peers: list[str], externa
             refused(address)
 
 
+def checker(period_s: float, addresses: list[str]) -> None:
+    step = period_s / max(len(addresses), 1)
+    while True:
+        for address in addresses:
+            with contextlib.suppress(OSError):
+                s = socket.create_connection((address, 80), timeout=2.0)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a RST
+                s.close()
+            time.sleep(step)
+
+
 def beacon(address: str, period_s: float, jitter: float) -> None:
     while True:
         fetch(f"http://{address}/small.bin")
@@ -194,6 +208,8 @@ def main(argv: list[str]) -> None:
     if role == "client":
         split = [a.split(",") if a else [] for a in args[3:5]]
         client(int(args[0]), float(args[1]), float(args[2]), split[0], split[1], *args[5:7])
+    elif role == "checker":
+        checker(float(args[0]), args[1].split(","))
     elif role == "beacon":
         beacon(args[0], float(args[1]), float(args[2]))
     elif role == "web":
@@ -201,7 +217,7 @@ def main(argv: list[str]) -> None:
     elif role == "tunnel":
         tunnel(args[0], float(args[1]))
     else:
-        raise SystemExit(f"unknown agent role {role!r}: web, client, beacon or tunnel")
+        raise SystemExit(f"unknown agent role {role!r}: web, client, checker, beacon or tunnel")
 
 
 if __name__ == "__main__":

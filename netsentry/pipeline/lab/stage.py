@@ -46,6 +46,8 @@ TIMER_S = 10.0
 """Every VM's fixed-period connectivity check."""
 IDLE_KEEPALIVE_S = 15
 """The keep-alive period of every VM's idle SSH session."""
+HEALTH_CHECK_S = 5.0
+"""How often a load balancer's prober checks every VM's web server (a cloud load balancer's default)."""
 PRIVATE_ZONE, PUBLIC_ZONE = "internal", "lab.example"
 """DNS zones the gateway's resolver answers: ``<vm>.<tenant>.internal`` and ``www<i>.lab.example``."""
 
@@ -187,6 +189,11 @@ def _start_benign(lab: Lab, www: Path, logs: Path) -> list[subprocess.Popen[byte
     c2 |= {actions.tunnel_server(sc, e) for e in sc.events if e.type == "dns_tunnel"}
     everyday = [internet_name(i) for i, h in enumerate(sc.internet_hosts) if h not in c2]
     everyday = everyday or [internet_name(i) for i in range(len(sc.internet_hosts))]  # a C2 server is the implant's
+    sources = {sc.internet_hosts[int(e.params.get("source", 0)) % len(sc.internet_hosts)] for e in sc.events}
+    probers = [h for h in sc.internet_hosts if h not in c2 and h not in sources]
+    if probers:  # a load balancer's prober, on an internet host that no event uses
+        check = [*actions.AGENTS, "checker", f"{HEALTH_CHECK_S:g}", ",".join(vm.ip for vm in sc.vms)]
+        procs.append(spawn(check, lab.ext_ns[probers[0]], str(logs / "checker.log")))
     for i, vm in enumerate(sc.vms):
         peers = [v for v in sc.vms if v.tenant == vm.tenant and v.name != vm.name]
         resolver = router_ip(vm.cidr)
