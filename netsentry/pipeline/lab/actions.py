@@ -64,6 +64,12 @@ def c2_address(sc: LabScenario, e: LabEvent) -> str:
     return str(e.params.get("c2", sc.internet_hosts[-1]))
 
 
+def internet_source(sc: LabScenario, e: LabEvent) -> str:
+    """The internet host an event acts from when its target is the victim: ``params.source`` (an index), else the
+    first."""
+    return sc.internet_hosts[int(_param(e, "source", 0)) % len(sc.internet_hosts)]
+
+
 def tunnel_server(sc: LabScenario, e: LabEvent) -> str:
     """A DNS tunnel's server (authoritative for its domain): internet host ``params.server`` (an index), else the
     last (which everyday clients then avoid)."""
@@ -106,7 +112,7 @@ def start(lab: Lab, e: LabEvent, log_dir: str) -> Running:
             cmd = ["nmap", "-sU", "-Pn", "-n", "--max-retries", "0", "--max-rate", rate, "-p", port, vm.cidr]
             detail = f"role=attacker tool=nmap-udp subnet={vm.cidr} port={port}"
         elif e.type == "ddos_syn":
-            source = sc.internet_hosts[int(_param(e, "source", 0)) % len(sc.internet_hosts)]
+            source = internet_source(sc, e)
             interval = max(1, int(1e6 / float(_param(e, "rate_pps", 500))))
             t0 = _now()
             proc = spawn(["hping3", "-q", "-S", "-p", str(_param(e, "port", 80)), "-i", f"u{interval}", vm.ip],
@@ -171,7 +177,7 @@ def _guessing(lab: Lab, e: LabEvent, log: str) -> Running:
         ns, victim, role = lab.vm_ns[e.target], _victim(lab, e), "attacker"
         peer = victim
     else:
-        peer = sc.internet_hosts[int(_param(e, "source", 0)) % len(sc.internet_hosts)]
+        peer = internet_source(sc, e)
         ns, victim, role = lab.ext_ns[peer], sc.vm(e.target).ip, "victim"
     cmd = ["hydra", "-I", "-l", str(_param(e, "user", "admin")), "-P", str(words), "-t", tasks, "-w", "5",
            HYDRA_TARGETS[service].format(ip=victim)]  # fmt: skip

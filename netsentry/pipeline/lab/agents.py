@@ -165,10 +165,8 @@ def checker(period_s: float, addresses: list[str]) -> None:
     step = period_s / max(len(addresses), 1)
     while True:
         for address in addresses:
-            with contextlib.suppress(OSError):
-                s = socket.create_connection((address, 80), timeout=2.0)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a RST
-                s.close()
+            with contextlib.suppress(OSError), socket.create_connection((address, 80), timeout=2.0) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # closed with a RST
             time.sleep(step)
 
 

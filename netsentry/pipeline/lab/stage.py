@@ -189,7 +189,7 @@ def _start_benign(lab: Lab, www: Path, logs: Path) -> list[subprocess.Popen[byte
     c2 |= {actions.tunnel_server(sc, e) for e in sc.events if e.type == "dns_tunnel"}
     everyday = [internet_name(i) for i, h in enumerate(sc.internet_hosts) if h not in c2]
     everyday = everyday or [internet_name(i) for i in range(len(sc.internet_hosts))]  # a C2 server is the implant's
-    sources = {sc.internet_hosts[int(e.params.get("source", 0)) % len(sc.internet_hosts)] for e in sc.events}
+    sources = {actions.internet_source(sc, e) for e in sc.events}
     probers = [h for h in sc.internet_hosts if h not in c2 and h not in sources]
     if probers:  # a load balancer's prober, on an internet host that no event uses
         check = [*actions.AGENTS, "checker", f"{HEALTH_CHECK_S:g}", ",".join(vm.ip for vm in sc.vms)]
