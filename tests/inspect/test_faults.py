@@ -91,6 +91,22 @@ def test_a_capture_point_incident_joins_the_cluster_it_overlaps_or_stands_alone(
     assert primary_scope(big).scope == "host2"
 
 
+def test_two_faults_in_sequence_chained_by_a_scope_flagged_in_between_are_two_findings() -> None:
+    # host2's uplink loses at 5-8 s, host3's at 16-19 s; the gateway stays flagged from 6 to 20 s (its own ambient
+    # trouble), which links both to one group by time and shared hosts: each fault is still reported at its host
+    hit = {("host", "host2"): [5, 6, 7, 8], ("host_pair", "gateway-host2"): [5, 6, 7, 8],
+           ("host_pair", "host2-host3"): [5, 6, 7, 8, 16, 17, 18, 19], ("vm", "acme/web-1"): [5, 6, 7, 8],
+           ("host", "gateway"): list(range(6, 21)),
+           ("host", "host3"): [16, 17, 18, 19], ("host_pair", "gateway-host3"): [16, 17, 18, 19],
+           ("vm", "acme/db-1"): [16, 17, 18, 19]}  # fmt: skip
+    df = windows(hit, retransmissions=12.0, retransmission_rate=12 / 80, retransmitting_flows=4.0)
+    found = fault_findings(df, VM_HOSTS, MODEL)
+    hosts = sorted(((f.start_ns - T0) // S, f.scope) for f in found if f.scope_type == "host")
+    assert hosts == [(5, "host2"), (16, "host3")]
+    later = next(f for f in found if f.scope == "host3")
+    assert {r["scope"] for r in later.evidence["related_scopes"]} >= {"gateway-host3", "acme/db-1"}
+
+
 @pytest.mark.parametrize("silent", ["host2", "host3"])
 def test_of_two_hosts_hit_the_one_gone_silent_is_named(silent: str) -> None:
     # a black hole on one host: both ends of its conversations are hit, but only its own windows went quiet

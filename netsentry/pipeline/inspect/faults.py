@@ -1,12 +1,12 @@
 """Fault findings: flagged fault windows merged into incidents, related scopes clustered, each typed and sized.
 
-A loss burst on one host uplink flags that host's rows, the host pairs through it, its VMs and the capture
-points that saw the traffic. Per scope, consecutive flagged windows (gaps up to ``gap_windows``) form a
-scope incident; scope incidents overlapping in time that share a host form one incident, reported at the
-scope that explains the others (:func:`primary_scope`). Capture-point incidents join the cluster they
-overlap most, or stand alone. A ``loss`` incident without the minimum evidence of loss
-(:mod:`~netsentry.pipeline.inspect.loss_evidence`) and a ``reordering`` one are reported at low severity.
-"""
+A loss burst on one host uplink flags that host's rows, the host pairs through it, its VMs and the capture points
+that saw the traffic. Per scope, consecutive flagged windows (gaps up to ``gap_windows``) form a scope incident;
+scope incidents overlapping in time that share a host form one incident (cut in two where a fault on a host begins
+after the faults before it ended: :func:`onsets`), reported at the scope that explains the others
+(:func:`primary_scope`). Capture-point incidents join the cluster they overlap most, or stand alone. A ``loss``
+incident without the minimum evidence of loss (:mod:`~netsentry.pipeline.inspect.loss_evidence`) and a
+``reordering`` one are reported at low severity."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ REFUSAL_SHARE = 0.1
 the network itself says why traffic fails (a route or filter); a few amid a flood's thousands do not."""
 """Attempts to one service that answered none of them (within ``SILENT_SPAN_S``) from which an incident is a
 silent service: an application retrying, beyond a one-off timeout and its retry."""
+ONSET_SCOPES = 2
+"""Paths or VMs of a host that must start flagging with it for a host incident to be where a fault begins."""
 SCOPE_ORDER = {"host": 0, "host_pair": 1, "vm": 2, "capture_point": 3}
 USUAL_CAP_Q = 0.95
 """A scope's usual retransmissions per window are its mean with each window capped at this quantile of its windows:
@@ -98,7 +100,8 @@ def _overlap(a: ScopeIncident, b: ScopeIncident, slack_ns: int) -> int:
 
 
 def cluster(incidents: list[ScopeIncident], vm_hosts: dict[str, str]) -> list[list[ScopeIncident]]:
-    """Scope incidents grouped: overlapping in time (one window of slack) and sharing a host."""
+    """Scope incidents grouped: overlapping in time (one window of slack) and sharing a host, a group cut where a
+    later fault begins (:func:`_split_at_new_onsets`)."""
     known = {i.scope for i in incidents if i.scope_type == "host"} | set(vm_hosts.values())
     for inc in incidents:
         inc.hosts = _hosts_of(inc, known, vm_hosts)
@@ -121,9 +124,10 @@ def cluster(incidents: list[ScopeIncident], vm_hosts: dict[str, str]) -> list[li
                 break
             if a.hosts & b.hosts and _overlap(a, b, slack) > 0:
                 parent[root(j)] = root(i)
-    groups: dict[int, list[int]] = {}
+    linked: dict[int, list[int]] = {}
     for i in located:
-        groups.setdefault(root(i), []).append(i)
+        linked.setdefault(root(i), []).append(i)
+    groups = {part[0]: part for members in linked.values() for part in _split_at_new_onsets(incidents, members)}
     for i, inc in enumerate(incidents):
         if inc.scope_type != "capture_point":
             continue
@@ -135,6 +139,44 @@ def cluster(incidents: list[ScopeIncident], vm_hosts: dict[str, str]) -> list[li
                 best, best_overlap = g, ov
         groups.setdefault(best if best is not None else i, []).append(i)
     return [[incidents[i] for i in members] for members in groups.values()]
+
+
+def onsets(incidents: list[ScopeIncident], members: list[int]) -> list[int]:
+    """The host incidents among ``members`` where a fault on that host begins: at least :data:`ONSET_SCOPES` of
+    its paths or VMs start flagging within one window of its own start (a link that fails takes its
+    conversations with it at once; a scope that drifts in later does not make a new onset)."""
+    out = []
+    for h in members:
+        a = incidents[h]
+        if a.scope_type != "host":
+            continue
+        slack = int(a.rows["window_s"].iloc[0] * 1e9)
+        along = {incidents[m].scope for m in members
+                 if incidents[m].scope_type in ("host_pair", "vm") and a.scope in incidents[m].hosts
+                 and abs(incidents[m].start_ns - a.start_ns) <= slack}  # fmt: skip
+        if len(along) >= ONSET_SCOPES:
+            out.append(h)
+    return sorted(out, key=lambda h: incidents[h].start_ns)
+
+
+def _split_at_new_onsets(incidents: list[ScopeIncident], members: list[int]) -> list[list[int]]:
+    """``members`` of one linked group cut in time where a fault begins (:func:`onsets`) after every onset so far
+    has ended: two faults in sequence that scopes flagged in between (a long-flagged gateway, a brute force
+    between the two hosts) chained into one group. Each part holds the members starting before the next cut."""
+    cuts: list[int] = []
+    end = None
+    for h in onsets(incidents, members):
+        a = incidents[h]
+        slack = int(a.rows["window_s"].iloc[0] * 1e9)
+        if end is not None and a.start_ns > end + slack:
+            cuts.append(a.start_ns - slack)
+        end = a.end_ns if end is None else max(end, a.end_ns)
+    if not cuts:
+        return [members]
+    parts: list[list[int]] = [[] for _ in range(len(cuts) + 1)]
+    for m in members:
+        parts[int(np.searchsorted(cuts, incidents[m].start_ns, side="right"))].append(m)
+    return [p for p in parts if p]
 
 
 def primary_scope(members: list[ScopeIncident], scored: pd.DataFrame | None = None) -> ScopeIncident:
