@@ -343,6 +343,26 @@ def test_label_link_gateway_and_no_labels() -> None:
     assert label_fault_windows(vms, host, TMAP)["label"].tolist() == [-1, 1]
 
 
+def test_a_fault_window_is_faulty_only_when_covered_enough_and_a_partial_loss_drops_enough() -> None:
+    # host h2 (400 packets a window) and its pair with h1 (40 a window) in three 1 s windows
+    windows = pd.DataFrame({"scope_type": ["host", "host_pair"] * 3, "scope": ["h2", "h1-h2"] * 3,
+                            "window_start_ns": [T0 + w * S for w in range(3) for _ in range(2)], "window_s": 1.0,
+                            "packets": [400, 40] * 3, "packets_ratio": 1.0})  # fmt: skip
+    cols = ["kind", "scenario", "scope_type", "scope", "start_ns", "end_ns", "tenant", "vm", "vni", "detail"]
+
+    def labels(start_ms: int, end_ms: int, detail: str) -> list[int]:
+        lab = pd.DataFrame([("fault", "f", "host", "h2", T0 + start_ms * MS, T0 + end_ms * MS, "", "", 0, detail)],
+                           columns=cols)  # fmt: skip
+        return label_fault_windows(windows, lab, TMAP)["label"].tolist()
+
+    # the fault enters window 0 for its last 0.3 s and leaves window 2 after 0.2 s: those mostly show the healthy
+    # path (ambiguous); 5 % loss drops 20 of the host's 400 packets, 2 of the pair's 40 (ambiguous)
+    assert labels(700, 2200, "loss_p=0.05; connections=9") == [-1, -1, 1, -1, -1, -1]
+    assert labels(700, 2200, "delay_ms=80") == [-1, -1, 1, 1, -1, -1]  # a delay touches every packet
+    assert labels(500, 1000, "delay_ms=80") == [1, 1, 0, 0, 0, 0]  # half a window is enough
+    assert labels(1400, 1450, "delay_ms=80") == [0, 0, 1, 1, 0, 0]  # a fault shorter than that, whole in it
+
+
 def test_label_gateway_change_covers_its_subnets_vms() -> None:
     """A config change (link gateway, ``subnet=`` in the detail): the tenant's VMs in that subnet; the gateway, its
     pairs and the hosts of those VMs are ambiguous; another tenant's VM with an address in the CIDR is not covered."""

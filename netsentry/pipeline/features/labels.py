@@ -115,6 +115,14 @@ _DETAIL_VMS = re.compile(r"(?:^|[;\s])vms=([^;\s]*)")
 MIN_OBSERVABLE_PACKETS = 20
 """A host, host pair or VM that usually carries fewer packets per window cannot show a loss burst or a delay on
 its host or path: its covered windows are ambiguous (-1), not faulty."""
+MIN_EXPECTED_LOSSES = 3.0
+"""Packets a partial loss (``loss_p`` in the label's detail) must be expected to drop in a covered window (the
+scope's usual packets × ``loss_p``) for the window to be faulty: the least loss `inspect` calls evidence (three
+retransmitted segments). A pair of 40 packets a window at 5 % loss drops two, often none: ambiguous (-1)."""
+MIN_COVERED_SHARE = 0.5
+"""Share of a fault window a fault must cover (or all of the fault, when it is shorter) for the window to be
+faulty: a 1 s window the fault enters 0.3 s before its end mostly shows the healthy path (ambiguous, -1)."""
+_DETAIL_LOSS_P = re.compile(r"(?:^|[;\s])loss_p=([0-9.eE+-]+)")
 
 
 def _in(addr: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
@@ -236,10 +244,13 @@ def label_fault_windows(windows: pd.DataFrame, labels: pd.DataFrame, tmap: Tenan
     tenant with an address in CIDR, only those listed in ``vms=`` when it lists them) and, for the rows of
     host, pair and link faults, the scope usually carries at least :data:`MIN_OBSERVABLE_PACKETS` packets a
     window (``packets / packets_ratio``; a pair that quiet cannot show loss or delay, while a black hole still
-    shows as a busy scope gone silent). It is -1 when its scope only partly relates (it contains the label's
+    shows as a busy scope gone silent) and, under a partial loss (``loss_p``), enough of them to lose
+    :data:`MIN_EXPECTED_LOSSES`; and the fault covers at least :data:`MIN_COVERED_SHARE` of the window (or all of
+    a shorter fault). It is -1 when its scope only partly relates (it contains the label's
     scope — capture points, hosts A and B of a faulted pair, the host of a faulted VM and its pairs, the gateway,
     the cut-off subnet's other VMs, their hosts and its router — or, for a host label, it is a host that
-    exchanged packets with H in that window; or the VM's host is unknown) or it is covered but too quiet; else 0.
+    exchanged packets with H in that window; or the VM's host is unknown) or it is covered but too quiet or too
+    briefly; else 0.
     1 wins over -1; ``label_scenario`` joins the scenarios of the 1 labels with ``+``.
     """
     out = windows.copy()
@@ -262,6 +273,8 @@ def label_fault_windows(windows: pd.DataFrame, labels: pd.DataFrame, tmap: Tenan
         ov = (ws < int(lab.end_ns)) & (we > int(lab.start_ns))
         if not ov.any():
             continue
+        covered = np.minimum(we, int(lab.end_ns)) - np.maximum(ws, int(lab.start_ns))
+        enough = covered >= np.minimum(MIN_COVERED_SHARE * (we - ws), max(int(lab.end_ns) - int(lab.start_ns), 1))
         related = rows.related(lab, ov)
         if related is None:
             log.warning("fault label with unknown scope_type %r ignored", str(lab.scope_type))
@@ -269,8 +282,11 @@ def label_fault_windows(windows: pd.DataFrame, labels: pd.DataFrame, tmap: Tenan
         cover, partial = related
         # rows covered by a host, pair or link fault must usually be busy enough to show it; a VM's own rows
         # are taken as they are (measured on mixed: quiet VM rows ambiguous, fault ROC-AUC 0.89 → 0.93)
-        observable = usual >= MIN_OBSERVABLE_PACKETS if str(lab.scope_type) != "vm" else np.ones(n, bool)
-        pos = ov & cover & observable
+        path_fault = str(lab.scope_type) != "vm"
+        observable = usual >= MIN_OBSERVABLE_PACKETS if path_fault else np.ones(n, bool)
+        if path_fault and (loss := _DETAIL_LOSS_P.search(str(lab.detail))) is not None:  # partial loss: enough drops
+            observable &= usual * float(loss.group(1)) >= MIN_EXPECTED_LOSSES
+        pos = ov & cover & observable & enough
         label[ov & (partial | cover) & ~pos & (label == 0)] = -1
         label[pos] = 1
         scenario[pos] = np.where(scenario[pos] == "", lab.scenario, scenario[pos] + "+" + str(lab.scenario))
