@@ -122,7 +122,7 @@ retransmitted segments). A pair of 40 packets a window at 5 % loss drops two, of
 MIN_COVERED_SHARE = 0.5
 """Share of a fault window a fault must cover (or all of the fault, when it is shorter) for the window to be
 faulty: a 1 s window the fault enters 0.3 s before its end mostly shows the healthy path (ambiguous, -1)."""
-_DETAIL_LOSS_P = re.compile(r"(?:^|[;\s])loss_p=([0-9.eE+-]+)")
+_DETAIL_LOSS_P = re.compile(r"(?:^|[;\s])loss_p=([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)")
 
 
 def _in(addr: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
@@ -265,7 +265,8 @@ def label_fault_windows(windows: pd.DataFrame, labels: pd.DataFrame, tmap: Tenan
     rows = _FaultRows(out, vm_hosts(tmap) if tmap is not None else {}, vm_addresses(tmap) if tmap is not None else {})
     ws = rows.start
     we = ws + np.rint(out["window_s"].to_numpy(np.float64) * NS_PER_S).astype(np.int64)
-    if {"packets", "packets_ratio"} <= set(out.columns):  # the scope's usual traffic per window
+    known = {"packets", "packets_ratio"} <= set(out.columns)
+    if known:  # the scope's usual traffic per window
         usual = out["packets"].to_numpy(np.float64) / np.maximum(out["packets_ratio"].to_numpy(np.float64), 1e-9)
     else:
         usual = np.full(n, float(MIN_OBSERVABLE_PACKETS))
@@ -284,7 +285,7 @@ def label_fault_windows(windows: pd.DataFrame, labels: pd.DataFrame, tmap: Tenan
         # are taken as they are (measured on mixed: quiet VM rows ambiguous, fault ROC-AUC 0.89 → 0.93)
         path_fault = str(lab.scope_type) != "vm"
         observable = usual >= MIN_OBSERVABLE_PACKETS if path_fault else np.ones(n, bool)
-        if path_fault and (loss := _DETAIL_LOSS_P.search(str(lab.detail))) is not None:  # partial loss: enough drops
+        if known and path_fault and (loss := _DETAIL_LOSS_P.search(str(lab.detail))):  # partial loss: enough drops
             observable &= usual * float(loss.group(1)) >= MIN_EXPECTED_LOSSES
         pos = ov & cover & observable & enough
         label[ov & (partial | cover) & ~pos & (label == 0)] = -1
