@@ -66,6 +66,11 @@ class ScopeIncident:
     def score(self) -> float:
         return float(self.rows["score"].max())
 
+    @property
+    def window_ns(self) -> int:
+        """The length of its windows: one window of slack in time."""
+        return int(self.rows["window_s"].iloc[0] * 1e9)
+
 
 def scope_incidents(scored: pd.DataFrame, gap_windows: int = 1) -> list[ScopeIncident]:
     """Runs of flagged windows per scope, allowing ``gap_windows`` unflagged windows inside a run."""
@@ -117,7 +122,7 @@ def cluster(incidents: list[ScopeIncident], vm_hosts: dict[str, str]) -> list[li
     order = sorted(located, key=lambda i: incidents[i].start_ns)
     for n, i in enumerate(order):
         a = incidents[i]
-        slack = int(a.rows["window_s"].iloc[0] * 1e9)
+        slack = a.window_ns
         for j in order[n + 1 :]:
             b = incidents[j]
             if b.start_ns > a.end_ns + slack:
@@ -131,7 +136,7 @@ def cluster(incidents: list[ScopeIncident], vm_hosts: dict[str, str]) -> list[li
     for i, inc in enumerate(incidents):
         if inc.scope_type != "capture_point":
             continue
-        slack = int(inc.rows["window_s"].iloc[0] * 1e9)
+        slack = inc.window_ns
         best, best_overlap = None, 0
         for g, members in groups.items():
             ov = max(_overlap(inc, incidents[m], slack) for m in members)
@@ -150,7 +155,7 @@ def onsets(incidents: list[ScopeIncident], members: list[int]) -> list[int]:
         a = incidents[h]
         if a.scope_type != "host":
             continue
-        slack = int(a.rows["window_s"].iloc[0] * 1e9)
+        slack = a.window_ns
         along = {incidents[m].scope for m in members
                  if incidents[m].scope_type in ("host_pair", "vm") and a.scope in incidents[m].hosts
                  and abs(incidents[m].start_ns - a.start_ns) <= slack}  # fmt: skip
@@ -167,7 +172,7 @@ def _split_at_new_onsets(incidents: list[ScopeIncident], members: list[int]) -> 
     end = None
     for h in onsets(incidents, members):
         a = incidents[h]
-        slack = int(a.rows["window_s"].iloc[0] * 1e9)
+        slack = a.window_ns
         if end is not None and a.start_ns > end + slack:
             cuts.append(a.start_ns - slack)
         end = a.end_ns if end is None else max(end, a.end_ns)
@@ -243,9 +248,10 @@ def _lossy_path_share(scored: pd.DataFrame, inside: pd.DataFrame, host: str, oth
     busy = segments[segments >= BUSY_PATH_SEGMENTS].index
     if not len(busy):
         return 0.0
+    rows = scored[(scored["scope_type"] == "host_pair") & scored["scope"].isin(busy)]
     lossy = []
-    for pair in busy:
-        observed, usual = _observed_and_usual(_retransmissions_per_window(scored, "host_pair", {pair}), inside)
+    for _, per_window in rows.groupby("scope")[["window_start_ns", "retransmissions"]]:
+        observed, usual = _observed_and_usual(per_window.groupby("window_start_ns")["retransmissions"].sum(), inside)
         lossy.append((observed - usual) / np.sqrt(usual + 1.0) >= LOSSY_PATH_Z)
     return float(np.mean(lossy))
 
